@@ -1,0 +1,134 @@
+"""What every protocol provides: operations on secret-shared ring arrays.
+
+A protocol knows rings and shares, not JAX primitives. Its operations take and return *share
+arrays*: ring arrays whose leading ``share_axes`` axes index the parties' shares (in emulation
+all parties are present; the layout is the protocol's own). Each operation runs as a step on
+the runtime (:class:`secjax.runtime.emulation.Emulator`), which compiles it once per shape and
+accounts for its communication.
+
+Bilinear maps (``mul``, ``dot_general``, ``conv``) are one operation, :meth:`bilinear`, which
+takes the map itself as a hashable callable on plain ring arrays: Beaver triples and replicated
+cross terms work for any bilinear map, so one code path serves all three.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from secjax.ring import Ring
+
+
+@dataclasses.dataclass(frozen=True)
+class Bilinear:
+    """A hashable bilinear map on ring arrays: ``fn(x, y, **params)``."""
+
+    fn: Callable
+    params: tuple = ()
+
+    def __call__(self, x, y):
+        return self.fn(x, y, **dict(self.params))
+
+
+@dataclasses.dataclass(frozen=True)
+class Local:
+    """A hashable linear map applied to every share alike: ``fn(*xs, **params)``."""
+
+    fn: Callable
+    params: tuple = ()
+
+    def __call__(self, *xs):
+        return self.fn(*xs, **dict(self.params))
+
+
+def _vmap_shares(fn, axes: int, in_axes):
+    for _ in range(axes):
+        fn = jax.vmap(fn, in_axes=in_axes)
+    return fn
+
+
+def _local_step(comm, *shares, fn, axes, shared):
+    in_axes = tuple(0 if s else None for s in shared)
+    return _vmap_shares(fn, axes, in_axes)(*shares)
+
+
+def _bilinear_public_step(comm, shares, public, *, op, axes, public_first):
+    if public_first:
+        return _vmap_shares(lambda s: op(public, s), axes, 0)(shares)
+    return _vmap_shares(lambda s: op(s, public), axes, 0)(shares)
+
+
+class Protocol(abc.ABC):
+    """Secret-sharing protocol over ``ring`` for ``n_parties``, running on ``runtime``."""
+
+    name: str
+    share_axes: int = 1
+
+    def __init__(self, ring: Ring, n_parties: int, runtime):
+        self.ring = ring
+        self.n_parties = n_parties
+        self.runtime = runtime
+
+    # -- protocol-specific ------------------------------------------------------------------
+    @abc.abstractmethod
+    def share(self, x: jax.Array, owner: int) -> jax.Array:
+        """Secret-share the ring array ``x`` held by party ``owner``."""
+
+    @abc.abstractmethod
+    def reveal(self, shares: jax.Array, to: int | None = None) -> jax.Array:
+        """Open ``shares``: to every party (``to=None``) or to party ``to`` only."""
+
+    @abc.abstractmethod
+    def from_public(self, x: jax.Array) -> jax.Array:
+        """The trivial sharing of a public ring array (no communication)."""
+
+    @abc.abstractmethod
+    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array) -> jax.Array:
+        """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation)."""
+
+    @abc.abstractmethod
+    def trunc(self, a: jax.Array, bits: int) -> jax.Array:
+        """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
+
+    @abc.abstractmethod
+    def msb(self, a: jax.Array) -> jax.Array:
+        """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""
+
+    @abc.abstractmethod
+    def eqz(self, a: jax.Array) -> jax.Array:
+        """Arithmetic shares (0 or 1) of ``a == 0``."""
+
+    # -- shared by every linear secret sharing ---------------------------------------------
+    def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None):
+        """Apply the linear map ``fn`` to every share (public operands passed as they are)."""
+        shared = shared or (True,) * len(operands)
+        return self.runtime.run(_local_step, *operands, fn=fn, axes=self.share_axes,
+                                shared=tuple(shared))
+
+    def add(self, a, b):
+        return self.local(Local(jnp.add), a, b)
+
+    def sub(self, a, b):
+        return self.local(Local(jnp.subtract), a, b)
+
+    def neg(self, a):
+        return self.local(Local(jnp.negative), a)
+
+    def add_public(self, a, p):
+        """``a + p`` for a public ring array ``p`` broadcastable to ``a``'s logical shape."""
+        return self.add(a, self.from_public(jnp.broadcast_to(p, self.logical_shape(a))))
+
+    def bilinear_public(self, op: Bilinear, a, p, *, public_first: bool = False):
+        """``op(a, p)`` (or ``op(p, a)``) for public ``p``: local, no communication."""
+        return self.runtime.run(_bilinear_public_step, a, p, op=op, axes=self.share_axes,
+                                public_first=public_first)
+
+    def select(self, bit, a, b):
+        """``bit ? a : b`` for a secret 0/1 ``bit`` and secret ``a``, ``b`` of one shape."""
+        return self.add(b, self.bilinear(Bilinear(jnp.multiply), bit, self.sub(a, b)))
+
+    def logical_shape(self, shares) -> tuple[int, ...]:
+        return tuple(shares.shape[self.share_axes:])

@@ -1,0 +1,56 @@
+"""``plain``: fixed-point ring arithmetic with a single share and no secrecy.
+
+It computes exactly what the secure protocols compute (encoding, ring wrap-around,
+truncation, the nonlinear approximations built on these operations) without sharing, so
+accuracy studies of large models run at the speed of local arithmetic. Truncation here is the
+exact arithmetic shift, the result the secure protocols approximate to within one unit.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from secjax import ring as ring_ops
+from secjax.protocols.base import Protocol
+
+
+def _bilinear_step(comm, a, b, *, op):
+    return op(a[0], b[0])[None]
+
+
+def _trunc_step(comm, a, *, bits):
+    return ring_ops.arshift(comm.ring, a, bits)
+
+
+def _msb_step(comm, a):
+    return ring_ops.msb(comm.ring, a)
+
+
+def _eqz_step(comm, a):
+    return (a == 0).astype(a.dtype)
+
+
+class Plain(Protocol):
+    """One party holding its values in the clear, in the ring."""
+
+    name = "plain"
+
+    def share(self, x, owner):
+        return jnp.asarray(x)[None]
+
+    def reveal(self, shares, to=None):
+        return shares[0]
+
+    def from_public(self, x):
+        return jnp.asarray(x)[None]
+
+    def bilinear(self, op, a, b):
+        return self.runtime.run(_bilinear_step, a, b, op=op)
+
+    def trunc(self, a, bits):
+        return self.runtime.run(_trunc_step, a, bits=bits)
+
+    def msb(self, a):
+        return self.runtime.run(_msb_step, a)
+
+    def eqz(self, a):
+        return self.runtime.run(_eqz_step, a)

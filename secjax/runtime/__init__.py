@@ -1,0 +1,1 @@
+"""Where protocol steps run: emulation (all parties in one process) or the network."""

@@ -1,0 +1,76 @@
+"""The three kinds of value a secure program handles, and how each is encoded in the ring.
+
+- :class:`Public`: known to every party; computed in the clear, in the user's own dtype.
+- :class:`Private`: known to one party, which computes on it locally in the clear.
+- :class:`Secret`: shared among the parties; only protocol operations touch it.
+
+A secret of a floating dtype is held at ``frac_bits`` fractional bits, one of an integer or
+boolean dtype at scale 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from secjax.ring import Ring
+
+
+@dataclasses.dataclass(frozen=True)
+class Public:
+    """A value every party knows."""
+
+    value: jax.Array
+
+    @property
+    def shape(self):
+        return np.shape(self.value)
+
+    @property
+    def dtype(self):
+        return np.dtype(self.value.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Private:
+    """A value only party ``owner`` knows."""
+
+    value: jax.Array
+    owner: int
+
+    @property
+    def shape(self):
+        return np.shape(self.value)
+
+    @property
+    def dtype(self):
+        return np.dtype(self.value.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    """A secret-shared value: protocol ``shares`` of a logical array of ``shape``/``dtype``."""
+
+    shares: jax.Array
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+Value = Public | Private | Secret
+
+
+def is_float(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+def scale_of(ring: Ring, dtype) -> int:
+    """Fractional bits at which a secret of ``dtype`` is held."""
+    return ring.frac_bits if is_float(dtype) else 0
+
+
+def encodable(dtype) -> bool:
+    """Whether values of ``dtype`` have a ring encoding (real and integer, not complex)."""
+    return bool(jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.integer)
+                or is_float(dtype))
