@@ -69,19 +69,21 @@ def from_signed(ring: Ring, x: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(x.astype(ring.signed_dtype), ring.dtype)
 
 
-def encode(ring: Ring, x, scale: int, *, saturate: bool = True) -> jax.Array:
+def encode(ring: Ring, x, scale: int, *, saturate: bool = True,
+           bound: float | None = None) -> jax.Array:
     """Encode a real or integer array as ring elements at ``scale`` fractional bits.
 
     Booleans and integers are exact (at any scale). Floats are rounded to nearest. Magnitudes
-    beyond ``ring.saturation_bound(scale)`` are clipped to it when ``saturate`` is set
-    (``finfo.min`` masks, ``-inf``); NaN encodes as 0. Callers that must not saturate (secret
+    beyond ``bound`` (default ``ring.saturation_bound(scale)``) are clipped to it when
+    ``saturate`` is set (``finfo.min`` masks, ``-inf``); NaN encodes as 0. Callers that must not saturate (secret
     inputs) check the range first with :func:`check_range`.
     """
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.bool_) or jnp.issubdtype(x.dtype, jnp.integer):
         signed = x.astype(ring.signed_dtype)
         return from_signed(ring, signed) << scale if scale else from_signed(ring, signed)
-    bound = ring.saturation_bound(scale) if saturate else ring.max_abs(scale)
+    if bound is None:
+        bound = ring.saturation_bound(scale) if saturate else ring.max_abs(scale)
     wide = jnp.nan_to_num(x.astype(jnp.float64), nan=0.0, posinf=bound, neginf=-bound)
     wide = jnp.clip(wide, -bound, bound)
     return from_signed(ring, jnp.round(wide * 2.0 ** scale).astype(ring.signed_dtype))

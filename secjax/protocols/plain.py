@@ -7,10 +7,16 @@ exact arithmetic shift, the result the secure protocols approximate to within on
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from secjax import ring as ring_ops
 from secjax.protocols.base import Protocol
+
+
+def _single_share_step(comm, x):
+    return x[None]
+
+
+def _open_step(comm, shares):
+    return shares[0]
 
 
 def _bilinear_step(comm, a, b, *, op):
@@ -35,13 +41,13 @@ class Plain(Protocol):
     name = "plain"
 
     def share(self, x, owner):
-        return jnp.asarray(x)[None]
+        return self.runtime.run(_single_share_step, x)
 
     def reveal(self, shares, to=None):
-        return shares[0]
+        return self.runtime.run(_open_step, shares)
 
     def from_public(self, x):
-        return jnp.asarray(x)[None]
+        return self.runtime.run(_single_share_step, x)
 
     def bilinear(self, op, a, b):
         return self.runtime.run(_bilinear_step, a, b, op=op)

@@ -107,7 +107,8 @@ class Emulator:
         self.ring = ring
         self.abstract = abstract
         self.cost = CostLog(n_parties)
-        self.compile_seconds = 0.0
+        self.compile_seconds = 0.0  # tracing, lowering and compiling new kernels
+        self.kernels_compiled = 0
         self._base_key = jax.random.key_data(jax.random.key(seed))
         self._calls = 0
 
@@ -120,7 +121,9 @@ class Emulator:
                tuple(_aval_key(a) for a in arrays))
         kernel = _KERNELS.get(key)
         if kernel is None:
+            start = time.perf_counter()
             kernel = _KERNELS[key] = self._trace(step, arrays, static)
+            self.compile_seconds += time.perf_counter() - start
         self.cost.add(kernel.exchanges)
         self._calls += 1
         if self.abstract:
@@ -129,6 +132,7 @@ class Emulator:
             start = time.perf_counter()
             kernel.compiled = kernel.traced.lower().compile()
             self.compile_seconds += time.perf_counter() - start
+            self.kernels_compiled += 1
         return kernel.compiled(self._base_key, np.uint32(self._calls), *arrays)
 
     def _trace(self, step, arrays, static) -> _Kernel:

@@ -1,0 +1,219 @@
+"""The user's entry points: ``secure_jit``, ``public``, ``private`` and ``Config``."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from secjax import ring as ring_ops
+from secjax.errors import EncodingError, SecjaxError
+from secjax.interpreter import Interpreter
+from secjax.protocols import PROTOCOLS
+from secjax.ring import Ring
+from secjax.runtime.cost import CostReport
+from secjax.runtime.emulation import Emulator
+from secjax.values import Private, Public, Secret, encodable, scale_of
+
+DEFAULT_PARTIES = {"plain": 1, "semi2k": 2, "aby3": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """How a secure function runs.
+
+    protocol: ``"aby3"`` (3 parties, replicated sharing), ``"semi2k"`` (additive sharing with
+      a dealer) or ``"plain"`` (fixed-point emulation without sharing, for accuracy studies).
+    parties: number of computing parties (default: what the protocol needs).
+    ring_bits, frac_bits: the ring Z_2^ring_bits and fixed-point fractional bits.
+    input_party: the party that provides arguments not marked ``public`` or ``private``.
+    seed: seed of the emulated parties' randomness (default: fresh from the OS).
+    overrides: replace named functions (gelu, silu, softmax...) by MPC-friendly rules.
+    """
+
+    protocol: str = "aby3"
+    parties: int | None = None
+    ring_bits: int = 64
+    frac_bits: int = 18
+    input_party: int = 0
+    seed: int | None = None
+    overrides: bool = True
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of "
+                             f"{sorted(PROTOCOLS)}")
+        if self.parties is None:
+            object.__setattr__(self, "parties", DEFAULT_PARTIES[self.protocol])
+        if not 0 <= self.input_party < self.parties:
+            raise ValueError(f"input_party={self.input_party} is not one of the "
+                             f"{self.parties} parties")
+
+    @property
+    def ring(self) -> Ring:
+        return Ring(self.ring_bits, self.frac_bits)
+
+
+def public(tree):
+    """Mark every array in ``tree`` as known to all parties (computed on in the clear)."""
+    return jax.tree.map(lambda x: Public(x), tree)
+
+
+def private(tree, party: int):
+    """Mark every array in ``tree`` as known to ``party`` alone (it computes on it locally
+    in the clear; it is shared the first time it meets another party's data)."""
+    return jax.tree.map(lambda x: Private(x, party), tree)
+
+
+def _is_marker(x) -> bool:
+    return isinstance(x, (Public, Private))
+
+
+@dataclasses.dataclass
+class RunStats:
+    """Where the time of the last call went, in seconds."""
+
+    trace: float = 0.0
+    compile: float = 0.0
+    run: float = 0.0
+    kernels_compiled: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Traced:
+    jaxpr: Any
+    out_tree: Any
+    kinds: tuple
+
+
+class SecureFunction:
+    """``f`` compiled for secure execution; call it like ``f``. Traced once per input
+    signature (structure, shapes, dtypes, and which inputs are public or private)."""
+
+    def __init__(self, fun: Callable, config: Config):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.config = config
+        self.last_stats = RunStats()
+        self._traces: dict = {}
+
+    def __call__(self, *args, **kwargs):
+        return self._execute(args, kwargs, abstract=False)
+
+    def cost(self, *args, **kwargs) -> CostReport:
+        """Bytes and rounds per party, per primitive and per protocol op, without running.
+
+        Secret arguments may be ``jax.ShapeDtypeStruct``; public ones must be concrete.
+        """
+        return self._execute(args, kwargs, abstract=True)
+
+    # -- tracing -----------------------------------------------------------------------------
+    def _trace(self, args, kwargs) -> tuple[_Traced, list]:
+        leaves, in_tree = jax.tree.flatten((args, kwargs), is_leaf=_is_marker)
+        kinds, avals = [], []
+        for leaf in leaves:
+            kind, raw = _classify(leaf)
+            aval = jax.ShapeDtypeStruct(np.shape(raw), _dtype_of(raw))
+            kinds.append(kind)
+            avals.append(aval)
+        key = (in_tree, tuple(kinds), tuple((a.shape, a.dtype) for a in avals))
+        traced = self._traces.get(key)
+        if traced is None:
+            out_tree = []
+
+            def flat_fun(*flat):
+                a, k = jax.tree.unflatten(in_tree, flat)
+                out_leaves, tree = jax.tree.flatten(self.fun(*a, **k))
+                out_tree.append(tree)
+                return out_leaves
+
+            closed = jax.make_jaxpr(flat_fun)(*avals)
+            traced = self._traces[key] = _Traced(closed, out_tree[0], tuple(kinds))
+        return traced, leaves
+
+    # -- running -----------------------------------------------------------------------------
+    def _execute(self, args, kwargs, *, abstract: bool):
+        start = time.perf_counter()
+        traced, leaves = self._trace(args, kwargs)
+        traced_at = time.perf_counter()
+        config = self.config
+        seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
+        with jax.enable_x64(True):
+            runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
+            protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
+            interpreter = Interpreter(protocol, overrides=config.overrides)
+            inputs = [self._input(interpreter, kind, leaf, var.aval, abstract)
+                      for kind, leaf, var in zip(traced.kinds, leaves,
+                                                 traced.jaxpr.jaxpr.invars)]
+            outs = interpreter.eval_jaxpr(traced.jaxpr, inputs)
+            if abstract:
+                return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
+            results = [self._output(protocol, out, var.aval)
+                       for out, var in zip(outs, traced.jaxpr.jaxpr.outvars)]
+            results = jax.block_until_ready(results)
+        end = time.perf_counter()
+        self.last_stats = RunStats(trace=traced_at - start, compile=runtime.compile_seconds,
+                                   run=end - traced_at - runtime.compile_seconds,
+                                   kernels_compiled=runtime.kernels_compiled)
+        self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
+        return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
+
+    def _input(self, interpreter, kind, leaf, aval, abstract):
+        raw = leaf.value if _is_marker(leaf) else leaf
+        if not encodable(aval.dtype):
+            raise EncodingError(f"secjax cannot take an input of dtype {aval.dtype}: only "
+                                "booleans, integers and real floats have a ring encoding")
+        if kind == "public":
+            return Public(jax.numpy.asarray(raw, aval.dtype))
+        is_private = isinstance(leaf, Private)
+        owner = leaf.owner if is_private else self.config.input_party
+        if abstract and isinstance(raw, jax.ShapeDtypeStruct):
+            ring = self.config.ring
+            encoded = jax.ShapeDtypeStruct(raw.shape, ring.dtype)
+            shares = interpreter.protocol.share(encoded, owner)
+            return Secret(shares, tuple(aval.shape), np.dtype(aval.dtype))
+        value = Private(jax.numpy.asarray(raw, aval.dtype), owner)
+        return value if is_private else interpreter.ctx.secret(value)
+
+    def _output(self, protocol, value, aval):
+        if not isinstance(value, Secret):
+            return jax.numpy.asarray(value.value, aval.dtype)
+        opened = protocol.reveal(value.shares)
+        return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
+                               aval.dtype)
+
+
+def _classify(leaf) -> tuple[str, Any]:
+    if isinstance(leaf, Public):
+        return "public", leaf.value
+    if isinstance(leaf, Private):
+        return f"private:{leaf.owner}", leaf.value
+    return "secret", leaf
+
+
+def _dtype_of(raw):
+    if isinstance(raw, (bool, int, float, complex)):
+        return jax.numpy.asarray(raw).dtype
+    return raw.dtype
+
+
+def secure_jit(fun: Callable | None = None, *, config: Config | None = None, **options):
+    """Compile ``fun`` for secure execution.
+
+    Usable bare (``@secure_jit``) or with options (``secure_jit(f, protocol="semi2k",
+    parties=3, ring_bits=64, frac_bits=18)``), or with a :class:`Config`. The result is
+    called like ``fun`` and returns the same pytree, shapes and dtypes; every argument is
+    secret unless marked with :func:`public` or :func:`private`.
+    """
+    if config is not None and options:
+        raise TypeError("pass either config= or keyword options, not both")
+    config = config or Config(**options)
+    if fun is None:
+        return functools.partial(secure_jit, config=config)
+    if isinstance(fun, SecureFunction):
+        raise SecjaxError("function is already wrapped by secure_jit")
+    return SecureFunction(fun, config)

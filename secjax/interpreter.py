@@ -1,0 +1,92 @@
+"""Walks a jaxpr, computing each equation on public, private or secret values.
+
+An equation whose operands are all public is computed in the clear, exactly as JAX would;
+one whose operands are public or private to a single party is computed by that party in the
+clear. Any other equation goes to its primitive's rule (``secjax.primitives``); a named
+function with an MPC-friendly override (``secjax.nn``) is replaced as a whole. A primitive
+without a rule is an error that names it and the user's source line: never a fallback to
+plaintext.
+"""
+from __future__ import annotations
+
+from jax.extend.core import ClosedJaxpr, Literal
+
+from secjax import nn
+from secjax.primitives import load_rules
+from secjax.primitives.context import RuleContext
+from secjax.values import Private, Public, Secret, Value
+
+RULES = load_rules()
+
+
+def _owner(values) -> int | None:
+    """The single party that can compute on ``values`` in the clear, if there is one."""
+    owners = {v.owner for v in values if isinstance(v, Private)}
+    if any(isinstance(v, Secret) for v in values) or len(owners) > 1:
+        return None
+    return owners.pop() if owners else -1
+
+
+def _bind_clear(eqn, values):
+    """Run the equation in the clear on plain arrays."""
+    out = eqn.primitive.bind(*[v.value for v in values], **eqn.params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+class Interpreter:
+    """Evaluates closed jaxprs securely under one protocol."""
+
+    def __init__(self, protocol, *, overrides: bool = True):
+        self.protocol = protocol
+        self.overrides = nn.OVERRIDES if overrides else {}
+        self.ctx = RuleContext(protocol, self.eval_jaxpr)
+
+    def eval_jaxpr(self, closed: ClosedJaxpr, args: list[Value]) -> list[Value]:
+        jaxpr = closed.jaxpr
+        env: dict = {}
+
+        def read(var):
+            return Public(var.val) if isinstance(var, Literal) else env[var]
+
+        for var, const in zip(jaxpr.constvars, closed.consts):
+            env[var] = Public(const)
+        for var, arg in zip(jaxpr.invars, args, strict=True):
+            env[var] = arg
+        for eqn in jaxpr.eqns:
+            outs = self._eval_eqn(eqn, [read(v) for v in eqn.invars])
+            for var, out in zip(eqn.outvars, outs, strict=True):
+                env[var] = out
+        return [read(v) for v in jaxpr.outvars]
+
+    def _eval_eqn(self, eqn, values: list[Value]) -> list[Value]:
+        owner = _owner(values)
+        if owner == -1:
+            return [Public(o) for o in _bind_clear(eqn, values)]
+        if owner is not None:
+            return [Private(o, owner) for o in _bind_clear(eqn, values)]
+        ctx = self.ctx
+        outer, ctx.eqn = ctx.eqn, eqn
+        try:
+            rule = self._rule_for(eqn)
+            with self.protocol.runtime.cost.label(self._label(eqn)):
+                outs = rule(ctx, *values, **eqn.params)
+        finally:
+            ctx.eqn = outer
+        return list(outs) if eqn.primitive.multiple_results else [outs]
+
+    def _rule_for(self, eqn):
+        override = self.overrides.get(eqn.params.get("name")) if "jaxpr" in eqn.params else None
+        if override is not None:
+            return override
+        rule = RULES.get(eqn.primitive.name)
+        if rule is None:
+            raise self.ctx.unsupported(
+                "no secure rule for this primitive on non-public operands (see "
+                "`secjax primitives` for the supported list)")
+        return rule
+
+    @staticmethod
+    def _label(eqn) -> str:
+        name = eqn.params.get("name")
+        return f"{eqn.primitive.name}:{name}" if name and "jaxpr" in eqn.params else (
+            eqn.primitive.name)

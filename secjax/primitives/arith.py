@@ -1,0 +1,135 @@
+"""Rules for arithmetic: sums, products, contractions, powers and dtype conversions.
+
+Products of two values at ``frac_bits`` fractional bits land at twice that and are truncated
+back once; a dot product or convolution is truncated once after accumulation. A public
+multiplier whose values are all integers (masks, counts, ``finfo.min``) is encoded at scale 0,
+so its product needs no truncation at all.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from secjax import ring as ring_ops
+from secjax.primitives import register
+from secjax.primitives.structural import bind_primitive, freeze
+from secjax.protocols.base import Bilinear, Local
+from secjax.values import Public, is_float
+
+
+@register("add", "sub")
+def add_sub_rule(ctx, x, y, **_):
+    """Sums are local: a public operand is shared trivially at the same scale."""
+    x, y = ctx.secret(x), ctx.secret(y)
+    combine = ctx.protocol.add if ctx.primitive == "add" else ctx.protocol.sub
+    return ctx.make(combine(x.shares, y.shares), ctx.out_avals[0])
+
+
+@register("neg")
+def neg_rule(ctx, x, **_):
+    return ctx.make(ctx.protocol.neg(ctx.secret(x).shares), ctx.out_avals[0])
+
+
+def apply_bilinear(ctx, op: Bilinear, x, y):
+    """``op(x, y)`` for values of any kinds, truncated back to the output's scale."""
+    out_aval = ctx.out_avals[0]
+    target = ctx.scale(out_aval.dtype)
+    if isinstance(x, Public) or isinstance(y, Public):
+        public, other, public_first = (x, y, True) if isinstance(x, Public) else (y, x, False)
+        scale = ctx.public_scale(public.value)
+        encoded = ctx.encode_public(public.value, scale)
+        shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
+                                              public_first=public_first)
+        return ctx.make(ctx.truncate(shares, ctx.scale(other.dtype) + scale - target),
+                        out_aval)
+    x, y = ctx.secret(x), ctx.secret(y)
+    shares = ctx.protocol.bilinear(op, x.shares, y.shares)
+    excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
+    return ctx.make(ctx.truncate(shares, excess), out_aval)
+
+
+MULTIPLY = Bilinear(jnp.multiply)
+
+
+@register("mul")
+def mul_rule(ctx, x, y, **_):
+    return apply_bilinear(ctx, MULTIPLY, x, y)
+
+
+@register("dot_general")
+def dot_general_rule(ctx, x, y, *, dimension_numbers, **_):
+    """Any contraction and batch dimensions; one truncation after accumulation."""
+    op = Bilinear(ring_ops.dot_general, (("dimension_numbers", freeze(dimension_numbers)),))
+    return apply_bilinear(ctx, op, x, y)
+
+
+@register("conv_general_dilated")
+def conv_rule(ctx, x, y, **params):
+    """Convolution is bilinear in (input, kernel): the ring computes it exactly."""
+    params = dict(params, preferred_element_type=None)
+    frozen = tuple(sorted((k, freeze(v)) for k, v in params.items()))
+    op = Bilinear(bind_primitive, (("primitive", ctx.eqn.primitive), ("params", frozen)))
+    return apply_bilinear(ctx, op, x, y)
+
+
+@register("square")
+def square_rule(ctx, x, **_):
+    return apply_bilinear(ctx, MULTIPLY, x, x)
+
+
+@register("integer_pow")
+def integer_pow_rule(ctx, x, *, y, **_):
+    """x**y for a positive integer y by repeated squaring: about 2 log2(y) products."""
+    if y < 1:
+        raise ctx.unsupported(f"integer_pow with exponent {y} needs a reciprocal; only "
+                              "positive exponents are supported")
+    result, power, remaining = None, ctx.secret(x), y
+    while True:
+        if remaining & 1:
+            result = power if result is None else apply_bilinear(ctx, MULTIPLY, result, power)
+        remaining >>= 1
+        if not remaining:
+            return result
+        power = apply_bilinear(ctx, MULTIPLY, power, power)
+
+
+@register("div")
+def div_rule(ctx, x, y, **_):
+    """Division by a public divisor: a product with its public reciprocal."""
+    if not isinstance(y, Public):
+        raise ctx.unsupported("division by a secret divisor needs the reciprocal rule "
+                              "(secjax.primitives.transcendental)")
+    if not is_float(ctx.out_avals[0].dtype):
+        raise ctx.unsupported("integer division of a secret rounds data-dependently")
+    reciprocal = Public(1.0 / np.asarray(y.value, dtype=np.float64))
+    return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
+
+
+def _shift_left(x, *, bits):
+    return x << bits
+
+
+@register("convert_element_type")
+def convert_rule(ctx, x, *, new_dtype, **_):
+    """Change of dtype: rescale between integer and fixed point, or test against zero."""
+    x = ctx.secret(x)
+    ctx.check_dtype(new_dtype)
+    out_aval = ctx.out_avals[0]
+    src, dst = ctx.scale(x.dtype), ctx.scale(new_dtype)
+    if jnp.issubdtype(new_dtype, jnp.bool_) and not jnp.issubdtype(x.dtype, jnp.bool_):
+        nonzero = ctx.protocol.sub(ctx.protocol.from_public(_ones(ctx, x.shape)),
+                                   ctx.protocol.eqz(x.shares))
+        return ctx.make(nonzero, out_aval)
+    if dst > src:
+        local = Local(_shift_left, (("bits", dst - src),))
+        return ctx.make(ctx.protocol.local(local, x.shares), out_aval)
+    if dst < src:
+        raise ctx.unsupported(
+            f"converting a secret {x.dtype} to {np.dtype(new_dtype)} rounds toward zero, a "
+            "data-dependent step secjax does not take silently")
+    return ctx.make(x.shares, out_aval)
+
+
+def _ones(ctx, shape):
+    return jnp.ones(shape, ctx.ring.dtype)
+

@@ -1,0 +1,111 @@
+"""What a rule sees while it runs: the protocol, the ring, the equation, and helpers that move
+values between kinds (public, private, secret) and scales."""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+from jax._src import source_info_util
+
+from secjax import ring as ring_ops
+from secjax.errors import EncodingError, UnsupportedError, describe
+from secjax.protocols.base import Protocol
+from secjax.values import Private, Public, Secret, Value, encodable, scale_of
+
+
+class RuleContext:
+    """State shared by the rules of one secure evaluation.
+
+    ``eval_jaxpr(closed_jaxpr, values)`` is supplied by the interpreter so that rules for
+    higher-order primitives (``pjit``, ``cond``, ``scan``...) can evaluate their bodies.
+    """
+
+    def __init__(self, protocol: Protocol, eval_jaxpr: Callable):
+        self.protocol = protocol
+        self.ring = protocol.ring
+        self.eval_jaxpr = eval_jaxpr
+        self.eqn = None
+        self._shared: dict[int, tuple[Private, Secret]] = {}
+
+    # -- where we are -----------------------------------------------------------------------
+    @property
+    def primitive(self) -> str:
+        return self.eqn.primitive.name if self.eqn is not None else "input"
+
+    @property
+    def source(self) -> str | None:
+        if self.eqn is None:
+            return None
+        return source_info_util.summarize(self.eqn.source_info)
+
+    @property
+    def out_avals(self):
+        return [v.aval for v in self.eqn.outvars]
+
+    def unsupported(self, reason: str) -> UnsupportedError:
+        """An error naming the current primitive, ``reason`` and the user's source line."""
+        return UnsupportedError(describe(self.primitive, reason, self.source))
+
+    def encoding_error(self, reason: str) -> EncodingError:
+        return EncodingError(describe(self.primitive, reason, self.source))
+
+    # -- scales and encodings ---------------------------------------------------------------
+    def scale(self, dtype) -> int:
+        return scale_of(self.ring, dtype)
+
+    def check_dtype(self, dtype) -> None:
+        if not encodable(dtype):
+            raise self.encoding_error(f"dtype {np.dtype(dtype)} has no ring encoding; secjax "
+                                      "encodes booleans, integers and real floats")
+
+    def encode_public(self, value, scale: int):
+        """Ring encoding of a public array, saturating out-of-range constants (finfo.min).
+
+        The saturation bound is that of a value at ``frac_bits`` even for integral constants
+        encoded at scale 0, since their products with secrets land at ``frac_bits``.
+        """
+        self.check_dtype(value.dtype)
+        bound = self.ring.saturation_bound(max(scale, self.scale(value.dtype)))
+        return ring_ops.encode(self.ring, value, scale, bound=bound)
+
+    def secret(self, value: Value) -> Secret:
+        """``value`` as a secret: public values are shared trivially (free), private ones are
+        shared by their owner (once per value, however often it is used)."""
+        if isinstance(value, Secret):
+            return value
+        self.check_dtype(value.dtype)
+        scale = self.scale(value.dtype)
+        if isinstance(value, Public):
+            shares = self.protocol.from_public(self.encode_public(value.value, scale))
+            return Secret(shares, tuple(value.shape), np.dtype(value.dtype))
+        cached = self._shared.get(id(value))
+        if cached is not None:
+            return cached[1]
+        try:
+            ring_ops.check_range(self.ring, value.value, scale)
+        except OverflowError as exc:
+            raise self.encoding_error(f"party {value.owner}'s private value: {exc}") from None
+        encoded = ring_ops.encode(self.ring, value.value, scale, saturate=False)
+        secret = Secret(self.protocol.share(encoded, value.owner), tuple(value.shape),
+                        np.dtype(value.dtype))
+        self._shared[id(value)] = (value, secret)
+        return secret
+
+    def make(self, shares, aval) -> Secret:
+        """A secret with the shape and dtype of ``aval``."""
+        return Secret(shares, tuple(aval.shape), np.dtype(aval.dtype))
+
+    def truncate(self, shares, bits: int):
+        """Drop ``bits`` fractional bits (after a product of two scaled values)."""
+        return self.protocol.trunc(shares, bits) if bits else shares
+
+    def public_scale(self, value) -> int:
+        """Scale at which to encode a public multiplier: integer-valued floats (masks, counts,
+        finfo.min) at scale 0, so the product needs no truncation and cannot overflow."""
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            return 0
+        as_float = np.asarray(value, dtype=np.float64)
+        finite = np.isfinite(as_float)
+        integral = np.all(np.where(finite, as_float == np.round(as_float), True))
+        return 0 if integral else self.ring.frac_bits

@@ -1,0 +1,94 @@
+"""Rules for primitives that are linear maps of their data operands: reshapes, slices,
+reductions by sum, gathers and selects at public positions. Each applies to every share alike
+and needs no communication."""
+from __future__ import annotations
+
+from jax.extend.core import Primitive
+
+from secjax.primitives import register
+from secjax.protocols.base import Local
+from secjax.values import Public, Secret
+
+# Operands that pick positions rather than carry data: they must be public.
+_POSITION_OPERANDS = {
+    "gather": (1,),
+    "dynamic_slice": "rest:1",
+    "dynamic_update_slice": "rest:2",
+    "select_n": (0,),
+    "scatter-add": (1,),
+    "scatter": (1,),
+}
+
+
+def _position_operands(name: str, n_operands: int) -> tuple[int, ...]:
+    spec = _POSITION_OPERANDS.get(name, ())
+    if isinstance(spec, str):
+        return tuple(range(int(spec.split(":")[1]), n_operands))
+    return spec
+
+
+def freeze(value):
+    """A hashable stand-in for an equation parameter (tuples for lists and dicts)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def bind_primitive(*operands, primitive: Primitive, params: tuple):
+    """``primitive.bind`` with frozen parameters: a hashable function of its operands."""
+    result = primitive.bind(*operands, **dict(params))
+    return tuple(result) if primitive.multiple_results else result
+
+
+def local_primitive(primitive: Primitive, params: dict) -> Local:
+    """The equation ``primitive[params]`` as a per-share linear map."""
+    frozen = tuple(sorted((k, freeze(v)) for k, v in params.items()))
+    return Local(bind_primitive, (("primitive", primitive), ("params", frozen)))
+
+
+def linear_rule(ctx, *operands, **params):
+    """Apply the current (linear) primitive to every share; position operands stay public."""
+    name = ctx.primitive
+    positions = _position_operands(name, len(operands))
+    for i in positions:
+        if not isinstance(operands[i], Public):
+            raise ctx.unsupported(
+                f"operand {i} selects positions and is {type(operands[i]).__name__.lower()}; "
+                "secjax needs it public (secret positions need a one-hot rule)")
+    prepared = [op.value if i in positions else ctx.secret(op).shares
+                for i, op in enumerate(operands)]
+    shared = tuple(i not in positions for i in range(len(operands)))
+    out = ctx.protocol.local(local_primitive(ctx.eqn.primitive, params), *prepared,
+                             shared=shared)
+    if ctx.eqn.primitive.multiple_results:
+        return [ctx.make(s, aval) for s, aval in zip(out, ctx.out_avals)]
+    return ctx.make(out, ctx.out_avals[0])
+
+
+register(
+    "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "rev",
+    "reduce_sum", "cumsum", "concatenate", "pad", "gather", "dynamic_slice",
+    "dynamic_update_slice", "scatter-add", "scatter", "split",
+)(linear_rule)
+
+
+@register("copy", "copy_p", "stop_gradient", "reduce_precision", "optimization_barrier")
+def identity_rule(ctx, *operands, **params):
+    """Value-preserving primitives (copies, gradient and precision markers)."""
+    values = [ctx.secret(op) if not isinstance(op, Secret) else op for op in operands]
+    return values if ctx.eqn.primitive.multiple_results else values[0]
+
+
+@register("select_n")
+def select_n_rule(ctx, predicate, *cases, **params):
+    """``select_n``: a public predicate picks shares locally; a secret one multiplexes."""
+    if isinstance(predicate, Public):
+        return linear_rule(ctx, predicate, *cases, **params)
+    if len(cases) != 2:
+        raise ctx.unsupported("a secret predicate choosing among more than two cases")
+    pred = ctx.secret(predicate)
+    false_case, true_case = (ctx.secret(c) for c in cases)
+    shares = ctx.protocol.select(pred.shares, true_case.shares, false_case.shares)
+    return ctx.make(shares, ctx.out_avals[0])
