@@ -52,26 +52,30 @@ class Interpreter:
             env[var] = Public(const)
         for var, arg in zip(jaxpr.invars, args, strict=True):
             env[var] = arg
+        producers: dict = {}
         for eqn in jaxpr.eqns:
-            outs = self._eval_eqn(eqn, [read(v) for v in eqn.invars])
+            values = [read(v) for v in eqn.invars]
+            outs = self._eval_eqn(eqn, values, producers)
             for var, out in zip(eqn.outvars, outs, strict=True):
                 env[var] = out
+                producers[var] = (eqn, values)
         return [read(v) for v in jaxpr.outvars]
 
-    def _eval_eqn(self, eqn, values: list[Value]) -> list[Value]:
+    def _eval_eqn(self, eqn, values: list[Value], producers: dict) -> list[Value]:
         owner = _owner(values)
         if owner == -1:
             return [Public(o) for o in _bind_clear(eqn, values)]
         if owner is not None:
             return [Private(o, owner) for o in _bind_clear(eqn, values)]
         ctx = self.ctx
-        outer, ctx.eqn = ctx.eqn, eqn
+        outer = ctx.eqn, ctx.producers
+        ctx.eqn, ctx.producers = eqn, producers
         try:
             rule = self._rule_for(eqn)
             with self.protocol.runtime.cost.label(self._label(eqn)):
                 outs = rule(ctx, *values, **eqn.params)
         finally:
-            ctx.eqn = outer
+            ctx.eqn, ctx.producers = outer
         return list(outs) if eqn.primitive.multiple_results else [outs]
 
     def _rule_for(self, eqn):

@@ -7,6 +7,7 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 from jax._src import source_info_util
+from jax.extend.core import Literal
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
@@ -26,6 +27,7 @@ class RuleContext:
         self.ring = protocol.ring
         self.eval_jaxpr = eval_jaxpr
         self.eqn = None
+        self.producers: dict = {}
         self._shared: dict[int, tuple[Private, Secret]] = {}
 
     # -- where we are -----------------------------------------------------------------------
@@ -42,6 +44,13 @@ class RuleContext:
     @property
     def out_avals(self):
         return [v.aval for v in self.eqn.outvars]
+
+    def producer(self, operand: int):
+        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed the
+        current equation's operand ``operand``, or None for inputs and literals. Lets a rule
+        see patterns such as ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s``."""
+        var = self.eqn.invars[operand]
+        return self.producers.get(var) if not isinstance(var, Literal) else None
 
     def unsupported(self, reason: str) -> UnsupportedError:
         """An error naming the current primitive, ``reason`` and the user's source line."""
