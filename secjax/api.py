@@ -112,8 +112,11 @@ class SecureFunction:
         return self._execute(args, kwargs, abstract=True)
 
     # -- tracing -----------------------------------------------------------------------------
-    def _trace(self, args, kwargs) -> tuple[_Traced, list]:
-        leaves, in_tree = jax.tree.flatten((args, kwargs), is_leaf=_is_marker)
+    def _trace(self, args, kwargs) -> tuple[_Traced, list, list]:
+        with_paths, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs),
+                                                                    is_leaf=_is_marker)
+        paths = [_argument_name(path) for path, _ in with_paths]
+        leaves = [leaf for _, leaf in with_paths]
         kinds, avals = [], []
         for leaf in leaves:
             kind, raw = _classify(leaf)
@@ -133,12 +136,12 @@ class SecureFunction:
 
             closed = jax.make_jaxpr(flat_fun)(*avals)
             traced = self._traces[key] = _Traced(closed, out_tree[0], tuple(kinds))
-        return traced, leaves
+        return traced, leaves, paths
 
     # -- running -----------------------------------------------------------------------------
     def _execute(self, args, kwargs, *, abstract: bool):
         start = time.perf_counter()
-        traced, leaves = self._trace(args, kwargs)
+        traced, leaves, paths = self._trace(args, kwargs)
         traced_at = time.perf_counter()
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -146,9 +149,9 @@ class SecureFunction:
             runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
             protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
             interpreter = Interpreter(protocol, overrides=config.overrides)
-            inputs = [self._input(interpreter, kind, leaf, var.aval, abstract)
-                      for kind, leaf, var in zip(traced.kinds, leaves,
-                                                 traced.jaxpr.jaxpr.invars)]
+            inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                      for kind, leaf, var, name in zip(traced.kinds, leaves,
+                                                       traced.jaxpr.jaxpr.invars, paths)]
             outs = interpreter.eval_jaxpr(traced.jaxpr, inputs)
             if abstract:
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
@@ -162,22 +165,26 @@ class SecureFunction:
         self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
         return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
 
-    def _input(self, interpreter, kind, leaf, aval, abstract):
+    def _input(self, interpreter, kind, leaf, aval, name, abstract):
         raw = leaf.value if _is_marker(leaf) else leaf
         if not encodable(aval.dtype):
-            raise EncodingError(f"secjax cannot take an input of dtype {aval.dtype}: only "
-                                "booleans, integers and real floats have a ring encoding")
+            raise EncodingError(f"secjax cannot take argument {name} of dtype {aval.dtype}: "
+                                "only booleans, integers and real floats have a ring encoding")
         if kind == "public":
             return Public(jax.numpy.asarray(raw, aval.dtype))
         is_private = isinstance(leaf, Private)
         owner = leaf.owner if is_private else self.config.input_party
+        ctx = interpreter.ctx
         if abstract and isinstance(raw, jax.ShapeDtypeStruct):
-            ring = self.config.ring
-            encoded = jax.ShapeDtypeStruct(raw.shape, ring.dtype)
-            shares = interpreter.protocol.share(encoded, owner)
-            return Secret(shares, tuple(aval.shape), np.dtype(aval.dtype))
-        value = Private(jax.numpy.asarray(raw, aval.dtype), owner)
-        return value if is_private else interpreter.ctx.secret(value)
+            encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)
+            return Secret(interpreter.protocol.share(encoded, owner), tuple(aval.shape),
+                          np.dtype(aval.dtype))
+        try:
+            ring_ops.check_range(self.config.ring, raw, scale_of(self.config.ring, aval.dtype))
+        except OverflowError as exc:
+            raise EncodingError(f"secjax cannot take argument {name}: {exc}") from None
+        value = jax.numpy.asarray(raw, aval.dtype)
+        return Private(value, owner) if is_private else ctx.share(value, owner)
 
     def _output(self, protocol, value, aval):
         if not isinstance(value, Secret):
@@ -185,6 +192,13 @@ class SecureFunction:
         opened = protocol.reveal(value.shares)
         return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
                                aval.dtype)
+
+
+def _argument_name(path) -> str:
+    """``args[0]['dense']['kernel']`` from a pytree key path of ``(args, kwargs)``."""
+    (top, *rest) = path
+    head = "args" if top.idx == 0 else "kwargs"
+    return head + jax.tree_util.keystr(tuple(rest))
 
 
 def _classify(leaf) -> tuple[str, Any]:

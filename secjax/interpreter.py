@@ -68,14 +68,15 @@ class Interpreter:
         if owner is not None:
             return [Private(o, owner) for o in _bind_clear(eqn, values)]
         ctx = self.ctx
-        outer = ctx.eqn, ctx.producers
-        ctx.eqn, ctx.producers = eqn, producers
+        outer_producers, ctx.producers = ctx.producers, producers
+        ctx.eqn_stack.append(eqn)
         try:
             rule = self._rule_for(eqn)
             with self.protocol.runtime.cost.label(self._label(eqn)):
                 outs = rule(ctx, *values, **eqn.params)
         finally:
-            ctx.eqn, ctx.producers = outer
+            ctx.eqn_stack.pop()
+            ctx.producers = outer_producers
         return list(outs) if eqn.primitive.multiple_results else [outs]
 
     def _rule_for(self, eqn):

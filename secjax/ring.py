@@ -6,19 +6,21 @@ integer in [-2^(k-1), 2^(k-1)); a fixed-point number x with f fractional bits is
 element round(x * 2^f).
 
 Every function here needs 64-bit types enabled (``jax.enable_x64(True)``); secjax enters that
-mode around its own work only.
+mode around its own work only. The eager entry points are jit-compiled (cached by shape), so
+encoding many inputs does not pay for op-by-op dispatch.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Public constants beyond this many bits below the ring's top are saturated when encoded, so
-# that adding up to 2^HEADROOM_BITS of them (attention masks are added, then max-subtracted)
-# can never wrap around the ring.
+# Public constants too large for the ring are saturated this many bits below its top, so that
+# adding up to 2^HEADROOM_BITS of them (attention masks are added, then max-subtracted) can
+# never wrap around the ring.
 HEADROOM_BITS = 10
 
 
@@ -55,7 +57,7 @@ class Ring:
         return float(2.0 ** (self.bits - 1 - scale))
 
     def saturation_bound(self, scale: int) -> float:
-        """Magnitude to which out-of-range public constants are clipped when encoded."""
+        """Magnitude to which public constants too large for the ring are clipped."""
         return float(2.0 ** (self.bits - 1 - scale - HEADROOM_BITS))
 
 
@@ -69,29 +71,33 @@ def from_signed(ring: Ring, x: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(x.astype(ring.signed_dtype), ring.dtype)
 
 
-def encode(ring: Ring, x, scale: int, *, saturate: bool = True,
-           bound: float | None = None) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(0, 2), static_argnames=("saturate",))
+def encode(ring: Ring, x, scale: int, *, saturate: bool = True) -> jax.Array:
     """Encode a real or integer array as ring elements at ``scale`` fractional bits.
 
-    Booleans and integers are exact (at any scale). Floats are rounded to nearest. Magnitudes
-    beyond ``bound`` (default ``ring.saturation_bound(scale)``) are clipped to it when
-    ``saturate`` is set (``finfo.min`` masks, ``-inf``); NaN encodes as 0. Callers that must not saturate (secret
-    inputs) check the range first with :func:`check_range`.
+    Booleans and integers are exact (at any scale). Floats are rounded to nearest. With
+    ``saturate``, floats too large for the ring at all (``finfo.min`` masks, ``±inf``) become
+    ``±ring.saturation_bound(scale)``, far enough from the ring's edge that sums of them
+    cannot wrap; representable values are never altered. NaN encodes as
+    0. Callers that must not saturate (secret inputs) check the range first with
+    :func:`check_range`.
     """
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.bool_) or jnp.issubdtype(x.dtype, jnp.integer):
         signed = x.astype(ring.signed_dtype)
         return from_signed(ring, signed) << scale if scale else from_signed(ring, signed)
-    if bound is None:
-        bound = ring.saturation_bound(scale) if saturate else ring.max_abs(scale)
-    wide = jnp.nan_to_num(x.astype(jnp.float64), nan=0.0, posinf=bound, neginf=-bound)
-    wide = jnp.clip(wide, -bound, bound)
-    return from_signed(ring, jnp.round(wide * 2.0 ** scale).astype(ring.signed_dtype))
+    limit = ring.max_abs(scale)
+    wide = jnp.nan_to_num(x.astype(jnp.float64), nan=0.0, posinf=limit, neginf=-limit)
+    if saturate:
+        bound = ring.saturation_bound(scale)
+        wide = jnp.where(jnp.abs(wide) >= limit, jnp.sign(wide) * bound, wide)
+    wide = jnp.clip(wide * 2.0 ** scale, -(2.0 ** (ring.bits - 1)), 2.0 ** (ring.bits - 1) - 1)
+    return from_signed(ring, jnp.round(wide).astype(ring.signed_dtype))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def decode(ring: Ring, x: jax.Array, scale: int, dtype) -> jax.Array:
     """Decode ring elements at ``scale`` fractional bits into an array of ``dtype``."""
-    dtype = np.dtype(dtype)
     signed = to_signed(ring, x)
     if dtype == np.bool_:
         return signed != 0
@@ -114,6 +120,7 @@ def check_range(ring: Ring, x, scale: int) -> None:
             f"fractional bits (limit {ring.max_abs(scale):.3g})")
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def arshift(ring: Ring, x: jax.Array, bits: int) -> jax.Array:
     """Arithmetic (sign-preserving) right shift of ring elements: floor(x / 2^bits)."""
     return from_signed(ring, to_signed(ring, x) >> bits)

@@ -26,20 +26,28 @@ class RuleContext:
         self.protocol = protocol
         self.ring = protocol.ring
         self.eval_jaxpr = eval_jaxpr
-        self.eqn = None
+        self.eqn_stack: list = []  # the equation being evaluated, innermost last
         self.producers: dict = {}
         self._shared: dict[int, tuple[Private, Secret]] = {}
 
     # -- where we are -----------------------------------------------------------------------
     @property
+    def eqn(self):
+        return self.eqn_stack[-1]
+
+    @property
     def primitive(self) -> str:
-        return self.eqn.primitive.name if self.eqn is not None else "input"
+        return self.eqn.primitive.name
 
     @property
     def source(self) -> str | None:
-        if self.eqn is None:
-            return None
-        return source_info_util.summarize(self.eqn.source_info)
+        """The user's source line of the current equation: equations inside library jits
+        (``jnp.sort`` is one) carry none, so the nearest enclosing call's line is used."""
+        for eqn in reversed(self.eqn_stack):
+            summary = source_info_util.summarize(eqn.source_info)
+            if summary:
+                return summary
+        return None
 
     @property
     def out_avals(self):
@@ -69,14 +77,14 @@ class RuleContext:
                                       "encodes booleans, integers and real floats")
 
     def encode_public(self, value, scale: int):
-        """Ring encoding of a public array, saturating out-of-range constants (finfo.min).
-
-        The saturation bound is that of a value at ``frac_bits`` even for integral constants
-        encoded at scale 0, since their products with secrets land at ``frac_bits``.
-        """
+        """Ring encoding of a public array, saturating constants too large for the ring
+        (``finfo.min``). A float encoded at scale 0 (an integral multiplier) saturates as it
+        would at ``frac_bits``, since its products with secrets land there."""
         self.check_dtype(value.dtype)
-        bound = self.ring.saturation_bound(max(scale, self.scale(value.dtype)))
-        return ring_ops.encode(self.ring, value, scale, bound=bound)
+        frac = self.scale(value.dtype)
+        if scale >= frac:
+            return ring_ops.encode(self.ring, value, scale)
+        return ring_ops.arshift(self.ring, ring_ops.encode(self.ring, value, frac), frac - scale)
 
     def secret(self, value: Value) -> Secret:
         """``value`` as a secret: public values are shared trivially (free), private ones are
@@ -95,11 +103,15 @@ class RuleContext:
             ring_ops.check_range(self.ring, value.value, scale)
         except OverflowError as exc:
             raise self.encoding_error(f"party {value.owner}'s private value: {exc}") from None
-        encoded = ring_ops.encode(self.ring, value.value, scale, saturate=False)
-        secret = Secret(self.protocol.share(encoded, value.owner), tuple(value.shape),
-                        np.dtype(value.dtype))
+        secret = self.share(value.value, value.owner)
         self._shared[id(value)] = (value, secret)
         return secret
+
+    def share(self, array, owner: int) -> Secret:
+        """Encode an in-range array exactly and secret-share it from party ``owner``."""
+        encoded = ring_ops.encode(self.ring, array, self.scale(array.dtype), saturate=False)
+        return Secret(self.protocol.share(encoded, owner), tuple(np.shape(array)),
+                      np.dtype(array.dtype))
 
     def make(self, shares, aval) -> Secret:
         """A secret with the shape and dtype of ``aval``."""

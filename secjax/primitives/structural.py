@@ -3,6 +3,7 @@ reductions by sum, gathers and selects at public positions. Each applies to ever
 and needs no communication."""
 from __future__ import annotations
 
+import jax
 from jax.extend.core import Primitive
 
 from secjax.primitives import register
@@ -42,8 +43,21 @@ def bind_primitive(*operands, primitive: Primitive, params: tuple):
     return tuple(result) if primitive.multiple_results else result
 
 
+def _scatter(operand, indices, updates, *, combine, params):
+    return combine(operand, indices, updates, **dict(params))
+
+
 def local_primitive(primitive: Primitive, params: dict) -> Local:
-    """The equation ``primitive[params]`` as a per-share linear map."""
+    """The equation ``primitive[params]`` as a per-share linear map on ring arrays."""
+    name = primitive.name
+    if name in ("scatter-add", "scatter"):
+        # The equation's update_jaxpr is typed for floats; lax rebuilds one for the ring.
+        kept = {k: params[k] for k in ("dimension_numbers", "indices_are_sorted",
+                                       "unique_indices", "mode")}
+        combine = jax.lax.scatter_add if name == "scatter-add" else jax.lax.scatter
+        return Local(_scatter, (("combine", combine), ("params", freeze(kept))))
+    if name == "gather":
+        params = dict(params, fill_value=0)  # out-of-bounds rows read as a sharing of 0
     frozen = tuple(sorted((k, freeze(v)) for k, v in params.items()))
     return Local(bind_primitive, (("primitive", primitive), ("params", frozen)))
 

@@ -1,0 +1,79 @@
+"""The user's contract: decorator forms, pytrees, dtypes, caching, markers and cost."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import secjax
+from conftest import assert_close
+
+
+def test_bare_decorator_and_pytree_outputs():
+    @secjax.secure_jit
+    def f(tree, scale):
+        return {"sum": tree["a"] + tree["b"], "pair": (tree["a"] * scale, jnp.int32(3))}
+
+    tree = {"a": jnp.arange(3.0), "b": jnp.ones(3, jnp.float32)}
+    out = f(tree, jnp.float32(2.0))
+    assert f.config.protocol == "aby3" and f.config.parties == 3
+    expected = jax.jit(f.fun)(tree, jnp.float32(2.0))
+    assert_close(out, expected)
+
+
+def test_options_and_config_forms():
+    f = secjax.secure_jit(lambda x: x * 2, protocol="plain", frac_bits=12)
+    assert f.config.frac_bits == 12 and f.config.parties == 1
+    g = secjax.secure_jit(config=secjax.Config(protocol="plain", ring_bits=32, frac_bits=10))(
+        lambda x: x * 2)
+    np.testing.assert_allclose(g(jnp.array([1.25, -3.5])), [2.5, -7.0])
+    with pytest.raises(ValueError, match="unknown protocol"):
+        secjax.secure_jit(lambda x: x, protocol="nope")
+    with pytest.raises(ValueError, match="ring_bits"):
+        secjax.secure_jit(lambda x: x, protocol="plain", ring_bits=16)(jnp.ones(2))
+
+
+def test_traced_once_per_signature():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x + 1
+
+    g = secjax.secure_jit(f, protocol="plain")
+    g(jnp.ones(3))
+    g(jnp.zeros(3))
+    assert len(calls) == 1
+    g(jnp.ones(4))
+    g(secjax.public(jnp.ones(3)))
+    assert len(calls) == 3
+
+
+def test_second_call_reuses_compiled_kernels():
+    f = secjax.secure_jit(lambda x, y: (x @ y) * x.sum(), protocol="plain")
+    x, y = jnp.ones((4, 4)), jnp.ones((4, 4))
+    f(x, y)
+    f(x + 1, y)
+    assert f.last_stats.kernels_compiled == 0
+
+
+def test_user_x64_setting_is_left_alone():
+    before = jax.config.jax_enable_x64
+    secjax.secure_jit(lambda x: x * 2, protocol="plain")(jnp.ones(2))
+    assert jax.config.jax_enable_x64 == before
+    assert jnp.ones(2).dtype == (jnp.float64 if before else jnp.float32)
+
+
+def test_dtypes_preserved():
+    f = secjax.secure_jit(lambda x, i, b: (x * 2, i + 1, ~b), protocol="plain")
+    out = f(jnp.ones(2, jnp.bfloat16), jnp.arange(2, dtype=jnp.int8), jnp.array([True, False]))
+    assert [o.dtype for o in out] == [jnp.bfloat16, jnp.int8, jnp.bool_]
+
+
+def test_cost_needs_no_values():
+    f = secjax.secure_jit(lambda w, x: x @ w, protocol="plain")
+    report = f.cost(jax.ShapeDtypeStruct((4, 4), jnp.float32),
+                    jax.ShapeDtypeStruct((2, 4), jnp.float32))
+    assert report.bytes_per_party == [0]
+    assert "total" in str(report)
