@@ -23,7 +23,7 @@ def custom_derivative_rule(ctx, *args, call_jaxpr=None, fun_jaxpr=None, **_):
     return ctx.eval_jaxpr(call_jaxpr if call_jaxpr is not None else fun_jaxpr, list(args))
 
 
-@register("checkpoint", "remat")
+@register("checkpoint", "remat", "remat2")
 def remat_rule(ctx, *args, jaxpr, **_):
     """Rematerialisation is a no-op without differentiation: run the body once."""
     closed = jaxpr if isinstance(jaxpr, ClosedJaxpr) else ClosedJaxpr(jaxpr, ())
