@@ -78,7 +78,10 @@ def test_worst_case_limbs(dtype, k):
         rng = np.random.default_rng(k)
         x = rng.choice(EXTREMES, size=(24, k))
         y = rng.choice(EXTREMES, size=(k, 24))
-        x[0] = y[:, 0] = ALL_LIMBS_MIN  # (d0 + d1)(e0 + e1) = (3 * 2^20)^2 in every term
+        # (d0 + d1)(e0 + e1) ~ (3 * 2^20)^2 in every term, with varied low bits, so the float
+        # sums would round if a chunk summed more than ring._MAX_TERMS of them.
+        x[0] = ALL_LIMBS_MIN + 1
+        y[:, 0] = ALL_LIMBS_MIN + 1 + 2 * rng.integers(0, 1000, size=k, dtype=np.uint64)
         x[1] = y[:, 1] = 2**64 - 1
         x, y = x.astype(dtype), y.astype(dtype)
         np.testing.assert_array_equal(np.asarray(ring.dot_general(x, y, dn)),
