@@ -12,7 +12,7 @@ import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.structural import bind_primitive, freeze
+from secjax.primitives.structural import freeze
 from secjax.protocols.base import Bilinear, Local
 from secjax.values import Public, is_float
 
@@ -64,11 +64,9 @@ def dot_general_rule(ctx, x, y, *, dimension_numbers, **_):
 
 
 @register("conv_general_dilated")
-def conv_rule(ctx, x, y, **params):
+def conv_rule(ctx, x, y, *, precision=None, preferred_element_type=None, **params):
     """Convolution is bilinear in (input, kernel): the ring computes it exactly."""
-    params = dict(params, preferred_element_type=None)
-    frozen = tuple(sorted((k, freeze(v)) for k, v in params.items()))
-    op = Bilinear(bind_primitive, (("primitive", ctx.eqn.primitive), ("params", frozen)))
+    op = Bilinear(ring_ops.conv_general_dilated, freeze(params))
     return apply_bilinear(ctx, op, x, y)
 
 
