@@ -114,3 +114,26 @@ def test_all_public_computation_is_exact(protocol):
     x = _rand(0, 5)
     secure = secjax.secure_jit(f, **protocol)(secjax.public(x))
     np.testing.assert_array_equal(secure, jax.jit(f)(x))
+
+
+def _embed(table, ids):
+    return jnp.take(table, ids, axis=0).sum(-1) + table[ids[0]].sum()
+
+
+def test_embedding_lookup_with_private_ids(protocol):
+    table, ids = _rand(0, 10, 4), np.array([[3, 0, 9], [1, 1, 2]], np.int32)
+    owner = protocol["parties"] - 1
+    secure = secjax.secure_jit(_embed, **protocol)(table, secjax.private(ids, owner))
+    assert_close(secure, jax.jit(_embed)(table, ids))
+
+
+def test_embedding_lookup_with_public_table_and_private_ids_stays_local(protocol):
+    table, ids = _rand(0, 10, 4), np.array([[3, 0, 9]], np.int32)
+    f = secjax.secure_jit(_embed, **protocol)
+    assert_close(f(secjax.public(table), secjax.private(ids, 0)), jax.jit(_embed)(table, ids))
+    assert f.last_cost.bytes_per_party == [0] * protocol["parties"]
+
+
+def test_embedding_lookup_with_secret_ids(protocol):
+    table, ids = _rand(0, 10, 4), np.array([[3, 0, 9], [1, 1, 2]], np.int32)
+    assert_close(secjax.secure_jit(_embed, **protocol)(table, ids), jax.jit(_embed)(table, ids))
