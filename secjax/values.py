@@ -19,8 +19,8 @@ from secjax.ring import Ring
 
 
 @dataclasses.dataclass(frozen=True)
-class Public:
-    """A value every party knows."""
+class _InTheClear:
+    """A value some party holds as a plain array."""
 
     value: jax.Array
 
@@ -34,19 +34,15 @@ class Public:
 
 
 @dataclasses.dataclass(frozen=True)
-class Private:
+class Public(_InTheClear):
+    """A value every party knows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Private(_InTheClear):
     """A value only party ``owner`` knows."""
 
-    value: jax.Array
     owner: int
-
-    @property
-    def shape(self):
-        return np.shape(self.value)
-
-    @property
-    def dtype(self):
-        return np.dtype(self.value.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
