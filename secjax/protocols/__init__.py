@@ -1,7 +1,8 @@
 """Secret-sharing protocols, looked up by name."""
 from secjax.protocols.base import Bilinear, Local, Protocol
 from secjax.protocols.plain import Plain
+from secjax.protocols.semi2k import Semi2k
 
-PROTOCOLS: dict[str, type[Protocol]] = {"plain": Plain}
+PROTOCOLS: dict[str, type[Protocol]] = {"plain": Plain, "semi2k": Semi2k}
 
-__all__ = ["Bilinear", "Local", "Protocol", "PROTOCOLS"]
+__all__ = ["Bilinear", "Local", "Plain", "Protocol", "PROTOCOLS", "Semi2k"]
