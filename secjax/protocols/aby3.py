@@ -28,8 +28,8 @@ eqz                        P0 n B + W + 2 n B,                log2 k + 3
 =========================  =================================  ======
 
 with L = ceil(log2(k - 1)) Kogge–Stone levels and W the AND tree's narrowing words
-(k = 64: 8 + 4 + 2 + 1 + 1 + 1 = 17 n bytes; k = 32: 5 n): at k = 64, msb sends 120 n (P0)
-and 104 n (P1, P2) bytes in 10 rounds; eqz 41 n (P0) and 25 n bytes in 9 rounds.
+(k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 120 n (P0)
+and 104 n (P1, P2) bytes in 10 rounds; eqz 34 n (P0) and 18 n bytes in 9 rounds.
 
 - **bilinear**: party i computes ``t_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i``
   with ``alpha_i = r_{i,i+1} - r_{i-1,i}`` a PRG zero sharing, and sends ``t_i`` to party
@@ -48,7 +48,7 @@ and 104 n (P1, P2) bytes in 10 rounds; eqz 41 n (P0) and 25 n bytes in 9 rounds.
   and ``b = u + b_2 - 2 u b_2`` with one multiplication (1 round). Exact.
 - **eqz**: ``x = 0`` iff ``x_0 + x_1 = -x_2``: P0 binary-shares ``x_0 + x_1`` (1 round), an
   AND tree over the k bits of the complement of the XOR (log2 k rounds, words narrowing
-  8 + 4 + 2 + 1 + 1 + 1 bytes at k = 64), then B2A as for msb. Exact.
+  4 + 2 + 1 + 1 + 1 + 1 bytes at k = 64), then B2A as for msb. Exact.
 """
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ handed to one ``and_`` call running in one round.
 - :func:`msb_of_sum`: the sign bit of a sum of binary-shared words: csa layers, 1 round for
   the generate bits a & b, then the prefix.
 - :func:`all_ones`: AND of all k bits of a word by halving: log2 k rounds, each AND word
-  narrowed to the bits still needed (64-bit: 8 + 4 + 2 + 1 + 1 + 1 = 17 bytes per element).
+  narrowed to the bits still in play (64-bit: 4 + 2 + 1 + 1 + 1 + 1 = 10 bytes per element,
+  32-bit: 2 + 1 + 1 + 1 + 1 = 6).
 """
 from __future__ import annotations
 

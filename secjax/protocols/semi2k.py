@@ -30,8 +30,8 @@ eqz (N = 2)                   2 W + ceil(n/8)                   lg k + 1  W + n 
 ============================  ===============================  ======  ===================
 
 with L = ceil(log2(k - 1)) Kogge–Stone levels (6 for k = 64, 5 for k = 32) and W the AND
-tree's narrowing words (k = 64: 8 + 4 + 2 + 1 + 1 + 1 = 17 n bytes; k = 32: 5 n); at k = 64
-msb is 192 n + ceil(n/8) bytes in 8 rounds, eqz (N = 2) 34 n + ceil(n/8) bytes in 7 rounds.
+tree's narrowing words (k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n); at k = 64
+msb is 192 n + ceil(n/8) bytes in 8 rounds, eqz (N = 2) 20 n + ceil(n/8) bytes in 7 rounds.
 For N parties every opening is sent to N - 1 others, and msb first reduces the N summands
 to two with carry-save adders (ceil(log_{3/2}(N/2)) more rounds).
 
