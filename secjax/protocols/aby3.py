@@ -11,9 +11,9 @@ packed per word.
 
 Communication per party (P0 / P1 / P2 where they differ), n elements, B = k / 8 bytes:
 
-=========================  =================================  ======
+=========================  =================================  ==========
 op                         bytes sent by each party           rounds
-=========================  =================================  ======
+=========================  =================================  ==========
 share (owner o)            owner n B, others 0                1
 reveal to all              n B                                1
 reveal to party j          party j-1: n B, others 0           1
@@ -25,7 +25,7 @@ msb                        P0 (2 L + 3) n B,                  L + 4
                            P1, P2 (2 L + 1) n B
 eqz                        P0 n B + W + 2 n B,                log2 k + 3
                            P1, P2 W + n B
-=========================  =================================  ======
+=========================  =================================  ==========
 
 with L = ceil(log2(k - 1)) Kogge–Stone levels and W the AND tree's narrowing words
 (k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 120 n (P0)

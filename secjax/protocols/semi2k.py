@@ -15,19 +15,19 @@ A value ``x`` is held as ``x = x_0 + ... + x_{N-1} mod 2^k``; shares have layout
 
 Communication per party, for n elements of a k-bit ring (B = k / 8 bytes), one call:
 
-============================  ===============================  ======  ===================
-op                            bytes sent by each party          rounds  dealer (offline)
-============================  ===============================  ======  ===================
-share (owner)                 N <= 3: 0; else owner (N-3) n B   0 / 1   0
-reveal to all                 (N-1) n B                         1       0
-reveal to one party           n B (every other party)           1       0
-bilinear ``C = op(A, B)``     (N-1)(|A| + |B|) B                1       |C| B
-  elementwise mul             2 (N-1) n B                       1       n B
-  m x m matmul                2 (N-1) m^2 B                     1       m^2 B
-trunc                         (N-1) n B                         1       2 n B
-msb (N = 2)                   4 L n B + ceil(n/8)               L + 2   (2 L + 1) n B
-eqz (N = 2)                   2 W + ceil(n/8)                   lg k + 1  W + n B
-============================  ===============================  ======  ===================
+=========================  ===============================  ========  ================
+op                         bytes sent by each party         rounds    dealer (offline)
+=========================  ===============================  ========  ================
+share (owner)              N <= 3: 0; else owner (N-3) n B  0 / 1     0
+reveal to all              (N-1) n B                        1         0
+reveal to one party        n B (every other party)          1         0
+bilinear ``C = op(A, B)``  (N-1)(|A| + |B|) B               1         |C| B
+  elementwise mul          2 (N-1) n B                      1         n B
+  m x m matmul             2 (N-1) m^2 B                    1         m^2 B
+trunc                      (N-1) n B                        1         2 n B
+msb (N = 2)                4 L n B + ceil(n/8)              L + 2     (2 L + 1) n B
+eqz (N = 2)                2 W + ceil(n/8)                  lg k + 1  W + n B
+=========================  ===============================  ========  ================
 
 with L = ceil(log2(k - 1)) Kogge–Stone levels (6 for k = 64, 5 for k = 32) and W the AND
 tree's narrowing words (k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n); at k = 64
