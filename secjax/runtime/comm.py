@@ -107,13 +107,16 @@ class Comm(abc.ABC):
         ``with_next`` equals party i+1's ``with_prev``. Costs no communication."""
 
     @abc.abstractmethod
-    def dealer_random_shares(self, shape, dtype) -> tuple[jax.Array, jax.Array]:
+    def dealer_random_shares(self, shape, dtype, *, xor: bool = False
+                             ) -> tuple[jax.Array, jax.Array]:
         """A random value known to the dealer, additively shared among the parties at no
         cost (each share comes from the PRG seed the party shares with the dealer).
-        Returns ``(value, shares)``: ``value`` is the dealer's view and has no party axis."""
+        Returns ``(value, shares)``: ``value`` is the dealer's view and has no party axis.
+        With ``xor=True`` the shares are XOR shares (binary sharing) of ``value``."""
 
     @abc.abstractmethod
-    def deal_shares(self, value) -> jax.Array:
+    def deal_shares(self, value, *, xor: bool = False) -> jax.Array:
         """Additively share a value the dealer computed (no party axis): parties 0..n-2 take
         PRG shares, the dealer sends the last party its correction. Offline traffic: it
-        depends on no input and can be sent before the inputs exist."""
+        depends on no input and can be sent before the inputs exist. With ``xor=True`` the
+        shares are XOR shares (binary sharing) of ``value``."""

@@ -69,15 +69,22 @@ class EmulatedComm(Comm):
         with_next = self._uniform((self.n_parties, *shape), dtype)
         return with_next, jnp.roll(with_next, 1, axis=0)
 
-    def dealer_random_shares(self, shape, dtype):
+    def dealer_random_shares(self, shape, dtype, *, xor=False):
         shares = self._uniform((self.n_parties, *shape), dtype)
-        return jnp.sum(shares, axis=0, dtype=dtype), shares
+        return _combine(shares, xor), shares
 
-    def deal_shares(self, value):
+    def deal_shares(self, value, *, xor=False):
         prg = self._uniform((self.n_parties - 1, *value.shape), value.dtype)
-        correction = value - jnp.sum(prg, axis=0, dtype=value.dtype)
+        correction = (value ^ _combine(prg, True)) if xor else value - _combine(prg, False)
         self._record((0,) * self.n_parties, dealer=self._payload(value[None]), offline=True)
         return jnp.concatenate([prg, correction[None]], axis=0)
+
+
+def _combine(shares, xor: bool):
+    """The value that party-indexed ``shares`` share: their XOR or their sum."""
+    if xor:
+        return jax.lax.reduce(shares, np.zeros((), shares.dtype), jax.lax.bitwise_xor, (0,))
+    return jnp.sum(shares, axis=0, dtype=shares.dtype)
 
 
 @dataclasses.dataclass

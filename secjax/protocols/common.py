@@ -1,0 +1,52 @@
+"""Arithmetic helpers that semi2k and aby3 share: party masks and probabilistic truncation.
+
+Truncation (both protocols) is the probabilistic truncation of Escudero, Ghosh, Keller,
+Rachuri and Scholl, "Improved Primitives for MPC over Mixed Arithmetic-Binary Circuits"
+(CRYPTO 2020, section 5.1), also SPU's ``TruncAPr``. For a shared ``x`` with
+``-2^(k-2) <= x < 2^(k-2)`` and a shared uniform ``r`` (with shares of ``r' >> d`` and of
+``msb(r)``, where ``r' = r mod 2^(k-1)``), two parties open ``c = x + 2^(k-2) + r`` and take
+
+    y = (c' >> d) - (r' >> d) + (c_{k-1} XOR r_{k-1}) * 2^(k-1-d) - 2^(k-2-d),
+
+``c' = c mod 2^(k-1)``. Since ``x + 2^(k-2) < 2^(k-1)``, the carry out of ``x + 2^(k-2) + r'``
+is ``c_{k-1} XOR r_{k-1}`` exactly, so ``y`` is ``floor(x / 2^d)`` or ``floor(x / 2^d) + 1``:
+**the error is at most one unit in the last place, always**; there is no chance of a large
+error for inputs in the stated range (the SecureML-style local truncation has one). ``c`` is
+``x`` plus a uniform ring element, so it reveals nothing.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def at_party(comm, like, party: int, value, other=0):
+    """``value`` at party ``party``, ``other`` at every other party (party axis first)."""
+    idx = comm.party_index(like)
+    return jnp.where(idx == party, value, jnp.asarray(other, like.dtype)).astype(like.dtype)
+
+
+def trunc_mask(ring, r, bits: int):
+    """The dealer's view: ``(r' >> bits, msb(r))`` for a uniform ``r``, ``r' = r mod 2^(k-1)``."""
+    k = ring.bits
+    low = r & jnp.asarray((1 << (k - 1)) - 1, r.dtype)
+    return low >> bits, r >> (k - 1)
+
+
+def trunc_offset(ring, x_share_first):
+    """Add the public offset ``2^(k-2)`` (to the first party's share only: pass its share)."""
+    return x_share_first + jnp.asarray(1 << (ring.bits - 2), ring.dtype)
+
+
+def trunc_finish(ring, c, rc, rb, bits: int, first):
+    """One party's share of the truncation given the opened ``c`` (public to it), its shares
+    ``rc`` of ``r' >> bits`` and ``rb`` of ``msb(r)``, and ``first`` (bool array): whether this
+    party adds the public terms."""
+    k = ring.bits
+    dtype = ring.dtype
+    one = jnp.asarray(1, dtype)
+    ct = c >> (k - 1)
+    c_low = (c & jnp.asarray((1 << (k - 1)) - 1, dtype)) >> bits
+    carry = jnp.where(first, ct, 0).astype(dtype) + rb - 2 * ct * rb   # ct XOR r_{k-1}
+    public = c_low - jnp.asarray(1 << (k - 2 - bits), dtype)
+    return (jnp.where(first, public, 0).astype(dtype) - rc
+            + carry * (one << (k - 1 - bits)))
