@@ -1,21 +1,14 @@
 """Protocols against the plain ring: correctness, stated errors, share uniformity, exact cost."""
-import os
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
 
-# XLA's CPU backend spends most of a kernel's compile time optimising threefry; the kernels
-# here are tiny, so tests compile them without the expensive passes.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-                           " --xla_llvm_disable_expensive_passes=true").strip()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from secjax.protocols import PROTOCOLS, Aby3, Bilinear, Semi2k, aby3, semi2k  # noqa: E402
-from secjax.ring import Ring, dot_general, from_signed, to_signed  # noqa: E402
-from secjax.runtime.cost import CostLog  # noqa: E402
-from secjax.runtime.emulation import Emulator  # noqa: E402
+from secjax.protocols import PROTOCOLS, Aby3, Bilinear, Semi2k, aby3, semi2k
+from secjax.ring import Ring, dot_general, from_signed, to_signed
+from secjax.runtime.cost import CostLog
+from secjax.runtime.emulation import Emulator
 
 CONFIGS = [("plain", 1, 64), ("semi2k", 2, 64), ("semi2k", 3, 64), ("aby3", 3, 64),
            ("semi2k", 2, 32), ("aby3", 3, 32)]

@@ -4,7 +4,7 @@ Protocol steps run as small jit-compiled kernels cached by (step, static argumen
 shapes), so the repeated layers of a model reuse the same compiled code. One jit of a whole
 model would take XLA on CPU minutes to compile; a few hundred small kernels take seconds.
 
-Randomness here comes from ``jax.random`` (threefry), which models the parties' PRGs with the
+Randomness here comes from ``jax.random`` (XLA's RngBitGenerator), which models the parties' PRGs with the
 right distribution; it is a simulation device, not a cryptographic PRG, and the network
 runtime does not use it.
 """
@@ -97,6 +97,10 @@ class _Kernel:
 
 _KERNELS: dict[tuple, _Kernel] = {}
 
+# XLA's RngBitGenerator: compiles several times faster on CPU than threefry's unrolled rounds
+# (measured: 38 draws, 8.2 s against well under a second), with the same uniform output.
+_PRNG_IMPL = "rbg"
+
 
 def _aval_key(x) -> tuple:
     return (tuple(x.shape), np.dtype(x.dtype).str)
@@ -116,7 +120,7 @@ class Emulator:
         self.cost = CostLog(n_parties)
         self.compile_seconds = 0.0  # tracing, lowering and compiling new kernels
         self.kernels_compiled = 0
-        self._base_key = jax.random.key_data(jax.random.key(seed))
+        self._base_key = jax.random.key_data(jax.random.key(seed, impl=_PRNG_IMPL))
         self._calls = 0
 
     def run(self, step: Callable, *arrays, **static):
@@ -147,7 +151,7 @@ class Emulator:
 
         def kernel(base_key, counter, *xs):
             comm = EmulatedComm(self.n_parties, self.ring,
-                                jax.random.fold_in(jax.random.wrap_key_data(base_key), counter))
+                                jax.random.fold_in(jax.random.wrap_key_data(base_key, impl=_PRNG_IMPL), counter))
             comms.append(comm)
             return step(comm, *xs, **static)
 
