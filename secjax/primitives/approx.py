@@ -13,7 +13,8 @@ interface ``o``:
 The interface: ``add sub neg add_c mul_c`` (affine maps), ``mul mul_many`` (products),
 ``ge(x, consts)`` (stacked 0/1 bits ``[x >= c]`` for public constants, ONE batched
 comparison), ``take(bits, i)``, ``bits_lin(bits, weights, base, scale)`` (a public affine
-combination of bits: free), ``mask_many([(bit, v)])`` (``v`` where the bit is set, else 0;
+combination of bits: free), ``table(bits, vals, scale)`` (vals[k] for the count k of
+set monotone bits: free), ``mask_many([(bit, v)])`` (``v`` where the bit is set, else 0;
 batched), ``polys(u, specs)`` (several polynomials sharing one set of powers).
 
 Polynomial coefficients are fitted here from the policy's parameters (ranges, degrees) by
@@ -248,22 +249,23 @@ def exp(o, x, p: ExpPolicy, *, nonpositive: bool = False):
 
 
 def _normalise(o, y, q: NormalisePolicy):
-    """Comparison bits of y against 2^emin .. 2^(emax+1) and z = y * 2^-(e+1) in [0.5, 1)
-    (z + 0.5 below 2^emin, 0.5 above 2^(emax+1)). Returns (bits, z, table) where
-    ``table(vals, scale)`` is the public function of e given by vals[k] for the count k of
-    bits set: k = 0 below 2^emin, k = e - emin + 1 in range, k = n above."""
-    n = q.emax - q.emin + 2
-    bits = o.ge(y, [2.0 ** j for j in range(q.emin, q.emax + 2)])
+    """Comparison bits of y against 0, 2^emin, ..., 2^(emax+1) (ONE batched comparison)
+    and z = y * 2^-(e+1) in [0.5, 1) for 2^emin <= y < 2^(emax+1); z is 0.5 for y < 0 and
+    y >= 2^(emax+1), and in [0.5, 1) for 0 <= y < 2^emin. Returns (z, table, mids) where
+    ``table(vals, scale)`` is the public function of the range y falls in, given as
+    vals = [below 2^emin (y < 0 included), one value per e in ``mids``, at or above
+    2^(emax+1)]: a public combination of the bits, free."""
+    bits = o.ge(y, [0.0] + [2.0 ** j for j in range(q.emin, q.emax + 2)])
 
-    def table(vals, scale):
-        vals = np.asarray(vals, dtype=np.float64)
-        return o.bits_lin(bits, np.diff(vals), float(vals[0]), scale)
+    def table(vals, scale, negative=None):
+        vals = [vals[0] if negative is None else negative] + list(vals)
+        return o.table(bits, vals, scale)
 
-    mids = list(range(q.emin, q.emax + 1))   # e for k = 1 .. n-1
+    mids = list(range(q.emin, q.emax + 1))   # e = floor(log2 y) in range
     inv = table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0],
-                None if o.frac_bits is None else max(o.frac_bits, q.emax + 2))
+                None if o.frac_bits is None else max(o.frac_bits, q.emax + 2), negative=0.0)
     z = o.mul(y, inv, scale=o.frac_bits)
-    z = o.add(z, table([0.5] + [0.0] * (n - 1) + [0.5], o.frac_bits))
+    z = o.add(z, table([0.5] + [0.0] * len(mids) + [0.5], o.frac_bits))
     return bits, z, table, mids
 
 
@@ -364,6 +366,11 @@ class FloatOps:
     def bits_lin(self, bits, weights, base, scale):
         w = jnp.asarray(np.asarray(weights, dtype=np.float64), bits.dtype)
         return base + jnp.tensordot(w, bits, axes=1)
+
+    def table(self, bits, vals, scale):
+        """vals[k] where k = the number of set bits (the bits are monotone)."""
+        vals = np.asarray(vals, dtype=np.float64)
+        return self.bits_lin(bits, np.diff(vals), float(vals[0]), scale)
 
     def mask_many(self, terms):
         return [jnp.where(bit > 0.5, v, jnp.zeros_like(v)) for bit, v in terms]

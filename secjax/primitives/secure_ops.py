@@ -185,6 +185,16 @@ class SecureOps:
         shares = self.p.local(Local(_weighted), bits.shares, w, shared=(True, False))
         return Fx(self.p.add_public(shares, self._encode(base, scale)), scale)
 
+    def table(self, bits: Fx, vals, scale) -> Fx:
+        """vals[k] where k is the number of set bits of the (monotone) stacked ``bits``:
+        vals[0] + sum_i bits[i] (vals[i+1] - vals[i]), the differences taken between the
+        ENCODED values so the sum telescopes exactly to each encoded entry. Local."""
+        scale = self.frac_bits if scale is None else scale
+        encoded = self._encode(np.asarray(vals, dtype=np.float64), scale)
+        steps = encoded[1:] - encoded[:-1]
+        shares = self.p.local(Local(_weighted), bits.shares, steps, shared=(True, False))
+        return Fx(self.p.add_public(shares, encoded[0]), scale)
+
     def mask_many(self, terms) -> list[Fx]:
         return self.mul_many(terms)
 
