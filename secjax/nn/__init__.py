@@ -12,6 +12,7 @@ securely. They differ from the secure results only by fixed-point rounding.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax
@@ -81,9 +82,8 @@ def gelu(x, approximate: bool = False, policy: Policy | None = None):
     x = _float(x)
     pol = _p(policy)
     if pol.gelu.method == "erf":
-        return 0.5 * x * (2.0 - approx.piecewise(
-            _OPS, -x / jnp.sqrt(2.0).astype(x.dtype), approx.odd_sigmoid_pieces("erf", pol.erf)
-            .scaled(-1.0, 1.0)))
+        erfc = approx.odd_sigmoid_pieces("erf", pol.erf).scaled(-1.0, 1.0)
+        return 0.5 * x * approx.piecewise(_OPS, x * (-1.0 / math.sqrt(2.0)), erfc)
     return x * approx.piecewise(_OPS, x, approx.gelu_phi_pieces(pol.gelu))
 
 
