@@ -33,6 +33,8 @@ class Config:
     input_party: the party that provides arguments not marked ``public`` or ``private``.
     seed: seed of the emulated parties' randomness (default: fresh from the OS).
     overrides: replace named functions (gelu, silu, softmax...) by MPC-friendly rules.
+    policy: the approximations of nonlinear functions (``secjax.nn.Policy``; default
+      ``secjax.nn.DEFAULT_POLICY``): method, degree, iterations and ranges per function.
     """
 
     protocol: str = "aby3"
@@ -42,6 +44,7 @@ class Config:
     input_party: int = 0
     seed: int | None = None
     overrides: bool = True
+    policy: Any = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -148,7 +151,8 @@ class SecureFunction:
         with jax.enable_x64(True):
             runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
             protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
-            interpreter = Interpreter(protocol, overrides=config.overrides)
+            interpreter = Interpreter(protocol, overrides=config.overrides,
+                                      policy=config.policy)
             inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
                       for kind, leaf, var, name in zip(traced.kinds, leaves,
                                                        traced.jaxpr.jaxpr.invars, paths)]

@@ -36,10 +36,10 @@ def _bind_clear(eqn, values):
 class Interpreter:
     """Evaluates closed jaxprs securely under one protocol."""
 
-    def __init__(self, protocol, *, overrides: bool = True):
+    def __init__(self, protocol, *, overrides: bool = True, policy=None):
         self.protocol = protocol
         self.overrides = nn.OVERRIDES if overrides else {}
-        self.ctx = RuleContext(protocol, self.eval_jaxpr)
+        self.ctx = RuleContext(protocol, self.eval_jaxpr, policy)
 
     def eval_jaxpr(self, closed: ClosedJaxpr, args: list[Value]) -> list[Value]:
         jaxpr = closed.jaxpr

@@ -26,6 +26,7 @@ def register(*names: str):
 
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
-    from secjax.primitives import arith, control, lookup, structural  # noqa: F401
+    from secjax.primitives import (arith, compare, control, lookup, structural,  # noqa: F401
+                                   transcendental)
 
     return RULES

@@ -77,10 +77,20 @@ def square_rule(ctx, x, **_):
 
 @register("integer_pow")
 def integer_pow_rule(ctx, x, *, y, **_):
-    """x**y for a positive integer y by repeated squaring: about 2 log2(y) products."""
-    if y < 1:
-        raise ctx.unsupported(f"integer_pow with exponent {y} needs a reciprocal; only "
-                              "positive exponents are supported")
+    return integer_power(ctx, x, y)
+
+
+def integer_power(ctx, x, y: int):
+    """x**y for an integer y: repeated squaring (about 2 log2|y| products); a negative y
+    takes the reciprocal first (secjax.primitives.transcendental), then the power."""
+    if y == 0:
+        return Public(jnp.ones(ctx.out_avals[0].shape, ctx.out_avals[0].dtype))
+    if y < 0:
+        if not is_float(ctx.out_avals[0].dtype):
+            raise ctx.unsupported(f"integer_pow with exponent {y} of a secret integer")
+        from secjax.primitives.transcendental import reciprocal_value
+
+        x, y = reciprocal_value(ctx, x, ctx.out_avals[0]), -y
     result, power, remaining = None, ctx.secret(x), y
     while True:
         if remaining & 1:
@@ -93,12 +103,15 @@ def integer_pow_rule(ctx, x, *, y, **_):
 
 @register("div")
 def div_rule(ctx, x, y, **_):
-    """Division by a public divisor: a product with its public reciprocal."""
-    if not isinstance(y, Public):
-        raise ctx.unsupported("division by a secret divisor needs the reciprocal rule "
-                              "(secjax.primitives.transcendental)")
+    """Division. By a public divisor: a product with its public reciprocal. By a secret
+    divisor: one secret reciprocal of the divisor (taken before a broadcast_in_dim, so
+    softmax computes one per row), then a product (secjax.primitives.transcendental)."""
     if not is_float(ctx.out_avals[0].dtype):
         raise ctx.unsupported("integer division of a secret rounds data-dependently")
+    if not isinstance(y, Public):
+        from secjax.primitives.transcendental import secret_division
+
+        return secret_division(ctx, x, y)
     reciprocal = Public(1.0 / np.asarray(y.value, dtype=np.float64))
     return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
 

@@ -22,8 +22,10 @@ class RuleContext:
     higher-order primitives (``pjit``, ``cond``, ``scan``...) can evaluate their bodies.
     """
 
-    def __init__(self, protocol: Protocol, eval_jaxpr: Callable):
+    def __init__(self, protocol: Protocol, eval_jaxpr: Callable, policy=None):
         self.protocol = protocol
+        # secjax.primitives.policy.Policy of the nonlinear approximations (None: defaults)
+        self.policy = policy
         self.ring = protocol.ring
         self.eval_jaxpr = eval_jaxpr
         self.eqn_stack: list = []  # the equation being evaluated, innermost last

@@ -1,0 +1,239 @@
+"""Rules for comparisons, logic, max/min, abs/sign, clamp and max/min/argmax reductions.
+
+Every comparison is ``protocol.msb`` of a difference (1 where it is negative), exact while
+the difference of the two operands, at their fixed-point scale s, stays below
+2^(ring_bits - 1 - s) in magnitude: |a - b| < 2^(63 - 18) = 2^45 for floats at the default
+18 fractional bits (2^63 for integers). Public constants beyond the ring's range (-inf,
+finfo.min) are saturated when encoded, far inside that bound; ``max(-inf, x)`` and
+``min(inf, x)`` are recognised and cost nothing. Results are booleans held as 0/1 secrets at
+scale 0. Reductions are log-depth trees: each level is ONE msb call and ONE product call.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from secjax.primitives import register
+from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.protocols.base import Local
+from secjax.values import Public, is_float
+
+
+def _ones(ctx, shape):
+    return ctx.protocol.from_public(jnp.ones(tuple(shape), ctx.ring.dtype))
+
+
+def _not(ctx, bits, shape):
+    return ctx.protocol.sub(_ones(ctx, shape), bits)
+
+
+def _broadcast_to(x, *, shape):
+    return jnp.broadcast_to(x, shape)
+
+
+def _operand(ctx, value, shape):
+    """Shares of ``value`` (of any kind) broadcast to ``shape``."""
+    secret = ctx.secret(value)
+    if tuple(secret.shape) == tuple(shape):
+        return secret.shares
+    return ctx.protocol.local(Local(_broadcast_to, (("shape", tuple(shape)),)), secret.shares)
+
+
+def _difference(ctx, a, b):
+    shape = ctx.out_avals[0].shape
+    return ctx.protocol.sub(_operand(ctx, a, shape), _operand(ctx, b, shape))
+
+
+@register("lt", "gt", "ge", "le")
+def order_rule(ctx, a, b, **_):
+    """a < b is msb(a - b); a > b is msb(b - a); ge and le are their complements."""
+    name = ctx.primitive
+    diff = _difference(ctx, a, b) if name in ("lt", "ge") else _difference(ctx, b, a)
+    bits = ctx.protocol.msb(diff)
+    if name in ("ge", "le"):
+        bits = _not(ctx, bits, ctx.out_avals[0].shape)
+    return ctx.make(bits, ctx.out_avals[0])
+
+
+@register("eq", "ne")
+def equality_rule(ctx, a, b, **_):
+    bits = ctx.protocol.eqz(_difference(ctx, a, b))
+    if ctx.primitive == "ne":
+        bits = _not(ctx, bits, ctx.out_avals[0].shape)
+    return ctx.make(bits, ctx.out_avals[0])
+
+
+def _check_bool(ctx):
+    if not jnp.issubdtype(ctx.out_avals[0].dtype, jnp.bool_):
+        raise ctx.unsupported("bitwise operations on secret integers need a bit "
+                              "decomposition secjax does not provide; only booleans")
+
+
+@register("and")
+def and_rule(ctx, a, b, **_):
+    _check_bool(ctx)
+    return apply_bilinear(ctx, MULTIPLY, a, b)
+
+
+@register("or", "xor")
+def or_xor_rule(ctx, a, b, **_):
+    """a or b = a + b - ab; a xor b = a + b - 2ab (0/1 secrets)."""
+    _check_bool(ctx)
+    shape = ctx.out_avals[0].shape
+    product = apply_bilinear(ctx, MULTIPLY, a, b).shares
+    if ctx.primitive == "xor":
+        product = ctx.protocol.add(product, product)
+    total = ctx.protocol.add(_operand(ctx, a, shape), _operand(ctx, b, shape))
+    return ctx.make(ctx.protocol.sub(total, product), ctx.out_avals[0])
+
+
+@register("not")
+def not_rule(ctx, a, **_):
+    _check_bool(ctx)
+    return ctx.make(_not(ctx, ctx.secret(a).shares, a.shape), ctx.out_avals[0])
+
+
+def _infinite(value, sign: int) -> bool:
+    if not isinstance(value, Public) or not jnp.issubdtype(value.dtype, jnp.floating):
+        return False
+    return bool(np.all(np.asarray(value.value, dtype=np.float64) == sign * np.inf))
+
+
+@register("max", "min")
+def max_min_rule(ctx, a, b, **_):
+    """max = b + [a >= b] (a - b), min = a - [a >= b] (a - b): one msb, one product.
+    max(-inf, x) and min(inf, x) are x."""
+    out_aval = ctx.out_avals[0]
+    neutral = -1 if ctx.primitive == "max" else 1
+    for this, other in ((a, b), (b, a)):
+        if _infinite(this, neutral) and tuple(other.shape) == tuple(out_aval.shape):
+            return ctx.secret(other)
+    shape = out_aval.shape
+    diff = _difference(ctx, a, b)
+    keep_a = _not(ctx, ctx.protocol.msb(diff), shape)
+    moved = ctx.protocol.bilinear(MULTIPLY, keep_a, diff)
+    base, op = ((_operand(ctx, b, shape), ctx.protocol.add) if ctx.primitive == "max" else
+                (_operand(ctx, a, shape), ctx.protocol.sub))
+    return ctx.make(op(base, moved), out_aval)
+
+
+@register("abs")
+def abs_rule(ctx, x, **_):
+    """|x| = x (1 - 2 msb(x))."""
+    x = ctx.secret(x)
+    s = ctx.protocol.msb(x.shares)
+    sign = ctx.protocol.sub(_ones(ctx, x.shape), ctx.protocol.add(s, s))
+    return ctx.make(ctx.protocol.bilinear(MULTIPLY, sign, x.shares), ctx.out_avals[0])
+
+
+def _shift_left(x, *, bits):
+    return x << bits
+
+
+@register("sign")
+def sign_rule(ctx, x, **_):
+    """sign(x) = 1 - 2 msb(x) - [x == 0]."""
+    x = ctx.secret(x)
+    p = ctx.protocol
+    s = p.msb(x.shares)
+    sign = p.sub(p.sub(_ones(ctx, x.shape), p.add(s, s)), p.eqz(x.shares))
+    scale = ctx.scale(ctx.out_avals[0].dtype)
+    if scale:
+        sign = p.local(Local(_shift_left, (("bits", scale),)), sign)
+    return ctx.make(sign, ctx.out_avals[0])
+
+
+def _stack(*xs):
+    return jnp.stack(xs)
+
+
+def _unstack2(x):
+    return x[0], x[1]
+
+
+@register("clamp")
+def clamp_rule(ctx, lo, x, hi, **_):
+    """clamp(lo, x, hi) = x + [x < lo] (lo - x) + [x > hi] (hi - x): both comparisons in
+    ONE msb call, both products in ONE product call."""
+    p = ctx.protocol
+    shape = ctx.out_avals[0].shape
+    xs, los, his = (_operand(ctx, v, shape) for v in (x, lo, hi))
+    below_above = p.msb(p.local(Local(_stack), p.sub(xs, los), p.sub(his, xs)))
+    moves = p.bilinear(MULTIPLY, below_above, p.local(Local(_stack), p.sub(los, xs),
+                                                      p.sub(his, xs)))
+    down, up = p.local(Local(_unstack2), moves)
+    return ctx.make(p.add(xs, p.add(down, up)), ctx.out_avals[0])
+
+
+# -- reductions ---------------------------------------------------------------------------------
+
+
+def _to_last(x, *, perm, shape):
+    return jnp.reshape(jnp.transpose(x, perm), shape)
+
+
+def _halves(x, *, h):
+    n = x.shape[-1]
+    # adjacent pairs (2i, 2i+1): winners stay in position order, so ties resolve to the
+    # lowest index at every level
+    return x[..., 0:2 * h:2], x[..., 1:2 * h:2], x[..., 2 * h:n]
+
+
+def _concat_last(a, b):
+    return jnp.concatenate([a, b], axis=-1)
+
+
+def _squeeze_last(x, *, shape):
+    return jnp.reshape(x, shape)
+
+
+def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
+    """Max (or min) of ``x`` over ``axes`` by a log-depth tree of pairwise comparisons; the
+    index of the first extreme element when ``with_index`` (ties keep the lower index)."""
+    p = ctx.protocol
+    x = ctx.secret(x)
+    keep = [d for d in range(len(x.shape)) if d not in axes]
+    perm = tuple(keep) + tuple(axes)
+    n = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
+    kept_shape = tuple(x.shape[d] for d in keep)
+    values = p.local(Local(_to_last, (("perm", perm), ("shape", kept_shape + (n,)))),
+                     x.shares)
+    index = None
+    if with_index:
+        iota = jnp.broadcast_to(jnp.arange(n, dtype=ctx.ring.dtype), kept_shape + (n,))
+        index = p.from_public(iota)
+    while n > 1:
+        h = n // 2
+        lv, rv, rest_v = p.local(Local(_halves, (("h", h),)), values)
+        diff = p.sub(lv, rv)
+        # keep the left (lower-index) element when it is >= (max) or <= (min) the right one
+        below = p.msb(diff if largest else p.neg(diff))
+        keep_left = _not(ctx, below, kept_shape + (h,))
+        if with_index:
+            li, ri, rest_i = p.local(Local(_halves, (("h", h),)), index)
+            moves = p.bilinear(MULTIPLY, p.local(Local(_stack), keep_left, keep_left),
+                               p.local(Local(_stack), diff, p.sub(li, ri)))
+            move_v, move_i = p.local(Local(_unstack2), moves)
+            index = p.local(Local(_concat_last), p.add(ri, move_i), rest_i)
+        else:
+            move_v = p.bilinear(MULTIPLY, keep_left, diff)
+        values = p.local(Local(_concat_last), p.add(rv, move_v), rest_v)
+        n = h + (n - 2 * h)
+    squeeze = Local(_squeeze_last, (("shape", kept_shape),))
+    return p.local(squeeze, values), (p.local(squeeze, index) if with_index else None)
+
+
+@register("reduce_max", "reduce_min")
+def reduce_max_rule(ctx, x, *, axes, **_):
+    values, _ = _tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max",
+                             with_index=False)
+    return ctx.make(values, ctx.out_avals[0])
+
+
+@register("argmax", "argmin")
+def argmax_rule(ctx, x, *, axes, **_):
+    """Index of the first maximum (minimum): the tree carries indices along, selected by
+    the same bits in the same product call as the values."""
+    _, index = _tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax",
+                            with_index=True)
+    return ctx.make(index, ctx.out_avals[0])

@@ -1,0 +1,129 @@
+"""The approximation policy: for every nonlinear function, the method and its parameters
+(clamp ranges, polynomial degrees, Newton iterations, normalisation ranges).
+
+One policy object drives both the secure rules (``secjax.primitives.transcendental``) and the
+plaintext functions of ``secjax.nn`` (``secjax.nn.gelu(x)`` ...), so a model can be fine-tuned
+in the clear with exactly the function that runs securely. Polynomial coefficients are not
+stored here: they are fitted from these parameters, deterministically, by
+:func:`secjax.primitives.approx.fit_poly` (cached), so changing a degree or a range here
+changes both the secure and the plaintext function together.
+
+The defaults meet these bounds at 18 fractional bits in a 64-bit ring (tests/test_nonlinear.py
+asserts them): max |error| <= 0.01 or relative error <= 1% for exp, logistic, tanh, erf on
+[-10, 10]; reciprocal on [-10, 10] without (-0.1, 0.1); log, sqrt, rsqrt on [0.01, 100];
+softmax on rows of width 128 with values in [-30, 30]; GeLU and SiLU within 0.015 everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpPolicy:
+    """exp(x) = p(x / 2^squarings)^(2^squarings) with p a degree-``degree`` polynomial fitted
+    to exp on [lo, hi] / 2^squarings. Saturation: exp(x) = 0 exactly for x < lo (this is the
+    softmax cut: entries with x - max < lo vanish), exp(x) = exp(hi) for x > hi."""
+
+    lo: float = -14.0
+    hi: float = 12.0
+    squarings: int = 6
+    degree: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalisePolicy:
+    """Secret normalisation y = z * 2^(e+1), z in [0.5, 1), e = floor(log2 y) found by
+    comparing y with 0 and the public powers 2^emin .. 2^(emax+1) in ONE batched msb call
+    (emax - emin + 3 comparisons per element, 44 at the defaults). Accurate for 2^emin <= |y| < 2^(emax+1);
+    outside, each function saturates as its docstring states."""
+
+    emin: int = -16
+    emax: int = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class ReciprocalPolicy:
+    """1/y: normalise, initial guess 2.9142 - 2z on [0.5, 1), Newton w <- w (2 - z w).
+    Saturation: 1/y = 0 for |y| >= 2^(emax+1); |1/y| <= 2^(1-emin) for |y| < 2^emin."""
+
+    normalise: NormalisePolicy = NormalisePolicy()
+    iterations: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class RsqrtPolicy:
+    """1/sqrt(y): normalise, linear minimax guess on [0.5, 1), Newton w <- w (3 - z w^2) / 2,
+    times 2^(-(e+1)/2) (a public function of the comparison bits: no parity step). sqrt(y) is
+    z * rsqrt(z) * 2^((e+1)/2). Saturation: rsqrt(y) = 0 for y >= 2^(emax+1) and at most
+    2^(-emin/2) * sqrt(2) for y < 2^emin (y <= 0 included); sqrt(y) = 0 for y < 2^emin and
+    sqrt(2^(emax+1)) for y >= 2^(emax+1)."""
+
+    normalise: NormalisePolicy = NormalisePolicy()
+    iterations: int = 2
+    degree: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class LogPolicy:
+    """log(y) = p(z) + (e+1) ln 2 with p of degree ``degree`` fitted to log on [0.5, 1).
+    Saturation: log(y) ~ (emin - 1) ln 2 for y < 2^emin (y <= 0 included) and
+    (emax + 1) ln 2 for y >= 2^(emax+1)."""
+
+    normalise: NormalisePolicy = NormalisePolicy()
+    degree: int = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class OddSigmoidPolicy:
+    """An odd saturating function (tanh, erf): an odd polynomial on [-inner, inner), a
+    general polynomial on [inner, outer) (mirrored for negative x; both share one set of
+    powers), and +-1 beyond +-outer. Four comparisons, batched in one msb call."""
+
+    inner: float = 1.0
+    outer: float = 4.5
+    degree: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class GeluPolicy:
+    """method "puma": PUMA's piecewise GeLU (Dong et al. 2023): 0 for x < -4, a cubic on
+    [-4, -1.95), a degree-6 polynomial on [-1.95, 3], x above 3 (both polynomials without a
+    constant term, so GeLU = x * Phi(x) with Phi piecewise polynomial: the erf-form jaxpr's
+    erfc becomes 2 Phi and its final product stays as it is). method "relu": ReLU instead
+    (opt-in, cheaper, not within the GeLU error bound). method "erf": the accurate erf."""
+
+    method: str = "puma"
+    breaks: tuple = (-4.0, -1.95, 3.0)
+    degrees: tuple = (3, 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class SiluPolicy:
+    """method "puma": 0 below -8, a quadratic on [-8, -4), a degree-6 polynomial on [-4, 4),
+    x + (the quadratic at -x) on [4, 8), x above 8 (``breaks`` = (8, 4)). PUMA puts x itself
+    above 4, which is off by 0.072 there; the mirrored quadratic costs no extra power.
+    method "relu": ReLU (opt-in). method "logistic": x * logistic(x)."""
+
+    method: str = "puma"
+    breaks: tuple = (8.0, 4.0)
+    degrees: tuple = (2, 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """Approximation choices for every nonlinear function (see each field's class)."""
+
+    exp: ExpPolicy = ExpPolicy()
+    reciprocal: ReciprocalPolicy = ReciprocalPolicy()
+    rsqrt: RsqrtPolicy = RsqrtPolicy()
+    log: LogPolicy = LogPolicy()
+    tanh: OddSigmoidPolicy = OddSigmoidPolicy(inner=1.0, outer=4.5, degree=5)
+    erf: OddSigmoidPolicy = OddSigmoidPolicy(inner=1.0, outer=3.5, degree=5)
+    gelu: GeluPolicy = GeluPolicy()
+    silu: SiluPolicy = SiluPolicy()
+
+    def replace(self, **changes) -> "Policy":
+        return dataclasses.replace(self, **changes)
+
+
+DEFAULT_POLICY = Policy()

@@ -1,0 +1,241 @@
+"""The approximation interface of :mod:`secjax.primitives.approx` on secret fixed-point values.
+
+A value is :class:`Fx`: protocol shares of a ring array together with its fixed-point scale
+(fractional bits). Only protocol operations touch shares (``add``, ``sub``, ``neg``,
+``add_public``, ``bilinear``, ``bilinear_public``, ``trunc``, ``msb``, ``local``,
+``from_public``), so the same code runs under every protocol.
+
+Comparisons are ``msb`` of a difference: exact as long as the difference, at its scale s, is
+below 2^(ring_bits - 1 - s) in magnitude (2^(63-18) = 2^45 for floats at the defaults),
+which every encodable value pair satisfies up to a factor of two. Several comparisons are
+stacked along a new leading axis and sent through ONE ``msb`` call, and several products
+through ONE ``bilinear`` call, so they cost one round.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from secjax import ring as ring_ops
+from secjax.protocols.base import Bilinear, Local
+from secjax.values import Secret, Value
+
+MULTIPLY = Bilinear(jnp.multiply)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fx:
+    """Shares of a fixed-point array at ``scale`` fractional bits."""
+
+    shares: object
+    scale: int
+
+
+def _shift_left(x, *, bits):
+    return x << bits
+
+
+def _stack(*xs):
+    return jnp.stack(xs)
+
+
+def _unstack(x, *, n):
+    return tuple(x[i] for i in range(n))
+
+
+def _index(x, *, i):
+    return x[i]
+
+
+def _repeat(x, *, n):
+    return jnp.broadcast_to(x[None], (n,) + x.shape)
+
+
+def _weighted(bits, weights):
+    w = weights.reshape(weights.shape + (1,) * (bits.ndim - 1))
+    return jnp.sum(w * bits, axis=0, dtype=bits.dtype)
+
+
+class SecureOps:
+    """The approximation interface over one rule context's protocol."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.p = ctx.protocol
+        self.ring = ctx.ring
+        self.frac_bits = ctx.ring.frac_bits
+
+    # -- entering and leaving ---------------------------------------------------------------
+    def enter(self, value: Value) -> Fx:
+        secret = self.ctx.secret(value)
+        return Fx(secret.shares, self.ctx.scale(secret.dtype))
+
+    def leave(self, x: Fx, aval) -> Secret:
+        return self.ctx.make(self.rescale(x, self.ctx.scale(aval.dtype)).shares, aval)
+
+    def shape(self, x: Fx) -> tuple:
+        return self.p.logical_shape(x.shares)
+
+    def _encode(self, c, scale: int):
+        """A finite public constant of the algorithm at ``scale`` (which may exceed
+        frac_bits: coefficients and normalisation factors are held finer)."""
+        c = jnp.asarray(np.asarray(c, dtype=np.float64))
+        return ring_ops.encode(self.ring, c, scale, bound=self.ring.max_abs(scale) / 2)
+
+    def const(self, c, shape, scale: int | None = None) -> Fx:
+        scale = self.frac_bits if scale is None else scale
+        enc = jnp.broadcast_to(self._encode(c, scale), tuple(shape))
+        return Fx(self.p.from_public(enc), scale)
+
+    def rescale(self, x: Fx, scale: int) -> Fx:
+        if scale == x.scale:
+            return x
+        if scale > x.scale:
+            local = Local(_shift_left, (("bits", scale - x.scale),))
+            return Fx(self.p.local(local, x.shares), scale)
+        return Fx(self.p.trunc(x.shares, x.scale - scale), scale)
+
+    # -- affine maps (local) ----------------------------------------------------------------
+    def _align(self, a: Fx, b: Fx):
+        s = max(a.scale, b.scale)
+        return self.rescale(a, s), self.rescale(b, s)
+
+    def add(self, a: Fx, b: Fx) -> Fx:
+        a, b = self._align(a, b)
+        return Fx(self.p.add(a.shares, b.shares), a.scale)
+
+    def sub(self, a: Fx, b: Fx) -> Fx:
+        a, b = self._align(a, b)
+        return Fx(self.p.sub(a.shares, b.shares), a.scale)
+
+    def neg(self, a: Fx) -> Fx:
+        return Fx(self.p.neg(a.shares), a.scale)
+
+    def add_c(self, a: Fx, c) -> Fx:
+        return Fx(self.p.add_public(a.shares, self._encode(c, a.scale)), a.scale)
+
+    def mul_c(self, a: Fx, c) -> Fx:
+        """a * c for a public constant: free for integers and for powers of two (a power
+        2^-k only relabels the scale), one truncation otherwise."""
+        c = np.asarray(c, dtype=np.float64)
+        if c.ndim == 0 and c > 0 and math.log2(c) == round(math.log2(c)) and c < 1:
+            return Fx(a.shares, a.scale - round(math.log2(c)))
+        if np.all(c == np.round(c)):
+            shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, 0))
+            return Fx(shares, a.scale)
+        shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, self.frac_bits))
+        return Fx(self.p.trunc(shares, self.frac_bits), a.scale)
+
+    # -- products ----------------------------------------------------------------------------
+    def _target(self, a: Fx, b: Fx, scale):
+        return max(a.scale, b.scale) if scale is None else scale
+
+    def mul(self, a: Fx, b: Fx, scale: int | None = None) -> Fx:
+        """a * b, truncated to ``scale`` (default: the larger of the operands' scales)."""
+        return self.mul_many([(a, b)], scale)[0]
+
+    def mul_many(self, pairs, scale: int | None = None) -> list[Fx]:
+        """Products of several pairs; pairs of one shape and scales go in ONE bilinear call."""
+        out: list = [None] * len(pairs)
+        groups: dict = {}
+        for i, (a, b) in enumerate(pairs):
+            key = (self.shape(a), self.shape(b), a.scale, b.scale)
+            groups.setdefault(key, []).append(i)
+        for (_, _, sa, sb), idx in groups.items():
+            target = self._target(pairs[idx[0]][0], pairs[idx[0]][1], scale)
+            excess = sa + sb - target
+            if len(idx) == 1:
+                a, b = pairs[idx[0]]
+                prod = self.p.bilinear(MULTIPLY, a.shares, b.shares)
+            else:
+                left = self.p.local(Local(_stack), *[pairs[i][0].shares for i in idx])
+                right = self.p.local(Local(_stack), *[pairs[i][1].shares for i in idx])
+                prod = self.p.bilinear(MULTIPLY, left, right)
+            if excess > 0:
+                prod = self.p.trunc(prod, excess)
+            prods = ([prod] if len(idx) == 1 else
+                     list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod)))
+            for i, shares in zip(idx, prods):
+                value = Fx(shares, sa + sb - max(excess, 0))
+                out[i] = self.rescale(value, target)
+        return out
+
+    # -- comparisons and bits ----------------------------------------------------------------
+    def ge(self, x: Fx, consts) -> Fx:
+        """Stacked bits [x >= c] for public constants ``consts``: ONE msb call."""
+        n = len(consts)
+        repeated = self.p.local(Local(_repeat, (("n", n),)), x.shares)
+        shape = self.shape(x)
+        offsets = jnp.stack([jnp.broadcast_to(self._encode(-c, x.scale), shape)
+                             for c in consts])
+        below = self.p.msb(self.p.add_public(repeated, offsets))
+        ones = self.p.from_public(jnp.ones((n,) + shape, self.ring.dtype))
+        return Fx(self.p.sub(ones, below), 0)
+
+    def take(self, bits: Fx, i: int) -> Fx:
+        return Fx(self.p.local(Local(_index, (("i", i),)), bits.shares), bits.scale)
+
+    def bits_lin(self, bits: Fx, weights, base, scale) -> Fx:
+        """base + sum_i weights[i] * bits[i], at ``scale`` (default frac_bits): local."""
+        scale = self.frac_bits if scale is None else scale
+        w = self._encode(np.asarray(weights, dtype=np.float64), scale)
+        shares = self.p.local(Local(_weighted), bits.shares, w, shared=(True, False))
+        return Fx(self.p.add_public(shares, self._encode(base, scale)), scale)
+
+    def table(self, bits: Fx, vals, scale) -> Fx:
+        """vals[k] where k is the number of set bits of the (monotone) stacked ``bits``:
+        vals[0] + sum_i bits[i] (vals[i+1] - vals[i]), the differences taken between the
+        ENCODED values so the sum telescopes exactly to each encoded entry. Local."""
+        scale = self.frac_bits if scale is None else scale
+        encoded = self._encode(np.asarray(vals, dtype=np.float64), scale)
+        steps = encoded[1:] - encoded[:-1]
+        shares = self.p.local(Local(_weighted), bits.shares, steps, shared=(True, False))
+        return Fx(self.p.add_public(shares, encoded[0]), scale)
+
+    def mask_many(self, terms) -> list[Fx]:
+        return self.mul_many(terms)
+
+    # -- polynomials -------------------------------------------------------------------------
+    def powers(self, u: Fx, degree: int) -> list[Fx]:
+        """[u, u^2, ..., u^degree] in ceil(log2 degree) rounds of batched products."""
+        pw = {1: u}
+        level = 1
+        while level < degree:
+            ks = [k for k in range(level + 1, min(2 * level, degree) + 1)]
+            prods = self.mul_many([(pw[level], pw[k - level]) for k in ks])
+            pw.update(zip(ks, prods))
+            level *= 2
+        return [pw[k] for k in range(1, degree + 1)]
+
+    def polys(self, u: Fx, polys) -> list[Fx]:
+        """Several polynomials of u from one set of powers; each is ONE public linear
+        combination with coefficients at a fine scale, truncated once to frac_bits."""
+        degree = max(len(p.coeffs) - 1 for p in polys)
+        powers = self.powers(u, degree) if degree > 0 else []
+        stacked = self.p.local(Local(_stack), *[p.shares for p in powers]) if powers else None
+        out = []
+        for poly in polys:
+            c = np.asarray(poly.coeffs, dtype=np.float64)
+            peak = float(np.sum(np.abs(c) * poly.ubound ** np.arange(len(c))))
+            # coefficients as fine as possible while the sum stays below 2^47 (like an
+            # ordinary product of two values of magnitude 2^11 at 2 * 18 bits)
+            cs = int(min(2 * self.frac_bits,
+                         math.floor(47 - u.scale - math.log2(max(peak, 1.0)))))
+            cs = max(cs, 8)
+            k = len(c) - 1
+            if k == 0:
+                out.append(self.const(c[0], self.shape(u)))
+                continue
+            if k < degree:
+                sub = self.p.local(Local(_stack), *[p.shares for p in powers[:k]])
+            else:
+                sub = stacked
+            acc = Fx(sub, u.scale)
+            value = self.bits_lin(acc, c[1:], 0.0, cs)
+            value = Fx(value.shares, u.scale + cs)
+            value = self.add_c(value, c[0])
+            out.append(self.rescale(value, self.frac_bits))
+        return out

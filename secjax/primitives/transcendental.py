@@ -1,0 +1,293 @@
+"""Rules for transcendental functions: exp, log, logistic, tanh, erf, erfc, rsqrt, sqrt,
+pow, and the secret divisor of ``div`` (one reciprocal per row for ``div(a,
+broadcast_in_dim(b))``, as in softmax).
+
+Each rule runs the one description of its approximation (``secjax.primitives.approx``) on
+secret fixed-point values (``SecureOps``), with the parameters of the session's policy
+(``secjax.primitives.policy``). Two jaxpr patterns are recognised through ``ctx.producer``:
+
+- exact GeLU ``mul(0.5 x, erfc(-x / sqrt 2))``: the erfc becomes 2 Phi(x) of the policy's
+  piecewise GeLU (PUMA by default), so the product computes GeLU = x Phi(x);
+- tanh GeLU ``0.5 x (1 + tanh(c (x + 0.044715 x^3)))``: the tanh becomes 2 Phi(x) - 1.
+- ``exp(a - max(a))`` (softmax): the argument is known to be <= 0, one comparison is saved.
+"""
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import Literal
+
+from secjax.primitives import approx, register
+from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.policy import DEFAULT_POLICY
+from secjax.primitives.secure_ops import SecureOps
+from secjax.primitives.structural import local_primitive
+from secjax.values import Public, is_float
+
+
+def policy(ctx):
+    return getattr(ctx, "policy", None) or DEFAULT_POLICY
+
+
+def _float_out(ctx):
+    dtype = ctx.out_avals[0].dtype
+    if not is_float(dtype):
+        raise ctx.unsupported(f"{ctx.primitive} of a secret needs a floating dtype, got {dtype}")
+
+
+def _run(ctx, x, algorithm):
+    """Apply ``algorithm(ops, fx)`` to the secret ``x`` and return a secret of the output."""
+    _float_out(ctx)
+    o = SecureOps(ctx)
+    return o.leave(algorithm(o, o.enter(x)), ctx.out_avals[0])
+
+
+# -- looking at producers ---------------------------------------------------------------------
+
+
+def var_producer(ctx, var):
+    """``(eqn, values)`` that computed ``var`` in the current jaxpr, or None."""
+    if isinstance(var, Literal):
+        return None
+    return ctx.producers.get(var)
+
+
+def _public_scalar(value):
+    if isinstance(value, Public) and np.size(value.value) == 1:
+        return float(np.asarray(value.value, dtype=np.float64).reshape(()))
+    return None
+
+
+def _split_scalar_mul(found):
+    """For ``mul(v, k)`` / ``mul(k, v)`` with a public scalar k: (k, var of v, v)."""
+    if found is None or found[0].primitive.name != "mul":
+        return None
+    eqn, values = found
+    for i in (0, 1):
+        k = _public_scalar(values[i])
+        if k is not None and _public_scalar(values[1 - i]) is None:
+            return k, eqn.invars[1 - i], values[1 - i]
+    return None
+
+
+_TRANSPARENT = ("broadcast_in_dim", "reshape", "copy", "stop_gradient", "squeeze",
+                "expand_dims", "convert_element_type")
+
+
+def _through(ctx, var):
+    """Follow ``var`` back through shape-only and copy equations."""
+    found = var_producer(ctx, var)
+    while found is not None and found[0].primitive.name in _TRANSPARENT:
+        var = found[0].invars[0]
+        found = var_producer(ctx, var)
+    return var, found
+
+
+def _is_minus_rowmax(ctx) -> bool:
+    """Whether the operand of the current equation is ``a - max(a)`` (softmax)."""
+    found = ctx.producer(0)
+    if found is None or found[0].primitive.name != "sub":
+        return False
+    a_var = found[0].invars[0]
+    _, inner = _through(ctx, found[0].invars[1])
+    while inner is not None and inner[0].primitive.name == "max":
+        # max(-inf, m) from jax.nn.softmax: follow the non-public operand
+        eqn, values = inner
+        secret = [i for i, v in enumerate(values) if not isinstance(v, Public)]
+        if len(secret) != 1:
+            return False
+        _, inner = _through(ctx, eqn.invars[secret[0]])
+    return (inner is not None and inner[0].primitive.name == "reduce_max"
+            and inner[0].invars[0] is a_var)
+
+
+def _known_positive(ctx, var) -> bool:
+    """Whether ``var`` is a sum of exponentials (or an exponential): softmax denominators."""
+    var, found = _through(ctx, var)
+    if found is not None and found[0].primitive.name == "reduce_sum":
+        _, found = _through(ctx, found[0].invars[0])
+    return found is not None and found[0].primitive.name == "exp"
+
+
+_GELU_ERF = -1.0 / math.sqrt(2.0)
+_GELU_TANH = (math.sqrt(2.0 / math.pi), 0.044715)
+
+
+def _gelu_erf_input(ctx):
+    """x if the current erfc's argument is -x / sqrt 2 (exact GeLU), else None."""
+    split = _split_scalar_mul(ctx.producer(0))
+    if split is None:
+        return None
+    k, var, value = split
+    if abs(k - _GELU_ERF) < 1e-6:
+        return value
+    if abs(k + _GELU_ERF) < 1e-6:
+        found = var_producer(ctx, var)
+        if found is not None and found[0].primitive.name == "neg":
+            return found[1][0]
+    return None
+
+
+def _gelu_tanh_input(ctx):
+    """x if the current tanh's argument is c (x + 0.044715 x^3) (tanh GeLU), else None."""
+    split = _split_scalar_mul(ctx.producer(0))
+    if split is None or abs(split[0] - _GELU_TANH[0]) > 1e-6:
+        return None
+    found = var_producer(ctx, split[1])
+    if found is None or found[0].primitive.name != "add":
+        return None
+    eqn, values = found
+    for i in (0, 1):
+        cubic = _split_scalar_mul(var_producer(ctx, eqn.invars[1 - i]))
+        if cubic is None or abs(cubic[0] - _GELU_TANH[1]) > 1e-6:
+            continue
+        power = var_producer(ctx, cubic[1])
+        if (power is not None and power[0].primitive.name == "integer_pow"
+                and power[0].params.get("y") == 3 and power[0].invars[0] is eqn.invars[i]):
+            return values[i]
+    return None
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+
+@register("exp")
+def exp_rule(ctx, x, **_):
+    nonpositive = _is_minus_rowmax(ctx)
+    pol = policy(ctx).exp
+    return _run(ctx, x, lambda o, v: approx.exp(o, v, pol, nonpositive=nonpositive))
+
+
+@register("exp2")
+def exp2_rule(ctx, x, **_):
+    pol = policy(ctx).exp
+    return _run(ctx, x, lambda o, v: approx.exp(o, o.mul_c(v, math.log(2.0)), pol))
+
+
+@register("log")
+def log_rule(ctx, x, **_):
+    pol = policy(ctx).log
+    return _run(ctx, x, lambda o, v: approx.log(o, v, pol))
+
+
+@register("log1p")
+def log1p_rule(ctx, x, **_):
+    pol = policy(ctx).log
+    return _run(ctx, x, lambda o, v: approx.log(o, o.add_c(v, 1.0), pol))
+
+
+@register("logistic")
+def logistic_rule(ctx, x, **_):
+    pieces = approx.logistic_pieces(policy(ctx).tanh)
+    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+
+
+@register("tanh")
+def tanh_rule(ctx, x, **_):
+    pol = policy(ctx)
+    gelu_x = _gelu_tanh_input(ctx) if pol.gelu.method != "erf" else None
+    if gelu_x is not None:
+        # 0.5 x (1 + tanh(...)) = x Phi(x)  <=>  tanh(...) = 2 Phi(x) - 1
+        pieces = approx.gelu_phi_pieces(pol.gelu).scaled(2.0, -1.0)
+        return _run(ctx, gelu_x, lambda o, v: approx.piecewise(o, v, pieces))
+    pieces = approx.odd_sigmoid_pieces("tanh", pol.tanh)
+    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+
+
+@register("erf")
+def erf_rule(ctx, x, **_):
+    pieces = approx.odd_sigmoid_pieces("erf", policy(ctx).erf)
+    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+
+
+@register("erfc")
+def erfc_rule(ctx, x, **_):
+    pol = policy(ctx)
+    gelu_x = _gelu_erf_input(ctx) if pol.gelu.method != "erf" else None
+    if gelu_x is not None:
+        # 0.5 x erfc(-x / sqrt 2) = x Phi(x)  <=>  erfc(-x / sqrt 2) = 2 Phi(x)
+        pieces = approx.gelu_phi_pieces(pol.gelu).scaled(2.0)
+        return _run(ctx, gelu_x, lambda o, v: approx.piecewise(o, v, pieces))
+    pieces = approx.odd_sigmoid_pieces("erf", pol.erf).scaled(-1.0, 1.0)
+    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+
+
+@register("rsqrt")
+def rsqrt_rule(ctx, x, **_):
+    pol = policy(ctx).rsqrt
+    return _run(ctx, x, lambda o, v: approx.rsqrt(o, v, pol))
+
+
+@register("sqrt")
+def sqrt_rule(ctx, x, **_):
+    pol = policy(ctx).rsqrt
+    return _run(ctx, x, lambda o, v: approx.sqrt(o, v, pol))
+
+
+def reciprocal_value(ctx, y, aval, *, positive: bool = False):
+    """A secret 1/y of shape and dtype ``aval`` (used by div and negative powers)."""
+    o = SecureOps(ctx)
+    r = approx.reciprocal(o, o.enter(y), policy(ctx).reciprocal, positive=positive)
+    return o.leave(r, aval)
+
+
+def secret_division(ctx, x, y):
+    """x / y for a secret y: ONE reciprocal of the divisor before any broadcast (softmax
+    divides by ``broadcast_in_dim(row_sum)``: one reciprocal per row), then a product.
+    A divisor ``sqrt(v)`` becomes ``rsqrt(v)``."""
+    _float_out(ctx)
+    pol = policy(ctx)
+    var, value = ctx.eqn.invars[1], y
+    found = ctx.producer(1)
+    broadcast = None
+    if (found is not None and found[0].primitive.name == "broadcast_in_dim"
+            and not isinstance(found[1][0], Public)):
+        broadcast = found[0]
+        var, value = broadcast.invars[0], found[1][0]
+    inner = var_producer(ctx, var)
+    o = SecureOps(ctx)
+    if inner is not None and inner[0].primitive.name == "sqrt" and not isinstance(
+            inner[1][0], Public):
+        r = approx.rsqrt(o, o.enter(inner[1][0]), pol.rsqrt)
+    else:
+        r = approx.reciprocal(o, o.enter(value), pol.reciprocal,
+                              positive=_known_positive(ctx, var))
+    reciprocal = o.leave(r, var.aval)
+    if broadcast is not None:
+        shares = ctx.protocol.local(local_primitive(broadcast.primitive, broadcast.params),
+                                    reciprocal.shares)
+        reciprocal = ctx.make(shares, broadcast.outvars[0].aval)
+    if (isinstance(x, Public) and np.all(np.asarray(x.value) == 1)
+            and tuple(reciprocal.shape) == tuple(ctx.out_avals[0].shape)):
+        return ctx.make(reciprocal.shares, ctx.out_avals[0])
+    return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
+
+
+@register("pow")
+def pow_rule(ctx, x, y, **_):
+    """x ** y: a public exponent that is an integer or +-1/2 takes the integer power, sqrt
+    or rsqrt rule; otherwise exp(y log x) (x > 0)."""
+    _float_out(ctx)
+    pol = policy(ctx)
+    k = _public_scalar(y)
+    if k is not None:
+        if k == round(k):
+            from secjax.primitives.arith import integer_power
+
+            return integer_power(ctx, x, int(round(k)))
+        if k == 0.5:
+            return _run(ctx, x, lambda o, v: approx.sqrt(o, v, pol.rsqrt))
+        if k == -0.5:
+            return _run(ctx, x, lambda o, v: approx.rsqrt(o, v, pol.rsqrt))
+        return _run(ctx, x, lambda o, v: approx.exp(o, o.mul_c(approx.log(o, v, pol.log), k),
+                                                    pol.exp))
+    o = SecureOps(ctx)
+    if isinstance(x, Public):
+        logx = np.log(np.asarray(x.value, dtype=np.float64))
+        out = approx.exp(o, o.mul_c(o.enter(y), np.broadcast_to(logx, np.shape(logx))),
+                         pol.exp)
+    else:
+        out = approx.exp(o, o.mul(o.enter(y), approx.log(o, o.enter(x), pol.log)), pol.exp)
+    return o.leave(out, ctx.out_avals[0])

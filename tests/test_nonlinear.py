@@ -1,0 +1,222 @@
+"""Nonlinear functions through the public API, against float JAX, with the stated bounds
+(18 fractional bits, 64-bit ring)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import secjax
+import secjax.nn as snn
+from secjax.protocols import PROTOCOLS
+from secjax.protocols.plain import Plain
+
+def secure(f, protocol, *args):
+    """``f`` under ``protocol`` (the conftest fixture: every protocol built) as float64."""
+    return np.asarray(secjax.secure_jit(f, **protocol)(*args), dtype=np.float64)
+
+
+def errors(ref, got):
+    ref = np.asarray(ref, np.float64)
+    err = np.abs(ref - got)
+    return err.max(), np.minimum(err, err / np.maximum(np.abs(ref), 1e-30)).max()
+
+
+def f32(values):
+    return jnp.asarray(np.asarray(values), jnp.float32)
+
+
+SYMMETRIC = f32(np.linspace(-10, 10, 1001))
+POSITIVE = f32(np.geomspace(0.01, 100, 1001))
+WIDE = f32(np.concatenate([np.linspace(-20, 20, 2001), [-1e4, -300.0, 300.0, 1e4]]))
+
+
+@pytest.mark.parametrize("name,f,x", [
+    ("exp", jnp.exp, SYMMETRIC),
+    ("logistic", jax.nn.sigmoid, SYMMETRIC),
+    ("tanh", jnp.tanh, SYMMETRIC),
+    ("erf", jax.scipy.special.erf, SYMMETRIC),
+    ("erfc", jax.scipy.special.erfc, SYMMETRIC),
+    ("reciprocal", lambda v: 1.0 / v, SYMMETRIC[jnp.abs(SYMMETRIC) >= 0.1]),
+    ("log", jnp.log, POSITIVE),
+    ("sqrt", jnp.sqrt, POSITIVE),
+    ("rsqrt", jax.lax.rsqrt, POSITIVE),
+])
+def test_elementwise_accuracy(protocol, name, f, x):
+    """max |error| <= 0.01 or relative error <= 1%, pointwise."""
+    _, abs_or_rel = errors(f(x), secure(f, protocol, x))
+    assert abs_or_rel <= 0.01, name
+
+
+@pytest.mark.parametrize("name,f", [
+    ("gelu_erf", lambda v: jax.nn.gelu(v, approximate=False)),
+    ("gelu_tanh", lambda v: jax.nn.gelu(v, approximate=True)),
+    ("silu", jax.nn.silu),
+])
+def test_gelu_silu_everywhere(protocol, name, f):
+    worst, _ = errors(f(WIDE), secure(f, protocol, WIDE))
+    assert worst <= 0.015, name
+
+
+def test_softmax_rows(protocol):
+    x = jax.random.uniform(jax.random.key(0), (8, 128), minval=-30, maxval=30)
+    worst, _ = errors(jax.nn.softmax(x), secure(jax.nn.softmax, protocol, x))
+    assert worst <= 0.01
+
+
+def test_log_softmax(protocol):
+    x = jax.random.uniform(jax.random.key(1), (4, 128), minval=-10, maxval=10)
+    worst, _ = errors(jax.nn.log_softmax(x), secure(jax.nn.log_softmax, protocol, x))
+    assert worst <= 0.01
+
+
+def _rows_with_variance(rows, width, seed=0):
+    rng = np.random.default_rng(seed)
+    var = np.geomspace(1e-3, 1e3, rows)
+    return f32(rng.normal(size=(rows, width)) * np.sqrt(var)[:, None]
+               + rng.normal(size=(rows, 1)))
+
+
+def test_layer_norm(protocol):
+    import flax.linen as nn
+
+    x = _rows_with_variance(12, 64)
+    ln = nn.LayerNorm()
+    params = ln.init(jax.random.key(0), x)
+    f = lambda v: ln.apply(params, v)  # noqa: E731
+    ref, got = np.asarray(f(x)), secure(f, protocol, x)
+    rel = np.abs(ref - got).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() <= 0.01
+
+
+def test_rms_norm_llama(protocol):
+    def rms_norm(h, eps=1e-6):  # as in transformers' FlaxLlamaRMSNorm
+        variance = jnp.power(h, 2).mean(-1, keepdims=True)
+        return h * (1 / jnp.sqrt(variance + eps))
+
+    x = _rows_with_variance(12, 64, seed=1)
+    ref, got = np.asarray(rms_norm(x)), secure(rms_norm, protocol, x)
+    rel = np.abs(ref - got).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() <= 0.01
+
+
+def test_max_argmax_and_comparisons(protocol):
+    x = jax.random.normal(jax.random.key(2), (5, 37)) * 4
+    x = x.at[0, 30].set(9.0).at[0, 3].set(9.0)          # tie: first index wins
+    y = jax.random.normal(jax.random.key(3), (5, 37)) * 4
+    for f in (lambda a: jnp.max(a, -1), lambda a: jnp.min(a, 0), jnp.max, jnp.abs,
+              jnp.sign, lambda a: jnp.clip(a, -1, 2), jax.nn.relu,
+              lambda a: jnp.where(a > 0.5, a, -a * 2)):
+        worst, _ = errors(f(x), secure(f, protocol, x))
+        assert worst <= 1e-4
+    for f in (lambda a: jnp.argmax(a, -1), lambda a: jnp.argmin(a, 0)):
+        got = secjax.secure_jit(f, **protocol)(x)
+        assert got.dtype == f(x).dtype and np.array_equal(got, f(x))
+    for f in (jnp.less, jnp.greater, jnp.greater_equal, jnp.less_equal, jnp.equal,
+              jnp.not_equal, lambda a, b: (a > 0) & (b > 0), lambda a, b: (a > 0) | (b > 0),
+              lambda a, b: (a > 0) ^ (b > 0), lambda a, b: ~(a > b)):
+        got = secjax.secure_jit(f, **protocol)(x, y)
+        assert got.dtype == np.bool_ and np.array_equal(got, f(x, y))
+    got = secjax.secure_jit(jnp.equal, **protocol)(x, x)
+    assert got.all()
+    for f in (jnp.maximum, jnp.minimum):
+        worst, _ = errors(f(x, y), secure(f, protocol, x, y))
+        assert worst <= 1e-4
+
+
+def test_powers(protocol):
+    x = f32(np.concatenate([np.linspace(-10, -0.5, 100), np.linspace(0.5, 10, 100)]))
+    _, abs_or_rel = errors(x ** -2, secure(lambda v: v ** -2, protocol, x))
+    assert abs_or_rel <= 0.01
+    p = jnp.abs(x)
+    for f in (lambda v: v ** 1.5, lambda v: v ** 0.5, lambda v: v ** -0.5):
+        _, abs_or_rel = errors(f(p), secure(f, protocol, p))
+        assert abs_or_rel <= 0.01
+
+
+def test_saturation(protocol):
+    """Outside their domains functions saturate to the documented bounded values."""
+    got = secure(jnp.exp, protocol, f32([1000.0, -1000.0, -14.5]))
+    np.testing.assert_allclose(got, [np.exp(12.0), 0.0, 0.0], rtol=1e-3)
+    got = secure(jax.lax.rsqrt, protocol, f32([1e9, 0.0, -5.0]))
+    assert got[0] == 0.0 and 0 < got[1] <= 2 ** 8 * np.sqrt(2) + 1e-3 and got[2] == got[1]
+    got = secure(lambda v: 1.0 / v, protocol, f32([1e9, -1e9, 0.0]))
+    assert got[0] == 0.0 and got[1] == 0.0 and 0 < got[2] <= 2.0 ** 17
+    got = secure(jnp.log, protocol, f32([1e9, 0.0]))
+    np.testing.assert_allclose(got, [25 * np.log(2), -17 * np.log(2)], atol=1e-3)
+    row = f32(np.linspace(-5000, 5000, 128))[None]
+    got = secure(jax.nn.softmax, protocol, row)
+    np.testing.assert_allclose(got, jax.nn.softmax(row), atol=1e-4)
+    for f, ref in ((jax.nn.gelu, [1e4, 0.0]), (jax.nn.silu, [1e4, 0.0]),
+                   (jax.nn.sigmoid, [1.0, 0.0]), (jnp.tanh, [1.0, -1.0])):
+        np.testing.assert_allclose(secure(f, protocol, f32([1e4, -1e4])), ref, atol=1e-4)
+
+
+def test_plaintext_functions_match_secure(protocol):
+    """secjax.nn's plaintext functions are the same approximations as the secure rules."""
+    pairs = [
+        (snn.exp, jnp.exp, SYMMETRIC), (snn.logistic, jax.nn.sigmoid, SYMMETRIC),
+        (snn.tanh, jnp.tanh, SYMMETRIC), (snn.erf, jax.scipy.special.erf, SYMMETRIC),
+        (snn.log, jnp.log, POSITIVE), (snn.rsqrt, jax.lax.rsqrt, POSITIVE),
+        (snn.sqrt, jnp.sqrt, POSITIVE), (snn.gelu, jax.nn.gelu, WIDE),
+        (snn.silu, jax.nn.silu, WIDE),
+        (lambda v: snn.gelu(v, approximate=True),
+         lambda v: jax.nn.gelu(v, approximate=True), WIDE),
+    ]
+    for plain_fn, jax_fn, x in pairs:
+        mine, theirs = np.asarray(plain_fn(x), np.float64), secure(jax_fn, protocol, x)
+        # fixed-point rounding only: well below the approximation errors themselves
+        assert np.max(np.abs(mine - theirs) / np.maximum(np.abs(mine), 1.0)) <= 2e-3
+    x = jax.random.uniform(jax.random.key(4), (4, 128), minval=-30, maxval=30)
+    np.testing.assert_allclose(snn.softmax(x), secure(jax.nn.softmax, protocol, x), atol=1e-4)
+    # and the approximations themselves meet the bounds in the clear
+    assert np.abs(snn.gelu(WIDE) - jax.nn.gelu(WIDE, approximate=False)).max() <= 0.015
+    assert np.abs(snn.silu(WIDE) - jax.nn.silu(WIDE)).max() <= 0.015
+
+
+class Counting(Plain):
+    """plain, recording the logical shape of every msb call."""
+
+    name = "counting"
+    msb_shapes: list = []
+
+    def msb(self, a):
+        Counting.msb_shapes.append(tuple(self.logical_shape(a)))
+        return super().msb(a)
+
+
+def test_softmax_takes_one_reciprocal_per_row(monkeypatch):
+    monkeypatch.setitem(PROTOCOLS, "counting", Counting)
+    Counting.msb_shapes = []
+    rows = 3
+    x = jax.random.normal(jax.random.key(5), (rows, 128))
+    got = secjax.secure_jit(jax.nn.softmax, protocol="counting", parties=1)(x)
+    np.testing.assert_allclose(got, jax.nn.softmax(x), atol=1e-4)
+    q = snn.DEFAULT_POLICY.reciprocal.normalise
+    thresholds = q.emax - q.emin + 3
+    normalising = [s for s in Counting.msb_shapes if s[0] == thresholds]
+    # one normalisation, over the row sums (before their broadcast): never elementwise
+    assert normalising == [(thresholds, rows)]
+    # the exp of x - max needs one comparison per element (x - max <= 0 is known), the
+    # row sum is known positive (no sign comparison), the row max takes 127 per row
+    total = sum(int(np.prod(s)) for s in Counting.msb_shapes)
+    assert total == rows * (127 + 128 + thresholds)
+
+
+def test_cost_report_runs(protocol):
+    f = secjax.secure_jit(jax.nn.softmax, **protocol)
+    report = f.cost(jax.ShapeDtypeStruct((2, 128), jnp.float32))
+    if protocol["parties"] > 1:
+        assert report.rounds > 0 and min(report.bytes_per_party) > 0
+        assert {"a2b", "b2a"} <= set(report.by_op())  # comparisons for the max and the exp
+    else:
+        assert report.bytes_per_party == [0]
+
+
+def test_policy_options(protocol):
+    """Opt-in substitutions: ReLU for GeLU, through Config(policy=...)."""
+    policy = snn.DEFAULT_POLICY.replace(
+        gelu=snn.DEFAULT_POLICY.gelu.__class__(method="relu"))
+    x = SYMMETRIC
+    got = np.asarray(secjax.secure_jit(jax.nn.gelu, **protocol, policy=policy)(x))
+    np.testing.assert_allclose(got, jax.nn.relu(x), atol=1e-5)
+    np.testing.assert_allclose(snn.gelu(x, policy=policy), jax.nn.relu(x), atol=1e-6)
