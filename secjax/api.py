@@ -178,6 +178,9 @@ class SecureFunction:
             return Public(jax.numpy.asarray(raw, aval.dtype))
         is_private = isinstance(leaf, Private)
         owner = leaf.owner if is_private else self.config.input_party
+        if not 0 <= owner < self.config.parties:
+            raise SecjaxError(f"argument {name} is private to party {owner}, but "
+                              f"{self.config.protocol} runs {self.config.parties} parties")
         ctx = interpreter.ctx
         if abstract and isinstance(raw, jax.ShapeDtypeStruct):
             encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)

@@ -76,3 +76,24 @@ def test_secret_divisor_without_reciprocal_rule_is_clear():
 
     with pytest.raises(secjax.UnsupportedError):
         plain(f)(jnp.arange(3), jnp.arange(1, 4))
+
+
+def test_private_to_a_party_that_does_not_exist():
+    with pytest.raises(secjax.SecjaxError, match="private to party 7"):
+        plain(lambda x: x * 2)(secjax.private(jnp.ones(2), 7))
+
+
+def test_error_in_library_code_names_the_users_call_site():
+    from jax._src.source_info_util import Frame
+
+    from secjax.primitives.context import _describe_frames
+
+    lib = Frame("/venv/lib/python3.11/site-packages/flax/linen/linear.py", "Embed.__call__",
+                1194, 0, 1194, 10)
+    model = Frame("/venv/lib/python3.11/site-packages/transformers/bert.py", "forward",
+                  50, 0, 50, 10)
+    user = Frame("/home/me/serve.py", "embed", 12, 0, 12, 10)
+    assert _describe_frames([lib, model, user]) == (
+        "/venv/lib/python3.11/site-packages/flax/linen/linear.py:1194 (Embed.__call__), "
+        "called from /home/me/serve.py:12 (embed)")
+    assert _describe_frames([user]) == "/home/me/serve.py:12 (embed)"

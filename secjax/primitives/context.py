@@ -2,6 +2,7 @@
 values between kinds (public, private, secret) and scales."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import jax.numpy as jnp
@@ -43,12 +44,14 @@ class RuleContext:
 
     @property
     def source(self) -> str | None:
-        """The user's source line of the current equation: equations inside library jits
-        (``jnp.sort`` is one) carry none, so the nearest enclosing call's line is used."""
+        """Where the current equation comes from: its innermost user frame and, when that
+        lies in a library (Flax, transformers), the outermost frame of the user's own code.
+        Equations inside library jits (``jnp.sort`` is one) carry no frame of their own, so
+        the nearest enclosing call's frames are used."""
         for eqn in reversed(self.eqn_stack):
-            summary = source_info_util.summarize(eqn.source_info)
-            if summary:
-                return summary
+            frames = list(source_info_util.user_frames(eqn.source_info.traceback))
+            if frames:
+                return _describe_frames(frames)
         return None
 
     @property
@@ -130,3 +133,19 @@ class RuleContext:
         finite = np.isfinite(as_float)
         integral = np.all(np.where(finite, as_float == np.round(as_float), True))
         return 0 if integral else self.ring.frac_bits
+
+
+_LIBRARY_DIRS = ("site-packages", "dist-packages", f"{os.sep}secjax{os.sep}")
+
+
+def _describe_frames(frames) -> str:
+    """``file:line (function)`` of the innermost frame, plus the user's own call site when
+    the innermost frame is library code. ``frames`` run from innermost to outermost."""
+    def show(frame):
+        return f"{frame.file_name}:{frame.start_line} ({frame.function_name})"
+
+    inner = frames[0]
+    if not any(d in inner.file_name for d in _LIBRARY_DIRS):
+        return show(inner)
+    own = [f for f in frames if not any(d in f.file_name for d in _LIBRARY_DIRS)]
+    return f"{show(inner)}, called from {show(own[-1])}" if own else show(inner)
