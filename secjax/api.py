@@ -1,9 +1,11 @@
 """The user's entry points: ``secure_jit``, ``public``, ``private`` and ``Config``."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, SecjaxError
-from secjax.interpreter import Interpreter
+from secjax.interpreter import Interpreter, count_equations
 from secjax.protocols import PROTOCOLS
 from secjax.ring import Ring
 from secjax.runtime.cost import CostReport
@@ -20,6 +22,7 @@ from secjax.runtime.emulation import Emulator
 from secjax.values import Private, Public, Secret, encodable, scale_of
 
 DEFAULT_PARTIES = {"plain": 1, "semi2k": 2, "aby3": 3}
+PROGRESS_MIN_EQUATIONS = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Config:
     overrides: replace named functions (gelu, silu, softmax...) by MPC-friendly rules.
     policy: the approximations of nonlinear functions (``secjax.nn.Policy``; default
       ``secjax.nn.DEFAULT_POLICY``): method, degree, iterations and ranges per function.
+    progress: show a progress bar over the program's equations (default: on a terminal,
+      for programs of more than ``PROGRESS_MIN_EQUATIONS`` equations).
     """
 
     protocol: str = "aby3"
@@ -45,6 +50,7 @@ class Config:
     seed: int | None = None
     overrides: bool = True
     policy: Any = None
+    progress: bool | None = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -151,12 +157,13 @@ class SecureFunction:
         with jax.enable_x64(True):
             runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
             protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
-            interpreter = Interpreter(protocol, overrides=config.overrides,
-                                      policy=config.policy)
-            inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
-                      for kind, leaf, var, name in zip(traced.kinds, leaves,
-                                                       traced.jaxpr.jaxpr.invars, paths)]
-            outs = interpreter.eval_jaxpr(traced.jaxpr, inputs)
+            with self._progress(traced.jaxpr.jaxpr, abstract) as advance:
+                interpreter = Interpreter(protocol, overrides=config.overrides,
+                                          policy=config.policy, on_equation=advance)
+                inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                          for kind, leaf, var, name in zip(traced.kinds, leaves,
+                                                           traced.jaxpr.jaxpr.invars, paths)]
+                outs = interpreter.eval_jaxpr(traced.jaxpr, inputs)
             if abstract:
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
             results = [self._output(protocol, out, var.aval)
@@ -168,6 +175,25 @@ class SecureFunction:
                                    kernels_compiled=runtime.kernels_compiled)
         self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
         return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
+
+    @contextlib.contextmanager
+    def _progress(self, jaxpr, abstract: bool):
+        """A callback advancing a transient progress bar by one equation (or None)."""
+        total = count_equations(jaxpr)
+        show = self.config.progress
+        if show is None:
+            show = sys.stderr.isatty() and total > PROGRESS_MIN_EQUATIONS
+        if not show:
+            yield None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        what = "costing" if abstract else "running"
+        with Progress(f"[bold]{what}[/bold] {self.__name__} under {self.config.protocol}",
+                      BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as progress:
+            task = progress.add_task("equations", total=total)
+            yield lambda: progress.advance(task)
 
     def _input(self, interpreter, kind, leaf, aval, name, abstract):
         raw = leaf.value if _is_marker(leaf) else leaf

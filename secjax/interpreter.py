@@ -9,7 +9,9 @@ plaintext.
 """
 from __future__ import annotations
 
-from jax.extend.core import ClosedJaxpr, Literal
+from typing import Callable
+
+from jax.extend.core import ClosedJaxpr, Literal, jaxprs_in_params
 
 from secjax import nn
 from secjax.primitives import load_rules
@@ -36,10 +38,12 @@ def _bind_clear(eqn, values):
 class Interpreter:
     """Evaluates closed jaxprs securely under one protocol."""
 
-    def __init__(self, protocol, *, overrides: bool = True, policy=None):
+    def __init__(self, protocol, *, overrides: bool = True, policy=None,
+                 on_equation: Callable[[], None] | None = None):
         self.protocol = protocol
         self.overrides = nn.OVERRIDES if overrides else {}
         self.ctx = RuleContext(protocol, self.eval_jaxpr, policy)
+        self.on_equation = on_equation
 
     def eval_jaxpr(self, closed: ClosedJaxpr, args: list[Value]) -> list[Value]:
         jaxpr = closed.jaxpr
@@ -62,6 +66,8 @@ class Interpreter:
         return [read(v) for v in jaxpr.outvars]
 
     def _eval_eqn(self, eqn, values: list[Value], producers: dict) -> list[Value]:
+        if self.on_equation is not None and not jaxprs_in_params(eqn.params):
+            self.on_equation()
         owner = _owner(values)
         if owner == -1:
             return [Public(o) for o in _bind_clear(eqn, values)]
@@ -95,3 +101,17 @@ class Interpreter:
         name = eqn.params.get("name")
         return f"{eqn.primitive.name}:{name}" if name and "jaxpr" in eqn.params else (
             eqn.primitive.name)
+
+
+def count_equations(jaxpr) -> int:
+    """Equations a secure evaluation of ``jaxpr`` visits, sub-jaxprs expanded (a scan's
+    body once per step; a while loop's body once, its trip count being unknown)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        subs = list(jaxprs_in_params(eqn.params))
+        if not subs:
+            total += 1
+            continue
+        repeat = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+        total += repeat * sum(count_equations(sub) for sub in subs)
+    return total

@@ -77,3 +77,15 @@ def test_cost_needs_no_values():
                     jax.ShapeDtypeStruct((2, 4), jnp.float32))
     assert report.bytes_per_party == [0]
     assert "total" in str(report)
+
+
+def test_progress_bar_counts_every_equation(capsys):
+    from secjax.interpreter import count_equations
+
+    def f(x):
+        return jax.lax.scan(lambda c, v: (c + v, c * 2), 0.0, x)
+
+    x = jnp.ones(5)
+    g = secjax.secure_jit(f, protocol="plain", progress=True)
+    assert_close(g(x), jax.jit(f)(x))
+    assert count_equations(jax.make_jaxpr(f)(x).jaxpr) == 15  # 3 body equations x 5 steps
