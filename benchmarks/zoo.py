@@ -26,6 +26,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import secjax  # noqa: E402
+from secjax.runtime.cost import format_bytes  # noqa: E402
 from zoo_models import (ARGMAX_THRESHOLD, COSINE_THRESHOLD, SLOW, ZOO,  # noqa: E402
                         argmax_agreement, build, min_row_cosine)
 
@@ -33,14 +34,6 @@ from zoo_models import (ARGMAX_THRESHOLD, COSINE_THRESHOLD, SLOW, ZOO,  # noqa: 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def run_model(name: str, protocol: str, public_inputs: bool) -> dict:
@@ -105,7 +98,7 @@ def main(argv=None) -> int:
                                           else f"[red]{agree:.1%}[/red]"),
                 f"{row['secure_s']:.2f}" if "secure_s" in row else "",
                 f"{row['plain_s']:.2f}" if "plain_s" in row else "",
-                _bytes(row["bytes"]) if "bytes" in row else "",
+                format_bytes(row["bytes"]) if "bytes" in row else "",
                 str(row["rounds"]) if "rounds" in row else "",
                 row.get("error", ""),
             )
