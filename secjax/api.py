@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax._src.interpreters import partial_eval as pe
+from jax.extend.core import ClosedJaxpr
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, SecjaxError
@@ -143,7 +145,7 @@ class SecureFunction:
                 out_tree.append(tree)
                 return out_leaves
 
-            closed = jax.make_jaxpr(flat_fun)(*avals)
+            closed = _without_dead_code(jax.make_jaxpr(flat_fun)(*avals))
             traced = self._traces[key] = _Traced(closed, out_tree[0], tuple(kinds))
         return traced, leaves, paths
 
@@ -225,6 +227,13 @@ class SecureFunction:
         opened = protocol.reveal(value.shares)
         return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
                                aval.dtype)
+
+
+def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """Drop equations no output depends on: under MPC they would still cost messages
+    (Hugging Face models compute a pooler even when only the hidden states are used)."""
+    jaxpr, _ = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars), instantiate=True)
+    return ClosedJaxpr(jaxpr, closed.consts)
 
 
 def _argument_name(path) -> str:

@@ -44,6 +44,7 @@ class Interpreter:
         self.overrides = nn.OVERRIDES if overrides else {}
         self.ctx = RuleContext(protocol, self.eval_jaxpr, policy)
         self.on_equation = on_equation
+        self._scopes = [""]  # name stacks of the equations being evaluated, outermost first
 
     def eval_jaxpr(self, closed: ClosedJaxpr, args: list[Value]) -> list[Value]:
         jaxpr = closed.jaxpr
@@ -78,8 +79,11 @@ class Interpreter:
         ctx.eqn_stack.append(eqn)
         try:
             rule = self._rule_for(eqn)
-            with self.protocol.runtime.cost.label(self._label(eqn)):
+            scope = self._scope(eqn)
+            self._scopes.append(scope)
+            with self.protocol.runtime.cost.label(self._label(eqn), scope):
                 outs = rule(ctx, *values, **eqn.params)
+            self._scopes.pop()
         finally:
             ctx.eqn_stack.pop()
             ctx.producers = outer_producers
@@ -95,6 +99,12 @@ class Interpreter:
                 "no secure rule for this primitive on non-public operands (see "
                 "`secjax primitives` for the supported list)")
         return rule
+
+    def _scope(self, eqn) -> str:
+        """The equation's full name stack: a sub-jaxpr's stacks are relative to its call."""
+        inner = str(eqn.source_info.name_stack)
+        outer = self._scopes[-1]
+        return f"{outer}/{inner}" if outer and inner else outer or inner
 
     @staticmethod
     def _label(eqn) -> str:

@@ -89,3 +89,34 @@ def test_progress_bar_counts_every_equation(capsys):
     g = secjax.secure_jit(f, protocol="plain", progress=True)
     assert_close(g(x), jax.jit(f)(x))
     assert count_equations(jax.make_jaxpr(f)(x).jaxpr) == 15  # 3 body equations x 5 steps
+
+
+def test_unused_computation_costs_nothing():
+    def used_only(x):
+        return x * x
+
+    def with_dead_code(x):
+        _unused = jnp.exp(x).sum()  # noqa: F841  (a model's pooler when only hidden states are kept)
+        return x * x
+
+    x = jax.ShapeDtypeStruct((8,), jnp.float32)
+    lean = secjax.secure_jit(used_only).cost(x)
+    padded = secjax.secure_jit(with_dead_code).cost(x)
+    assert padded.bytes_per_party == lean.bytes_per_party and padded.rounds == lean.rounds
+    assert min(lean.bytes_per_party) > 0
+
+
+def test_cost_by_scope_follows_flax_modules():
+    import flax.linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(4, name="second")(nn.Dense(4, name="first")(x) ** 2)
+
+    x = jnp.ones((2, 4))
+    params = Block().init(jax.random.key(0), x)
+    report = secjax.secure_jit(Block().apply).cost(params, x)
+    scopes = report.by_scope(2)
+    assert {"Block/first", "Block/second"} <= set(scopes)
+    assert sum(t.sent[0] for t in scopes.values()) == report.bytes_per_party[0]

@@ -28,19 +28,21 @@ class Tally:
 
 
 class CostLog:
-    """Accumulates the exchanges of every protocol step, labelled by the JAX primitive whose
-    rule ran them (set by the interpreter) and the protocol operation inside the step."""
+    """Accumulates the exchanges of every protocol step, labelled by the model scope and the
+    JAX primitive whose rule ran them (set by the interpreter) and by the protocol operation
+    inside the step."""
 
     def __init__(self, n_parties: int):
         self.n_parties = n_parties
-        self.by_label: dict[tuple[str, str], Tally] = collections.defaultdict(
+        self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
-        self._label = "(outside rules)"
+        self._label = ("", "(outside rules)")
 
     @contextlib.contextmanager
-    def label(self, name: str):
-        """Attribute what runs inside to ``name`` (a primitive or a named function)."""
-        outer, self._label = self._label, name
+    def label(self, name: str, scope: str = ""):
+        """Attribute what runs inside to primitive ``name`` (or a named function) within
+        ``scope`` (the equation's name stack, e.g. ``FlaxBertModule/encoder/layer/0``)."""
+        outer, self._label = self._label, (scope, name)
         try:
             yield
         finally:
@@ -50,7 +52,7 @@ class CostLog:
         """Record one call of a step whose exchanges were traced as ``exchanges``."""
         touched = set()
         for exchange in exchanges:
-            key = (self._label, exchange.op)
+            key = (*self._label, exchange.op)
             self.by_label[key].add(exchange)
             touched.add(key)
         for key in touched:
@@ -64,12 +66,12 @@ class CostLog:
 class CostReport:
     """What each party sends and how many rounds a secure call takes.
 
-    ``rows`` maps (primitive, protocol op) to a :class:`Tally`. Rounds add up along the
-    sequential order of the program, so the total is an upper bound on the critical path.
+    ``rows`` maps (scope, primitive, protocol op) to a :class:`Tally`. Rounds add up along
+    the sequential order of the program, so the total is an upper bound on the critical path.
     """
 
     n_parties: int
-    rows: dict[tuple[str, str], Tally]
+    rows: dict[tuple[str, str, str], Tally]
     info: dict
 
     def _total(self, rows) -> Tally:
@@ -93,17 +95,24 @@ class CostReport:
     def rounds(self) -> int:
         return self.total.rounds
 
-    def by_primitive(self) -> dict[str, Tally]:
+    def _grouped(self, key) -> dict[str, Tally]:
         groups = collections.defaultdict(list)
-        for (primitive, _), tally in self.rows.items():
-            groups[primitive].append(tally)
+        for row, tally in self.rows.items():
+            groups[key(*row)].append(tally)
         return {name: self._total(rows) for name, rows in groups.items()}
 
+    def by_primitive(self) -> dict[str, Tally]:
+        return self._grouped(lambda scope, primitive, op: primitive)
+
     def by_op(self) -> dict[str, Tally]:
-        groups = collections.defaultdict(list)
-        for (_, op), tally in self.rows.items():
-            groups[op].append(tally)
-        return {name: self._total(rows) for name, rows in groups.items()}
+        """Per protocol operation (``bilinear``, ``trunc``, ``msb``, ``a2b``...)."""
+        return self._grouped(lambda scope, primitive, op: op)
+
+    def by_scope(self, depth: int | None = None) -> dict[str, Tally]:
+        """Per model scope, cut to its first ``depth`` components:
+        ``by_scope(4)`` groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``."""
+        return self._grouped(
+            lambda scope, primitive, op: "/".join(scope.split("/")[:depth]) or "(top level)")
 
     def estimate_seconds(self, bandwidth_bps: float = 5e9, latency_s: float = 1e-3) -> float:
         """Time on a network: the busiest party's bytes at ``bandwidth_bps`` bits per second
