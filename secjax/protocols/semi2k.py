@@ -90,7 +90,7 @@ def _open_views(comm, x, *, to):
 
 
 def _reveal_step(comm, x, *, to):
-    return _open_views(comm, x, to=to)[0 if to is None else to]
+    return comm.view(_open_views(comm, x, to=to), 0 if to is None else to)
 
 
 # -- sharing -------------------------------------------------------------------------------
