@@ -101,6 +101,12 @@ class RuleContext:
         cached = self._shared.get(id(value))
         if cached is not None:
             return cached[1]
+        if not self.protocol.runtime.holds(value.owner):
+            # A party process computes on another party's private values as zero
+            # placeholders (shapes only); sharing uses the owner's value alone.
+            secret = self.share(jnp.zeros(value.shape, value.dtype), value.owner)
+            self._shared[id(value)] = (value, secret)
+            return secret
         try:
             ring_ops.check_range(self.ring, value.value, scale)
         except OverflowError as exc:

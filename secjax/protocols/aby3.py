@@ -97,11 +97,11 @@ def _reshare(comm, t):
 # -- sharing and opening -------------------------------------------------------------------
 def _share_step(comm, x, *, owner):
     with comm.op("share"):
-        return _input(comm, jnp.broadcast_to(x[None], (3, *x.shape)), owner)
+        return _input(comm, comm.broadcast(x), owner)
 
 
 def _from_public_step(comm, x):
-    return _at_component(comm, jnp.broadcast_to(x[None], (3, *x.shape)), 0)
+    return _at_component(comm, comm.broadcast(x), 0)
 
 
 def _open_views(comm, x, *, to):
