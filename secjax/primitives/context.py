@@ -90,10 +90,11 @@ class RuleContext:
 
     def secret(self, value: Value) -> Secret:
         """``value`` as a secret: public values are shared trivially (free), private ones are
-        shared by their owner (once per value, however often it is used)."""
+        shared by their owner (once per value, however often it is used). Both are encoded
+        like public constants: a value too large for the ring (an owner's ``finfo.min``
+        mask) saturates. Private *inputs* were range-checked when they were passed in."""
         if isinstance(value, Secret):
             return value
-        self.check_dtype(value.dtype)
         scale = self.scale(value.dtype)
         if isinstance(value, Public):
             shares = self.protocol.from_public(self.encode_public(value.value, scale))
@@ -101,22 +102,17 @@ class RuleContext:
         cached = self._shared.get(id(value))
         if cached is not None:
             return cached[1]
-        if not self.protocol.runtime.holds(value.owner):
-            # A party process computes on another party's private values as zero
-            # placeholders (shapes only); sharing uses the owner's value alone.
-            secret = self.share(jnp.zeros(value.shape, value.dtype), value.owner)
-            self._shared[id(value)] = (value, secret)
-            return secret
-        try:
-            ring_ops.check_range(self.ring, value.value, scale)
-        except OverflowError as exc:
-            raise self.encoding_error(f"party {value.owner}'s private value: {exc}") from None
-        secret = self.share(value.value, value.owner)
+        held = self.protocol.runtime.holds(value.owner)
+        # A party process computes on another party's private values as zero placeholders
+        # (shapes only); sharing uses the owner's value alone.
+        clear = value.value if held else jnp.zeros(value.shape, value.dtype)
+        shares = self.protocol.share(self.encode_public(clear, scale), value.owner)
+        secret = Secret(shares, tuple(value.shape), np.dtype(value.dtype))
         self._shared[id(value)] = (value, secret)
         return secret
 
     def share(self, array, owner: int) -> Secret:
-        """Encode an in-range array exactly and secret-share it from party ``owner``."""
+        """Encode an in-range input exactly and secret-share it from party ``owner``."""
         encoded = ring_ops.encode(self.ring, array, self.scale(array.dtype), saturate=False)
         return Secret(self.protocol.share(encoded, owner), tuple(np.shape(array)),
                       np.dtype(array.dtype))

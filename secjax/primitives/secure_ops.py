@@ -82,8 +82,9 @@ class SecureOps:
     def _encode(self, c, scale: int):
         """A finite public constant of the algorithm at ``scale`` (which may exceed
         frac_bits: coefficients and normalisation factors are held finer)."""
-        c = jnp.asarray(np.asarray(c, dtype=np.float64))
-        return ring_ops.encode(self.ring, c, scale, bound=self.ring.max_abs(scale) / 2)
+        c = np.asarray(c, dtype=np.float64)
+        ring_ops.check_range(self.ring, c, scale)
+        return ring_ops.encode(self.ring, jnp.asarray(c), scale, saturate=False)
 
     def const(self, c, shape, scale: int | None = None) -> Fx:
         scale = self.frac_bits if scale is None else scale
