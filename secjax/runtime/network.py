@@ -365,7 +365,7 @@ class Transport:
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, dst: str, kind: int, step: int, array) -> None:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")
         seq = self._send_seq[dst]
         self._send_seq[dst] += 1
         header = encode_header(kind, self.me, step, seq, array.dtype, array.shape)
@@ -523,16 +523,26 @@ class NetworkComm(Comm):
     # -- host side ---------------------------------------------------------------------------
     def _callback(self, fn, result, *args):
         """Run ``fn(*numpy args)`` on the host, in order; its errors are kept for the runtime
-        to raise as they are (not wrapped in an XLA error)."""
+        to raise as they are (not wrapped in an XLA error).
+
+        Arrays cross the host boundary as bytes (uint8, one trailing axis of ``itemsize``):
+        the callback may run on an XLA thread where JAX's 64-bit mode (enabled for secjax in
+        the calling thread only) is off, and JAX would then turn uint64 results into uint32.
+        """
         runtime = self._rt
+        dtypes = [np.dtype(a.dtype) for a in args]
+        shapes = [tuple(a.shape) for a in args]
 
         def host(*xs):
             try:
-                return fn(*[np.asarray(x) for x in xs])
+                values = [_from_host_bytes(x, d, sh) for x, d, sh in zip(xs, dtypes, shapes)]
+                return _host_bytes(np.asarray(fn(*values), result.dtype))
             except BaseException as exc:
                 runtime.error = exc
                 raise
-        return io_callback(host, result, *args, ordered=True)
+        as_bytes = jax.ShapeDtypeStruct(_bytes_shape(result.shape, result.dtype), np.uint8)
+        out = io_callback(host, as_bytes, *[_device_bytes(a) for a in args], ordered=True)
+        return _from_device_bytes(out, result.dtype)
 
     def _what(self) -> str:
         return f"{self._op} under {self._rt.label}"
@@ -664,6 +674,40 @@ class NetworkComm(Comm):
         if not self._rt.cluster.has_dealer:
             raise NetworkError(f"{self._op} needs a dealer, and the cluster config has no "
                                "[parties.dealer]")
+
+
+def _bytes_shape(shape, dtype) -> tuple:
+    size = np.dtype(dtype).itemsize
+    return tuple(shape) + ((size,) if size > 1 else ())
+
+
+def _device_bytes(x):
+    x = jnp.asarray(x)
+    if x.dtype == np.bool_:
+        return x.astype(np.uint8)
+    return x if x.dtype.itemsize == 1 and x.dtype == np.uint8 else \
+        jax.lax.bitcast_convert_type(x, np.uint8)
+
+
+def _from_device_bytes(x, dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return x.astype(np.bool_)
+    return x if dtype == np.uint8 else jax.lax.bitcast_convert_type(x, dtype)
+
+
+def _host_bytes(x: np.ndarray) -> np.ndarray:
+    x = np.array(x, order="C", copy=False) if x.flags.c_contiguous else np.array(x, order="C")
+    if x.dtype == np.bool_:
+        return x.astype(np.uint8)
+    return x.view(np.uint8).reshape(_bytes_shape(x.shape, x.dtype))
+
+
+def _from_host_bytes(x, dtype, shape) -> np.ndarray:
+    x = np.array(x, np.uint8, order="C")
+    if np.dtype(dtype) == np.bool_:
+        return x.astype(np.bool_).reshape(shape)
+    return x.view(dtype).reshape(shape)
 
 
 def _combine(shares: np.ndarray, xor: bool) -> np.ndarray:
