@@ -63,3 +63,27 @@ def attention(seq: int = 8, hidden: int = 16) -> Program:
     mask = jnp.ones((seq,), jnp.float32).at[-2:].set(0.0)   # two padding positions
     params = AttentionBlock().init(jax.random.key(1), x, mask)
     return Program(_attention_apply, (secjax.private(params, 0), x, secjax.public(mask)))
+
+
+class AttentionHead(nn.Module):
+    """Single-head self-attention with a padding mask, softmax and an output projection
+    with a residual: the smallest BERT-like attention block (quick to compile)."""
+
+    @nn.compact
+    def __call__(self, x, mask):
+        hidden = x.shape[-1]
+        q, k, v = (nn.Dense(hidden, name=n)(x) for n in ("query", "key", "value"))
+        scores = q @ k.T / jnp.sqrt(hidden).astype(x.dtype)
+        scores = scores + (1.0 - mask[None, :]) * jnp.finfo(jnp.float32).min
+        return x + nn.Dense(hidden, name="out")(jax.nn.softmax(scores, axis=-1) @ v)
+
+
+def _head_apply(params, x, mask):
+    return AttentionHead().apply(params, x, mask)
+
+
+def attention_head(seq: int = 4, hidden: int = 8) -> Program:
+    x = jax.random.normal(jax.random.key(0), (seq, hidden))
+    mask = jnp.ones((seq,), jnp.float32).at[-1:].set(0.0)   # one padding position
+    params = AttentionHead().init(jax.random.key(1), x, mask)
+    return Program(_head_apply, (secjax.private(params, 0), x, secjax.public(mask)))
