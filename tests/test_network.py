@@ -149,13 +149,16 @@ def test_killed_party_makes_the_others_fail_within_the_timeout(tmp_path):
     timeout = 4.0
     path = _cluster(tmp_path, 3, "aby3", timeout=timeout)
     results = _run_cluster(path, ["0", "1", "2"], ["mlp"], die=("2", 6), expect=2)
+    messages = []
     for name in ("0", "1"):
         status, kind, message, seconds = results[(name, "mlp")]
         assert status == "error"
+        # a survivor waiting on party 2 times out; the other may be waiting on that
+        # survivor, and then times out too or hears its abort
         assert kind in ("PeerTimeout", "PeerAborted"), message
-        # party 1 waits for party 2 directly; party 0 may instead hear party 1's abort
-        assert "party 2" in message or "party 1 stopped" in message, message
         assert seconds < 60, seconds
+        messages.append(message)
+    assert any("no message from party 2" in m for m in messages), messages
 
 
 # -- transport-level checks, in this process ---------------------------------------------
