@@ -54,15 +54,12 @@ def _keygen(args) -> int:
 
 
 def _wire_line(run) -> str:
-    from secjax.runtime.cost import format_bytes
-
     wire = run.wire
-    return (f"party {run.party}: sent {format_bytes(wire.total('payload'))} payload in "
-            f"{wire.total('messages')} messages (+{format_bytes(wire.total('header'))} headers, "
-            f"{format_bytes(wire.handshake)} hellos); cost report: "
-            + (f"{format_bytes(run.cost.total.dealer)} dealer" if run.party == "dealer" else
-               f"{format_bytes(run.cost.total.sent[int(run.party)])}")
-            + f"; {run.seconds:.1f} s")
+    own = (run.cost.total.dealer if run.party == "dealer"
+           else run.cost.total.sent[int(run.party)])
+    return (f"party {run.party}: sent {wire.total('payload')} B payload in "
+            f"{wire.total('messages')} messages (+{wire.total('header')} B headers, "
+            f"{wire.handshake} B hellos); cost report says {own} B; {run.seconds:.1f} s")
 
 
 def _party(args) -> int:
