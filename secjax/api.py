@@ -36,6 +36,7 @@ class Config:
     parties: number of computing parties (default: what the protocol needs).
     ring_bits, frac_bits: the ring Z_2^ring_bits and fixed-point fractional bits.
     input_party: the party that provides arguments not marked ``public`` or ``private``.
+    output_party: the party the outputs are revealed to (default ``None``: every party).
     seed: seed of the emulated parties' randomness (default: fresh from the OS).
     overrides: replace named functions (gelu, silu, softmax...) by MPC-friendly rules.
     policy: the approximations of nonlinear functions (``secjax.nn.Policy``; default
@@ -49,6 +50,7 @@ class Config:
     ring_bits: int = 64
     frac_bits: int = 18
     input_party: int = 0
+    output_party: int | None = None
     seed: int | None = None
     overrides: bool = True
     policy: Any = None
@@ -62,6 +64,9 @@ class Config:
             object.__setattr__(self, "parties", DEFAULT_PARTIES[self.protocol])
         if not 0 <= self.input_party < self.parties:
             raise ValueError(f"input_party={self.input_party} is not one of the "
+                             f"{self.parties} parties")
+        if self.output_party is not None and not 0 <= self.output_party < self.parties:
+            raise ValueError(f"output_party={self.output_party} is not one of the "
                              f"{self.parties} parties")
 
     @property
@@ -150,14 +155,19 @@ class SecureFunction:
         return traced, leaves, paths
 
     # -- running -----------------------------------------------------------------------------
-    def _execute(self, args, kwargs, *, abstract: bool):
+    def _execute(self, args, kwargs, *, abstract: bool, runtime=None):
+        """Evaluate securely on ``runtime`` (default: a fresh :class:`Emulator`). A network
+        runtime (:mod:`secjax.network`) runs one party: inputs it does not hold are
+        ``jax.ShapeDtypeStruct`` placeholders, and outputs are ``None`` unless it is the
+        output party."""
         start = time.perf_counter()
         traced, leaves, paths = self._trace(args, kwargs)
         traced_at = time.perf_counter()
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         with jax.enable_x64(True):
-            runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
+            if runtime is None:
+                runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
             protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
             with self._progress(traced.jaxpr.jaxpr, abstract) as advance:
                 interpreter = Interpreter(protocol, overrides=config.overrides,
@@ -168,14 +178,17 @@ class SecureFunction:
                 outs = interpreter.eval_jaxpr(traced.jaxpr, inputs)
             if abstract:
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
-            results = [self._output(protocol, out, var.aval)
+            results = [self._output(interpreter, out, var.aval)
                        for out, var in zip(outs, traced.jaxpr.jaxpr.outvars)]
             results = jax.block_until_ready(results)
+            receives = config.output_party is None or runtime.holds(config.output_party)
         end = time.perf_counter()
         self.last_stats = RunStats(trace=traced_at - start, compile=runtime.compile_seconds,
                                    run=end - traced_at - runtime.compile_seconds,
                                    kernels_compiled=runtime.kernels_compiled)
         self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
+        if not receives:
+            return None
         return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
 
     @contextlib.contextmanager
@@ -210,6 +223,16 @@ class SecureFunction:
             raise SecjaxError(f"argument {name} is private to party {owner}, but "
                               f"{self.config.protocol} runs {self.config.parties} parties")
         ctx = interpreter.ctx
+        runtime = interpreter.protocol.runtime
+        if not runtime.holds(owner):  # a party process without this input: a placeholder
+            if not isinstance(raw, jax.ShapeDtypeStruct):
+                raise SecjaxError(f"argument {name} belongs to party {owner}; pass this party "
+                                  "a jax.ShapeDtypeStruct placeholder, not its value")
+            value = jax.numpy.zeros(aval.shape, aval.dtype)
+            return Private(value, owner) if is_private else ctx.share(value, owner)
+        if not abstract and isinstance(raw, jax.ShapeDtypeStruct):
+            raise SecjaxError(f"argument {name} is party {owner}'s input, and party {owner} "
+                              "was given only a placeholder for it")
         if abstract and isinstance(raw, jax.ShapeDtypeStruct):
             encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)
             return Secret(interpreter.protocol.share(encoded, owner), tuple(aval.shape),
@@ -221,10 +244,13 @@ class SecureFunction:
         value = jax.numpy.asarray(raw, aval.dtype)
         return Private(value, owner) if is_private else ctx.share(value, owner)
 
-    def _output(self, protocol, value, aval):
+    def _output(self, interpreter, value, aval):
+        protocol, to = interpreter.protocol, self.config.output_party
+        if isinstance(value, Private) and to is not None and value.owner != to:
+            value = interpreter.ctx.secret(value)   # the owner shares it, then it is opened
         if not isinstance(value, Secret):
             return jax.numpy.asarray(value.value, aval.dtype)
-        opened = protocol.reveal(value.shares)
+        opened = protocol.reveal(value.shares, to=to)
         return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
                                aval.dtype)
 

@@ -105,7 +105,11 @@ class RuleContext:
         cached = self._shared.get(id(value))
         if cached is not None:
             return cached[1]
-        shares = self.protocol.share(self.encode_public(value.value, scale), value.owner)
+        held = self.protocol.runtime.holds(value.owner)
+        # A party process computes on another party's private values as zero placeholders
+        # (shapes only); sharing uses the owner's value alone.
+        clear = value.value if held else jnp.zeros(value.shape, value.dtype)
+        shares = self.protocol.share(self.encode_public(clear, scale), value.owner)
         secret = Secret(shares, tuple(value.shape), np.dtype(value.dtype))
         self._shared[id(value)] = (value, secret)
         return secret

@@ -97,11 +97,11 @@ def _reshare(comm, t):
 # -- sharing and opening -------------------------------------------------------------------
 def _share_step(comm, x, *, owner):
     with comm.op("share"):
-        return _input(comm, jnp.broadcast_to(x[None], (3, *x.shape)), owner)
+        return _input(comm, comm.broadcast(x), owner)
 
 
 def _from_public_step(comm, x):
-    return _at_component(comm, jnp.broadcast_to(x[None], (3, *x.shape)), 0)
+    return _at_component(comm, comm.broadcast(x), 0)
 
 
 def _open_views(comm, x, *, to):
@@ -115,7 +115,7 @@ def _open_views(comm, x, *, to):
 
 
 def _reveal_step(comm, x, *, to):
-    return _open_views(comm, x, to=to)[0 if to is None else to]
+    return comm.view(_open_views(comm, x, to=to), 0 if to is None else to)
 
 
 # -- bilinear maps -------------------------------------------------------------------------
@@ -144,13 +144,12 @@ def _trunc_step(comm, x, *, bits):
         # P2's mask r = r_0 + r_1: r_0 from its seed with P0, r_1 from its seed with P1.
         nxt, prv = comm.random_pair(shape, ring.dtype)
         r_share = jnp.where(p0, prv, jnp.where(p1, nxt, 0)).astype(ring.dtype)
-        r = (nxt + prv)[2]
+        r = nxt + prv                                  # meaningful at P2
         rc_val, rb_val = common.trunc_mask(ring, r, bits)
         # P0's shares of (rc, rb) from its seed with P2; P2 sends P1 the rest.
         nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
-        own0 = nxt2[2]
-        corrections = jnp.zeros((3, 2, *shape), ring.dtype).at[2].set(
-            jnp.stack([rc_val, rb_val]) - own0)
+        corrections = jnp.where((idx == 2)[:, None], jnp.stack([rc_val, rb_val], axis=1) - nxt2,
+                                0).astype(ring.dtype)
         masked = two + r_share
         with comm.one_round():
             got = comm.send(corrections, 2, 1)

@@ -90,7 +90,7 @@ def _open_views(comm, x, *, to):
 
 
 def _reveal_step(comm, x, *, to):
-    return _open_views(comm, x, to=to)[0 if to is None else to]
+    return comm.view(_open_views(comm, x, to=to), 0 if to is None else to)
 
 
 # -- sharing -------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def _share_step(comm, x, *, owner):
     any further party a random value it sends, and the owner keeps the difference."""
     n = comm.n_parties
     with comm.op("share"):
-        full = jnp.broadcast_to(x[None], (n, *x.shape))
+        full = comm.broadcast(x)
         with_next, with_prev = comm.random_pair(x.shape, x.dtype)
         idx = comm.party_index(full)
         nxt, prv = (owner + 1) % n, (owner - 1) % n
@@ -118,7 +118,7 @@ def _share_step(comm, x, *, owner):
 
 
 def _from_public_step(comm, x):
-    full = jnp.broadcast_to(x[None], (comm.n_parties, *x.shape))
+    full = comm.broadcast(x)
     return common.at_party(comm, full, 0, full)
 
 

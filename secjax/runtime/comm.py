@@ -84,6 +84,17 @@ class Comm(abc.ABC):
     def party_index(self, like) -> jax.Array:
         """This party's index, as an integer array that broadcasts against ``like``."""
 
+    def broadcast(self, x) -> jax.Array:
+        """``x``, a value every party holds alike, with a party axis in front (in a party
+        process the axis has one entry, the own slice)."""
+        return jax.numpy.broadcast_to(x[None], (self.n_parties, *x.shape))
+
+    def view(self, x, party: int) -> jax.Array:
+        """Party ``party``'s slice of the party-indexed ``x`` (no party axis). In emulation
+        every slice is present; in a party process only the own slice exists, so this is only
+        meaningful at ``party`` itself (elsewhere it is that process's own slice)."""
+        return x[party]
+
     @abc.abstractmethod
     def shift(self, x, offset: int = 1) -> jax.Array:
         """Every party i sends its ``x`` to party i + offset; returns what each received."""

@@ -130,6 +130,10 @@ class Emulator:
         self._base_key = jax.random.key_data(jax.random.key(seed, impl=_PRNG_IMPL))
         self._calls = 0
 
+    def holds(self, party: int) -> bool:
+        """Whether this runtime holds party ``party``'s private data: all of it, here."""
+        return True
+
     def run(self, step: Callable, *arrays, **static):
         """Run ``step(comm, *arrays, **static)`` for every party; returns its outputs.
 

@@ -1,0 +1,267 @@
+"""The networked runtime on loopback: one spawned process per party (plus the semi2k dealer).
+
+Every process is bounded (message timeouts, queue timeouts, join with kill), and every test
+leaves no process behind.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+
+import secjax
+from secjax.runtime import network as rn
+
+RUN_LIMIT = 240  # seconds a whole cluster run may take before the test fails
+
+
+def _free_ports(k):
+    socks = [socket.socket() for _ in range(k)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _cluster(tmp_path, n, protocol, timeout):
+    path = rn.keygen(tmp_path, n, protocol=protocol, input_party=1, output_party=1,
+                     timeout=timeout)
+    cluster = rn.load_cluster(path)
+    ports = _free_ports(len(cluster.nodes))
+    nodes = {name: rn.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
+             for (name, node), port in zip(cluster.nodes.items(), ports)}
+    rn.write_cluster(path, nodes, protocol=protocol, input_party=1, output_party=1,
+                     timeout=timeout)
+    return path
+
+
+def _party_main(cluster_path, name, programs, queue, die_at_step=None):
+    """One party process: run each demo program in turn, report results or the error."""
+    import secjax.demo
+    from secjax import network
+
+    if die_at_step is not None:
+        original = rn.NetworkRuntime.run
+
+        def run(self, step, *arrays, **static):
+            if self.step + 1 == die_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)   # die mid-run, without a word
+            return original(self, step, *arrays, **static)
+        rn.NetworkRuntime.run = run
+    cluster = network.load_cluster(cluster_path)
+    for program_name in programs:
+        program = getattr(secjax.demo, program_name)()
+        args, kwargs = network.inputs_for(name, program.args, program.kwargs,
+                                          input_party=cluster.input_party)
+        start = time.monotonic()
+        try:
+            run = network.run_party(program.fn, args, kwargs, cluster=cluster, party=name)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            queue.put((name, program_name, "error", type(exc).__name__, str(exc),
+                       time.monotonic() - start))
+            return
+        queue.put((name, program_name, "ok", run.output, run.cost.total.sent,
+                   run.cost.total.dealer, dict(run.wire.payload), run.wire.total("header"),
+                   run.wire.total("messages"), run.seconds))
+
+
+def _run_cluster(cluster_path, names, programs, *, die=None, expect=None):
+    """Start every party, collect ``expect`` reports (default: all), then make sure every
+    process is gone."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_party_main,
+                         args=(str(cluster_path), name, programs, queue,
+                               die[1] if die and die[0] == name else None))
+             for name in names]
+    for proc in procs:
+        proc.start()
+    results = {}
+    expect = len(names) * len(programs) if expect is None else expect
+    deadline = time.monotonic() + RUN_LIMIT
+    try:
+        while len(results) < expect:
+            report = queue.get(timeout=max(1.0, deadline - time.monotonic()))
+            results[report[:2]] = report[2:]
+    finally:
+        for proc in procs:
+            proc.join(timeout=20)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    return results
+
+
+def _demo(name):
+    import secjax.demo
+    return getattr(secjax.demo, name)()
+
+
+def _emulate(program, protocol):
+    f = secjax.secure_jit(program.fn, protocol=protocol, seed=0, input_party=1,
+                          output_party=1)
+    out = f(*program.args, **program.kwargs)
+    return out, f.last_cost
+
+
+def _check_against_emulation(results, names, program_name, protocol, atol):
+    out, cost = _emulate(_demo(program_name), protocol)
+    for name in names:
+        status, *rest = results[(name, program_name)]
+        assert status == "ok", rest
+        output, sent, dealer, payload, header, messages, seconds = rest
+        assert (output is not None) == (name == "1")          # revealed to party 1 only
+        # every party recorded the same exchanges as emulation, and put exactly its own
+        # share of them on the wire (headers counted apart)
+        assert list(sent) == list(cost.total.sent) and dealer == cost.total.dealer
+        own = dealer if name == "dealer" else sent[int(name)]
+        assert sum(payload.values()) == own
+        assert header >= rn.HEADER.size * messages
+    output = results[("1", program_name)][1]
+    np.testing.assert_allclose(np.asarray(output), np.asarray(out), atol=atol)
+
+
+def test_aby3_three_processes_match_emulation(tmp_path):
+    path = _cluster(tmp_path, 3, "aby3", timeout=60.0)
+    names = ["0", "1", "2"]
+    results = _run_cluster(path, names, ["mlp", "attention_head"])
+    _check_against_emulation(results, names, "mlp", "aby3", atol=1e-3)
+    _check_against_emulation(results, names, "attention_head", "aby3", atol=2e-2)
+
+
+def test_semi2k_two_processes_and_dealer_match_emulation(tmp_path):
+    path = _cluster(tmp_path, 2, "semi2k", timeout=60.0)
+    names = ["0", "1", "dealer"]
+    results = _run_cluster(path, names, ["mlp"])
+    _check_against_emulation(results, names, "mlp", "semi2k", atol=1e-3)
+    assert results[("dealer", "mlp")][4] == {"1": results[("dealer", "mlp")][3]}
+
+
+def test_killed_party_makes_the_others_fail_within_the_timeout(tmp_path):
+    timeout = 4.0
+    path = _cluster(tmp_path, 3, "aby3", timeout=timeout)
+    results = _run_cluster(path, ["0", "1", "2"], ["mlp"], die=("2", 6), expect=2)
+    messages = []
+    for name in ("0", "1"):
+        status, kind, message, seconds = results[(name, "mlp")]
+        assert status == "error"
+        # a survivor waiting on party 2 times out; the other may be waiting on that
+        # survivor, and then times out too or hears its abort
+        assert kind in ("PeerTimeout", "PeerAborted"), message
+        assert seconds < 60, seconds
+        messages.append(message)
+    assert any("no message from party 2" in m for m in messages), messages
+
+
+# -- transport-level checks, in this process ---------------------------------------------
+@pytest.fixture
+def pair(tmp_path):
+    """Party 0's transport (short timeout) and a raw CURVE client holding party 1's keys."""
+    import zmq
+
+    path = _cluster(tmp_path, 2, "aby3", timeout=2.0)
+    cluster = rn.load_cluster(path)
+    server = rn.Transport(cluster, "0", peers=[])
+    ctx = zmq.Context()
+    sockets = []
+
+    def client(keys=None):
+        public, secret = keys or rn.load_secret_key(tmp_path / "1.key_secret")
+        sock = ctx.socket(zmq.PUSH)
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.curve_serverkey = cluster.nodes["0"].public_key
+        sock.linger = 0
+        sock.connect(cluster.nodes["0"].address)
+        sockets.append(sock)
+        return sock
+    yield server, client
+    for sock in sockets:
+        sock.close()
+    ctx.term()
+    server.close()
+
+
+def _header(**fields):
+    values = dict(kind=rn.KIND_DATA, sender="1", step=1, seq=0, dtype=np.uint64, shape=(4,))
+    values.update(fields)
+    return rn.encode_header(values["kind"], values["sender"], values["step"], values["seq"],
+                            values["dtype"], values["shape"])
+
+
+def test_a_valid_message_passes(pair):
+    server, client = pair
+    client().send_multipart([_header(), np.arange(4, dtype=np.uint64).tobytes()])
+    got = server.recv("1", rn.KIND_DATA, 1, np.uint64, (4,))
+    np.testing.assert_array_equal(got, np.arange(4))
+
+
+def test_peer_with_unknown_key_is_rejected(pair):
+    import zmq
+
+    server, client = pair
+    intruder = client(keys=zmq.curve_keypair())
+    intruder.send_multipart([_header(), np.zeros(4, np.uint64).tobytes()])
+    start = time.monotonic()
+    with pytest.raises(rn.PeerTimeout, match="not in the cluster config were rejected"):
+        server.recv("1", rn.KIND_DATA, 1, np.uint64, (4,))
+    assert time.monotonic() - start < 5
+    assert server.rejected >= 1
+
+
+@pytest.mark.parametrize("frames, match", [
+    ([b"XXXX" + _header()[4:], bytes(32)], "bad magic"),
+    ([_header()[:10], bytes(32)], "truncated header"),
+    ([_header(), bytes(10)], "payload of 10 bytes"),
+    ([_header()], "1 frames"),
+    ([_header(sender="0"), bytes(32)], "claims to come from"),
+    ([_header(seq=5), bytes(32)], "sequence number 5, expected 0"),
+    ([_header(shape=(2, 2)), bytes(32)], r"expected uint64\[4\]"),
+    ([_header(step=9), bytes(32)], "step 9, expected 1"),
+    ([_header()[:-8] + struct.pack("<Q", 2**40), bytes(32)], "header announces"),
+])
+def test_garbled_or_truncated_message_is_rejected(pair, frames, match):
+    server, client = pair
+    client().send_multipart(frames)
+    with pytest.raises(rn.MalformedMessage, match=match):
+        server.recv("1", rn.KIND_DATA, 1, np.uint64, (4,))
+
+
+def test_numpy_chacha20_matches_the_tested_prg():
+    import jax
+
+    from secjax.runtime.prg import PRG
+
+    seed = bytes(range(32))
+    ours = rn.chacha20_keystream(seed, 0, 3)
+    with jax.enable_x64(True):
+        reference = np.asarray(PRG(seed).random((48,), np.uint32))
+    np.testing.assert_array_equal(ours, reference)
+    stream = rn._Stream(seed)
+    a, b = stream.draw((3,), np.uint64), stream.draw((5,), np.uint8)
+    raw = ours.astype("<u4").tobytes()
+    assert a.tobytes() == raw[:24] and b.tobytes() == raw[24:29]
+
+
+def test_keygen_cli_and_config_validation(tmp_path):
+    from secjax.cli import main
+
+    assert main(["keygen", "--out", str(tmp_path), "--parties", "2", "--protocol", "semi2k",
+                 "--port", "6100"]) == 0
+    cluster = rn.load_cluster(tmp_path / "cluster.toml")
+    assert cluster.n_parties == 2 and cluster.has_dealer and cluster.protocol == "semi2k"
+    assert cluster.node("dealer").address == "tcp://127.0.0.1:6102"
+    assert (tmp_path / "dealer.key_secret").exists()
+    text = (tmp_path / "cluster.toml").read_text()
+    (tmp_path / "bad.toml").write_text(text.replace("[parties.dealer]", "[parties.7]"))
+    with pytest.raises(rn.NetworkError, match="named 0"):
+        rn.load_cluster(tmp_path / "bad.toml")
+    with pytest.raises(rn.NetworkError, match="not the public key"):
+        rn.Transport(cluster, "0", tmp_path / "1.key_secret")
