@@ -132,8 +132,15 @@ def _check_against_emulation(results, names, program_name, protocol, atol):
 def test_aby3_three_processes_match_emulation(tmp_path):
     path = _cluster(tmp_path, 3, "aby3", timeout=60.0)
     names = ["0", "1", "2"]
-    results = _run_cluster(path, names, ["mlp", "attention_head"])
+    results = _run_cluster(path, names, ["mlp"])
     _check_against_emulation(results, names, "mlp", "aby3", atol=1e-3)
+
+
+@pytest.mark.slow
+def test_aby3_three_processes_run_an_attention_head_like_emulation(tmp_path):
+    path = _cluster(tmp_path, 3, "aby3", timeout=60.0)
+    names = ["0", "1", "2"]
+    results = _run_cluster(path, names, ["attention_head"])
     _check_against_emulation(results, names, "attention_head", "aby3", atol=2e-2)
 
 
