@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.protocols import binary, common
-from secjax.protocols.base import Protocol
+from secjax.protocols.base import Protocol, Steps
 
 
 def _stack(first, second):
@@ -245,27 +245,4 @@ class Aby3(Protocol):
             raise ValueError(f"aby3 is a protocol for exactly 3 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    def share(self, x, owner):
-        if not 0 <= owner < 3:
-            raise ValueError(f"owner {owner} is not one of the 3 parties")
-        return self.runtime.run(_share_step, x, owner=owner)
-
-    def reveal(self, shares, to=None):
-        return self.runtime.run(_reveal_step, shares, to=to)
-
-    def from_public(self, x):
-        return self.runtime.run(_from_public_step, x)
-
-    def bilinear(self, op, a, b):
-        return self.runtime.run(_bilinear_step, a, b, op=op)
-
-    def trunc(self, a, bits):
-        if not 0 < bits <= self.ring.bits - 2:
-            raise ValueError(f"cannot truncate {bits} bits in a {self.ring.bits}-bit ring")
-        return self.runtime.run(_trunc_step, a, bits=bits)
-
-    def msb(self, a):
-        return self.runtime.run(_msb_step, a)
-
-    def eqz(self, a):
-        return self.runtime.run(_eqz_step, a)
+    steps = Steps.of_module(__name__)

@@ -12,8 +12,8 @@ cross terms work for any bilinear map, so one code path serves all three.
 """
 from __future__ import annotations
 
-import abc
 import dataclasses
+import sys
 from typing import Callable
 
 import jax
@@ -44,6 +44,27 @@ class Local:
         return self.fn(*xs, **dict(self.params))
 
 
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """A protocol's own operations, each a step ``step(comm, *arrays, **static)`` run on the
+    runtime (module-level functions, so compiled kernels are cached by identity)."""
+
+    share: Callable        # (comm, x, *, owner) -> shares of x, held by party owner
+    reveal: Callable       # (comm, shares, *, to) -> the value (at ``to``, or at every party)
+    from_public: Callable  # (comm, x) -> the trivial sharing of a public x
+    bilinear: Callable     # (comm, a, b, *, op) -> shares of op(a, b)
+    trunc: Callable        # (comm, a, *, bits) -> shares of a / 2^bits
+    msb: Callable          # (comm, a) -> 0/1 shares of [a < 0]
+    eqz: Callable          # (comm, a) -> 0/1 shares of [a == 0]
+
+    @classmethod
+    def of_module(cls, module_name: str) -> "Steps":
+        """The steps a protocol module defines by convention as ``_<name>_step``."""
+        module = sys.modules[module_name]
+        return cls(**{f.name: getattr(module, f"_{f.name}_step")
+                      for f in dataclasses.fields(cls)})
+
+
 def _vmap_shares(fn, axes: int, in_axes):
     for _ in range(axes):
         fn = jax.vmap(fn, in_axes=in_axes)
@@ -61,7 +82,7 @@ def _bilinear_public_step(comm, shares, public, *, op, axes, public_first):
     return _vmap_shares(lambda s: op(s, public), axes, 0)(shares)
 
 
-class Protocol(abc.ABC):
+class Protocol:
     """Secret-sharing protocol over ``ring`` for ``n_parties``, running on ``runtime``."""
 
     name: str
@@ -72,34 +93,40 @@ class Protocol(abc.ABC):
         self.n_parties = n_parties
         self.runtime = runtime
 
-    # -- protocol-specific ------------------------------------------------------------------
-    @abc.abstractmethod
+    # -- protocol-specific steps ----------------------------------------------------------
+    steps: Steps
+
     def share(self, x: jax.Array, owner: int) -> jax.Array:
         """Secret-share the ring array ``x`` held by party ``owner``."""
+        if not 0 <= owner < self.n_parties:
+            raise ValueError(f"owner {owner} is not one of the {self.n_parties} parties")
+        return self.runtime.run(self.steps.share, x, owner=owner)
 
-    @abc.abstractmethod
     def reveal(self, shares: jax.Array, to: int | None = None) -> jax.Array:
         """Open ``shares``: to every party (``to=None``) or to party ``to`` only."""
+        return self.runtime.run(self.steps.reveal, shares, to=to)
 
-    @abc.abstractmethod
     def from_public(self, x: jax.Array) -> jax.Array:
         """The trivial sharing of a public ring array (no communication)."""
+        return self.runtime.run(self.steps.from_public, x)
 
-    @abc.abstractmethod
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation)."""
+        return self.runtime.run(self.steps.bilinear, a, b, op=op)
 
-    @abc.abstractmethod
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
+        if not 0 < bits <= self.ring.bits - 2:
+            raise ValueError(f"cannot truncate {bits} bits in a {self.ring.bits}-bit ring")
+        return self.runtime.run(self.steps.trunc, a, bits=bits)
 
-    @abc.abstractmethod
     def msb(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""
+        return self.runtime.run(self.steps.msb, a)
 
-    @abc.abstractmethod
     def eqz(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of ``a == 0``."""
+        return self.runtime.run(self.steps.eqz, a)
 
     # -- shared by every linear secret sharing ---------------------------------------------
     def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None):

@@ -8,14 +8,18 @@ exact arithmetic shift, the result the secure protocols approximate to within on
 from __future__ import annotations
 
 from secjax import ring as ring_ops
-from secjax.protocols.base import Protocol
+from secjax.protocols.base import Protocol, Steps
 
 
-def _single_share_step(comm, x):
+def _share_step(comm, x, *, owner):
     return x[None]
 
 
-def _open_step(comm, shares):
+def _from_public_step(comm, x):
+    return x[None]
+
+
+def _reveal_step(comm, shares, *, to):
     return shares[0]
 
 
@@ -40,23 +44,4 @@ class Plain(Protocol):
 
     name = "plain"
 
-    def share(self, x, owner):
-        return self.runtime.run(_single_share_step, x)
-
-    def reveal(self, shares, to=None):
-        return self.runtime.run(_open_step, shares)
-
-    def from_public(self, x):
-        return self.runtime.run(_single_share_step, x)
-
-    def bilinear(self, op, a, b):
-        return self.runtime.run(_bilinear_step, a, b, op=op)
-
-    def trunc(self, a, bits):
-        return self.runtime.run(_trunc_step, a, bits=bits)
-
-    def msb(self, a):
-        return self.runtime.run(_msb_step, a)
-
-    def eqz(self, a):
-        return self.runtime.run(_eqz_step, a)
+    steps = Steps.of_module(__name__)

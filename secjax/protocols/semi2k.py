@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.protocols import binary, common
-from secjax.protocols.base import Protocol
+from secjax.protocols.base import Protocol, Steps
 
 
 # -- opening -------------------------------------------------------------------------------
@@ -228,27 +228,4 @@ class Semi2k(Protocol):
             raise ValueError(f"semi2k needs at least 2 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    def share(self, x, owner):
-        if not 0 <= owner < self.n_parties:
-            raise ValueError(f"owner {owner} is not one of the {self.n_parties} parties")
-        return self.runtime.run(_share_step, x, owner=owner)
-
-    def reveal(self, shares, to=None):
-        return self.runtime.run(_reveal_step, shares, to=to)
-
-    def from_public(self, x):
-        return self.runtime.run(_from_public_step, x)
-
-    def bilinear(self, op, a, b):
-        return self.runtime.run(_bilinear_step, a, b, op=op)
-
-    def trunc(self, a, bits):
-        if not 0 < bits <= self.ring.bits - 2:
-            raise ValueError(f"cannot truncate {bits} bits in a {self.ring.bits}-bit ring")
-        return self.runtime.run(_trunc_step, a, bits=bits)
-
-    def msb(self, a):
-        return self.runtime.run(_msb_step, a)
-
-    def eqz(self, a):
-        return self.runtime.run(_eqz_step, a)
+    steps = Steps.of_module(__name__)
