@@ -184,16 +184,22 @@ def logistic_rule(ctx, x, **_):
     return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
 
 
+def _pieces_or_gelu(ctx, x, find_gelu_input, scale: float, offset: float, pieces):
+    """``pieces`` at x, unless x is the inner argument of a GeLU written in this form: then
+    the GeLU's Phi pieces as ``scale * Phi + offset`` at the GeLU's own input, so that the
+    jaxpr's remaining ``0.5 x (...)`` product yields x Phi(x)."""
+    pol = policy(ctx)
+    gelu_x = find_gelu_input(ctx) if pol.gelu.method != "erf" else None
+    if gelu_x is not None:
+        x, pieces = gelu_x, approx.gelu_phi_pieces(pol.gelu).scaled(scale, offset)
+    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+
+
 @register("tanh")
 def tanh_rule(ctx, x, **_):
-    pol = policy(ctx)
-    gelu_x = _gelu_tanh_input(ctx) if pol.gelu.method != "erf" else None
-    if gelu_x is not None:
-        # 0.5 x (1 + tanh(...)) = x Phi(x)  <=>  tanh(...) = 2 Phi(x) - 1
-        pieces = approx.gelu_phi_pieces(pol.gelu).scaled(2.0, -1.0)
-        return _run(ctx, gelu_x, lambda o, v: approx.piecewise(o, v, pieces))
-    pieces = approx.odd_sigmoid_pieces("tanh", pol.tanh)
-    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    """tanh; in the tanh-form GeLU, tanh(...) = 2 Phi(x) - 1."""
+    pieces = approx.odd_sigmoid_pieces("tanh", policy(ctx).tanh)
+    return _pieces_or_gelu(ctx, x, _gelu_tanh_input, 2.0, -1.0, pieces)
 
 
 @register("erf")
@@ -204,14 +210,9 @@ def erf_rule(ctx, x, **_):
 
 @register("erfc")
 def erfc_rule(ctx, x, **_):
-    pol = policy(ctx)
-    gelu_x = _gelu_erf_input(ctx) if pol.gelu.method != "erf" else None
-    if gelu_x is not None:
-        # 0.5 x erfc(-x / sqrt 2) = x Phi(x)  <=>  erfc(-x / sqrt 2) = 2 Phi(x)
-        pieces = approx.gelu_phi_pieces(pol.gelu).scaled(2.0)
-        return _run(ctx, gelu_x, lambda o, v: approx.piecewise(o, v, pieces))
-    pieces = approx.odd_sigmoid_pieces("erf", pol.erf).scaled(-1.0, 1.0)
-    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    """erfc = 1 - erf; in the erf-form GeLU, erfc(-x / sqrt 2) = 2 Phi(x)."""
+    pieces = approx.odd_sigmoid_pieces("erf", policy(ctx).erf).scaled(-1.0, 1.0)
+    return _pieces_or_gelu(ctx, x, _gelu_erf_input, 2.0, 0.0, pieces)
 
 
 @register("rsqrt")
