@@ -120,3 +120,13 @@ def test_cost_by_scope_follows_flax_modules():
     scopes = report.by_scope(2)
     assert {"Block/first", "Block/second"} <= set(scopes)
     assert sum(t.sent[0] for t in scopes.values()) == report.bytes_per_party[0]
+
+
+def test_kernel_cache_is_bounded(monkeypatch):
+    from secjax.runtime import emulation
+
+    monkeypatch.setattr(emulation, "_MAX_KERNELS", 3)
+    f = secjax.secure_jit(lambda x: x * x + x, protocol="plain")
+    for n in range(1, 6):
+        assert_close(f(jnp.ones(n)), jnp.full(n, 2.0))
+    assert len(emulation._KERNELS) <= 3

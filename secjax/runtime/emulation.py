@@ -10,6 +10,7 @@ runtime does not use it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from typing import Callable
@@ -95,7 +96,12 @@ class _Kernel:
     compiled: Callable | None = None
 
 
-_KERNELS: dict[tuple, _Kernel] = {}
+# Kernels of this process, least recently used first. XLA's CPU executables each take about
+# six memory mappings and Linux allows 65,530 per process (vm.max_map_count): past roughly
+# 10,000 live kernels compiling segfaults (seen in a long test session), so the oldest are
+# evicted beyond this bound. A model's working set is a few hundred kernels.
+_KERNELS: collections.OrderedDict[tuple, _Kernel] = collections.OrderedDict()
+_MAX_KERNELS = 4000
 
 # Protocol kernels are chains of integer elementwise ops and float64 GEMMs, which XLA's LLVM
 # backend optimisations barely speed up but make slow to compile. Measured on 2 CPU cores, an
@@ -146,6 +152,10 @@ class Emulator:
             start = time.perf_counter()
             kernel = _KERNELS[key] = self._trace(step, arrays, static)
             self.compile_seconds += time.perf_counter() - start
+            if len(_KERNELS) > _MAX_KERNELS:
+                _KERNELS.popitem(last=False)
+        else:
+            _KERNELS.move_to_end(key)
         self.cost.add(kernel.exchanges)
         self._calls += 1
         if self.abstract:
