@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import secjax
-from secjax.protocols import PROTOCOLS
 
-# (protocol, parties) combinations every rule runs under; those not built yet are skipped.
-PROTOCOL_CASES = [("plain", 1), ("semi2k", 2), ("semi2k", 3), ("aby3", 3)]
+# (protocol, parties) combinations every rule runs under. semi2k with 3 parties exercises the
+# N-party paths (carry-save adders, openings to N - 1 peers); CI leaves it to --runslow.
+PROTOCOL_CASES = [("plain", 1, False), ("semi2k", 2, False), ("semi2k", 3, True),
+                  ("aby3", 3, False)]
 
 
 def pytest_addoption(parser):
@@ -25,10 +26,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(params=[c for c in PROTOCOL_CASES if c[0] in PROTOCOLS],
-                ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.fixture(params=[pytest.param((name, parties), id=f"{name}-{parties}",
+                                      marks=[pytest.mark.slow] if slow else [])
+                         for name, parties, slow in PROTOCOL_CASES])
 def protocol(request):
-    """``dict(protocol=..., parties=...)`` for each protocol built so far."""
+    """``dict(protocol=..., parties=..., seed=...)`` for each protocol and party count."""
     name, parties = request.param
     return {"protocol": name, "parties": parties, "seed": 1234}
 
