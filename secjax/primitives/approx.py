@@ -15,7 +15,12 @@ The interface: ``add sub neg add_c mul_c`` (affine maps), ``mul mul_many`` (prod
 comparison), ``take(bits, i)``, ``bits_lin(bits, weights, base, scale)`` (a public affine
 combination of bits: free), ``table(bits, vals, scale)`` (vals[k] for the count k of
 set monotone bits: free), ``mask_many([(bit, v)])`` (``v`` where the bit is set, else 0;
-batched), ``polys(u, specs)`` (several polynomials sharing one set of powers).
+batched), ``polys(u, specs, scale)`` (several polynomials sharing one set of powers), and
+what the ring allows, so that no constant of an algorithm assumes one configuration:
+``fine_scale(bound)`` (the finest scale of two factors whose product stays below
+``bound``), ``cofactor_scale(x, bound)``, ``ceiling()`` (the largest result worth
+returning), ``normalise_range(q)`` (the exponents the ring resolves); in the clear these
+are None, inf and the policy's own values.
 
 Polynomial coefficients are fitted here from the policy's parameters (ranges, degrees) by
 :func:`fit_poly`: iteratively reweighted least squares (Lawson's algorithm, which converges to
@@ -223,12 +228,23 @@ def piecewise(o, x, pw: Piecewise):
     return out
 
 
+def _squaring_scales(o, top: float, n: int) -> list:
+    """Scales of r_0 .. r_n in exp's squarings r_(i+1) = r_i^2, r_n <= e^top: each r_i as
+    fine as its square allows (the squarings double r's relative error n times, so r_0 is
+    held well beyond frac_bits), r_n at frac_bits. All None in the clear."""
+    return [o.fine_scale(1.01 * math.exp(top * 2.0 ** (i + 1 - n))) for i in range(n)] + [
+        o.frac_bits]
+
+
 def exp(o, x, p: ExpPolicy, *, nonpositive: bool = False):
     """exp(x) = q(x_c / 2^n)^(2^n), x_c = clip(x, lo, hi); exactly 0 for x < lo.
 
-    ``nonpositive``: the caller knows x <= 0 (softmax after subtracting the row max), so
-    only the lower clamp is compared."""
+    hi is lowered to log(o.ceiling()) where exp(hi) would not fit the ring with headroom
+    (a 32-bit ring with 12 fractional bits saturates at exp(9.7)). ``nonpositive``: the
+    caller knows x <= 0 (softmax after subtracting the row max), so only the lower clamp
+    is compared."""
     n = p.squarings
+    p = dataclasses.replace(p, hi=min(p.hi, math.log(o.ceiling())))
     consts = [p.lo] if nonpositive else [p.lo, p.hi]
     bits = o.ge(x, consts)
     above_lo = o.take(bits, 0)
@@ -242,10 +258,16 @@ def exp(o, x, p: ExpPolicy, *, nonpositive: bool = False):
     scale = 2.0 ** -n
     q = Poly(fit_poly("exp", p.lo * scale, p.hi * scale, tuple(range(p.degree + 1))),
              max(abs(p.lo), abs(p.hi)) * scale)
-    r = o.polys(o.mul_c(clipped, scale), [q])[0]
-    for _ in range(n):
-        r = o.mul(r, r)
+    scales = _squaring_scales(o, 0.0 if nonpositive else p.hi, n)
+    r = o.polys(o.mul_c(clipped, scale), [q], scales[0])[0]
+    for s in scales[1:]:
+        r = o.mul(r, r, scale=s)
     return o.mask_many([(above_lo, r)])[0]
+
+
+# Products in the Newton steps on z in [0.5, 1) stay below 4; rsqrt's z / 2 is z relabelled
+# one bit finer, so its products are held as if below 8.
+NEWTON_BOUND = 8.0
 
 
 def _normalise(o, y, q: NormalisePolicy):
@@ -254,7 +276,12 @@ def _normalise(o, y, q: NormalisePolicy):
     y >= 2^(emax+1), and in [0.5, 1) for 0 <= y < 2^emin. Returns (z, table, mids) where
     ``table(vals, scale)`` is the public function of the range y falls in, given as
     vals = [below 2^emin (y < 0 included), one value per e in ``mids``, at or above
-    2^(emax+1)]: a public combination of the bits, free."""
+    2^(emax+1)]: a public combination of the bits, free. emin and emax are narrowed to
+    what the ring resolves (``o.normalise_range``); z is held at the working scale of
+    values of the Newton steps (``o.fine_scale(NEWTON_BOUND)``), finer than frac_bits where
+    the ring has room."""
+    emin, emax = o.normalise_range(q)
+    q = dataclasses.replace(q, emin=emin, emax=emax)
     bits = o.ge(y, [0.0] + [2.0 ** j for j in range(q.emin, q.emax + 2)])
 
     def table(vals, scale, negative=None):
@@ -263,10 +290,11 @@ def _normalise(o, y, q: NormalisePolicy):
 
     mids = list(range(q.emin, q.emax + 1))   # e = floor(log2 y) in range
     inv = table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0],
-                None if o.frac_bits is None else max(o.frac_bits, q.emax + 2), negative=0.0)
-    z = o.mul(y, inv, scale=o.frac_bits)
+                o.cofactor_scale(y, 1.0), negative=0.0)
+    z = o.mul(y, inv, scale=o.fine_scale(NEWTON_BOUND))
     z = o.add(z, table([0.5] + [0.0] * len(mids) + [0.5], o.frac_bits))
-    return bits, z, table, mids
+    return q, z, table, mids
+
 
 
 def reciprocal(o, y, p: ReciprocalPolicy, *, positive: bool = False):
@@ -275,47 +303,51 @@ def reciprocal(o, y, p: ReciprocalPolicy, *, positive: bool = False):
     if not positive:
         sign = o.bits_lin(o.ge(y, [0.0]), [2.0], -1.0, 0)   # +1 for y >= 0, else -1
         y = o.mul(sign, y)
-    _, z, table, mids = _normalise(o, y, q)
+    q, z, table, mids = _normalise(o, y, q)
+    # w (< 2) and the table (<= 2^-emin) split the room of their product evenly
+    s = o.fine_scale(2.0 ** (2 - q.emin))
     w = o.add_c(o.mul_c(z, -2.0), 2.9142)
-    for _ in range(p.iterations):
-        w = o.mul(w, o.add_c(o.neg(o.mul(z, w)), 2.0))
-    r = o.mul(w, table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0],
-                       o.frac_bits))
+    for i in range(p.iterations):
+        w = o.mul(w, o.add_c(o.neg(o.mul(z, w)), 2.0),
+                  scale=s if i == p.iterations - 1 else None)
+    r = o.mul(w, table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0], s),
+              scale=o.frac_bits)
     return r if positive else o.mul(sign, r)
 
 
-def _rsqrt_normalised(o, z, p: RsqrtPolicy):
+def _rsqrt_normalised(o, z, p: RsqrtPolicy, scale):
+    """1/sqrt(z) for z in [0.5, 1), its last product truncated to ``scale``."""
     guess = Poly(fit_poly("rsqrt", 0.5, 1.0, tuple(range(p.degree + 1))), 1.0)
-    w = o.polys(z, [guess])[0]
+    w = o.polys(z, [guess], o.fine_scale(NEWTON_BOUND))[0]
     half_z = o.mul_c(z, 0.5)
-    for _ in range(p.iterations):
-        w = o.mul(w, o.add_c(o.neg(o.mul(half_z, o.mul(w, w))), 1.5))
+    for i in range(p.iterations):
+        w = o.mul(w, o.add_c(o.neg(o.mul(half_z, o.mul(w, w))), 1.5),
+                  scale=scale if i == p.iterations - 1 else None)
     return w
 
 
 def rsqrt(o, y, p: RsqrtPolicy):
     """1/sqrt(y) (see :class:`RsqrtPolicy`)."""
-    q = p.normalise
-    _, z, table, mids = _normalise(o, y, q)
-    w = _rsqrt_normalised(o, z, p)
+    q, z, table, mids = _normalise(o, y, p.normalise)
+    s = o.fine_scale(2.0 ** (2 - q.emin / 2))   # w (< 1.5) times the table (<= 2^(-emin/2))
+    w = _rsqrt_normalised(o, z, p, s)
     return o.mul(w, table([2.0 ** (-q.emin / 2)] + [2.0 ** (-(e + 1) / 2) for e in mids]
-                          + [0.0], o.frac_bits))
+                          + [0.0], s), scale=o.frac_bits)
 
 
 def sqrt(o, y, p: RsqrtPolicy):
     """sqrt(y) = z rsqrt(z) 2^((e+1)/2) (see :class:`RsqrtPolicy`)."""
-    q = p.normalise
-    _, z, table, mids = _normalise(o, y, q)
-    s = o.mul(z, _rsqrt_normalised(o, z, p))
+    q, z, table, mids = _normalise(o, y, p.normalise)
     top = 2.0 ** ((q.emax + 1) / 2) / math.sqrt(0.5)
-    return o.mul(s, table([0.0] + [2.0 ** ((e + 1) / 2) for e in mids] + [top],
-                          o.frac_bits))
+    s = o.fine_scale(4.0 * top)                 # z rsqrt(z) (< 1) times the table (<= top)
+    root = o.mul(z, _rsqrt_normalised(o, z, p, None), scale=s)
+    return o.mul(root, table([0.0] + [2.0 ** ((e + 1) / 2) for e in mids] + [top], s),
+                 scale=o.frac_bits)
 
 
 def log(o, y, p: LogPolicy):
     """log(y) = P(4z - 3) + (e+1) ln 2, P fitted to log((u + 3) / 4) on [-1, 1]."""
-    q = p.normalise
-    _, z, table, mids = _normalise(o, y, q)
+    q, z, table, mids = _normalise(o, y, p.normalise)
     u = o.add_c(o.mul_c(z, 4.0), -3.0)
     coeffs = fit_poly("log", 0.5, 1.0, tuple(range(p.degree + 1)), 0.25)
     # fit_poly fits in u' = x / 0.25 = 4x; shift to u = 4x - 3 by re-expanding.
@@ -335,6 +367,18 @@ class FloatOps:
     """The interface on ordinary JAX float arrays (no fixed point, no secrecy)."""
 
     frac_bits = None
+
+    def fine_scale(self, bound):
+        return None
+
+    def cofactor_scale(self, x, bound):
+        return None
+
+    def ceiling(self):
+        return math.inf
+
+    def normalise_range(self, q):
+        return q.emin, q.emax
 
     def add(self, a, b):
         return a + b
@@ -375,5 +419,5 @@ class FloatOps:
     def mask_many(self, terms):
         return [jnp.where(bit > 0.5, v, jnp.zeros_like(v)) for bit, v in terms]
 
-    def polys(self, u, polys):
+    def polys(self, u, polys, scale=None):
         return [sum(c * u ** k for k, c in enumerate(p.coeffs) if c) for p in polys]

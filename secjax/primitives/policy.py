@@ -12,6 +12,13 @@ The defaults meet these bounds at 18 fractional bits in a 64-bit ring (tests/tes
 asserts them): max |error| <= 0.01 or relative error <= 1% for exp, logistic, tanh, erf on
 [-10, 10]; reciprocal on [-10, 10] without (-0.1, 0.1); log, sqrt, rsqrt on [0.01, 100];
 softmax on rows of width 128 with values in [-30, 30]; GeLU and SiLU within 0.015 everywhere.
+
+Other rings and fractional bits: every internal scale is derived from the ring
+(``SecureOps.fine_scale`` and friends), never from these defaults, and
+tests/test_nonlinear_configs.py states the tolerance per configuration. Where a ring cannot
+hold a stated domain, it shrinks and saturates: exp's hi becomes at most
+(bits - 6 - frac_bits) ln 2 (9.7 in a 32-bit ring with 12 fractional bits), and the
+normalisation range becomes emin >= -frac_bits, emax <= bits - 3 - frac_bits.
 """
 from __future__ import annotations
 
@@ -96,9 +103,10 @@ class GeluPolicy:
     of it from taking x itself at 3), and all-MiniLM-L6-v2's sentence embeddings then reach a
     cosine of only 0.9991 to plaintext. The defaults (-4, -2, 4) with degrees (4, 8) err by at
     most 0.0033 as computed securely at 18 fractional bits, for 8% more communication under
-    aby3 (616 against 568 bytes per element). Higher degrees over a wider range are no better
-    at 18 bits: their small powers lose precision (measured: degrees (5, 10) on (-5, -2, 4),
-    0.0009 in float but 0.0036 in the ring). method "relu": ReLU instead (opt-in, cheaper,
+    aby3 (616 against 568 bytes per element). Higher degrees now keep their float error in
+    the ring (the powers are held at a ring-derived scale): degrees (5, 10) on (-5, -2, 4)
+    err by 0.0009 in float and at 18 bits, for 728 against 680 bytes per element of the
+    tanh-form GeLU under aby3. method "relu": ReLU instead (opt-in, cheaper,
     not within the GeLU error bound). method "erf": x * Phi(x) from the erf approximation
     (max error 0.0003, 712 bytes per element)."""
 
@@ -114,8 +122,8 @@ class SiluPolicy:
     above b0 (``breaks`` = (b0, b1)). PUMA's pieces (breaks (8, 4), degrees (2, 6), and x
     itself from 4 up) err by 0.072 just above 4; with the mirrored piece they err by 0.008.
     The defaults (8, 2) with degrees (3, 6) err by at most 0.0027 (what x itself misses at
-    8), at the same cost (688 bytes per element under aby3). Pieces reaching beyond 8 lose
-    precision at 18 fractional bits (their powers are taken of x / 16). The mirrored piece
+    8), at the same cost (688 bytes per element under aby3). Breaks (12, 4) with degrees (4, 10)
+    err by 0.00055 in float and at 18 bits (784 bytes per element). The mirrored piece
     costs no extra power. method "relu": ReLU (opt-in). method "logistic": x * logistic(x)."""
 
     method: str = "puma"

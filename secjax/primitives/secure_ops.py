@@ -14,6 +14,7 @@ through ONE ``bilinear`` call, so they cost one round.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax.numpy as jnp
@@ -211,32 +212,98 @@ class SecureOps:
             level *= 2
         return [pw[k] for k in range(1, degree + 1)]
 
-    def polys(self, u: Fx, polys) -> list[Fx]:
-        """Several polynomials of u from one set of powers; each is ONE public linear
-        combination with coefficients at a fine scale, truncated once to frac_bits."""
+    def polys(self, u: Fx, polys, scale: int | None = None) -> list[Fx]:
+        """Several polynomials of u from one set of powers, at ``scale`` (default
+        frac_bits); each is ONE public linear combination, truncated once.
+
+        The powers are taken of v = u 2^t (a relabelling: free) at one working scale q, the
+        shift t chosen by :func:`plan_powers` so that the ring error tracks the float error:
+        a piece much narrower than u's range gets powers of v that are not tiny on it.
+        Coefficients are held as fine as each polynomial's peak allows."""
+        scale = self.frac_bits if scale is None else scale
         degree = max(len(p.coeffs) - 1 for p in polys)
-        powers = self.powers(u, degree) if degree > 0 else []
-        stacked = self.p.local(Local(_stack), *[p.shares for p in powers]) if powers else None
+        if degree == 0:
+            return [self.const(p.coeffs[0], self.shape(u), scale) for p in polys]
+        plan = plan_powers(tuple(polys), self.ring.bits)
+        v = self.rescale(Fx(u.shares, u.scale - plan.shift), plan.power_scale)
+        powers = self.powers(v, degree)
         out = []
-        for poly in polys:
-            c = np.asarray(poly.coeffs, dtype=np.float64)
-            peak = float(np.sum(np.abs(c) * poly.ubound ** np.arange(len(c))))
-            # coefficients as fine as possible while the sum stays below 2^47 (like an
-            # ordinary product of two values of magnitude 2^11 at 2 * 18 bits)
-            cs = int(min(2 * self.frac_bits,
-                         math.floor(47 - u.scale - math.log2(max(peak, 1.0)))))
-            cs = max(cs, 8)
-            k = len(c) - 1
-            if k == 0:
-                out.append(self.const(c[0], self.shape(u)))
+        for poly, coeff_scale in zip(polys, plan.coeff_scales):
+            c = poly.coeffs
+            if len(c) == 1:
+                out.append(self.const(c[0], self.shape(u), scale))
                 continue
-            if k < degree:
-                sub = self.p.local(Local(_stack), *[p.shares for p in powers[:k]])
-            else:
-                sub = stacked
-            acc = Fx(sub, u.scale)
-            value = self.bits_lin(acc, c[1:], 0.0, cs)
-            value = Fx(value.shares, u.scale + cs)
-            value = self.add_c(value, c[0])
-            out.append(self.rescale(value, self.frac_bits))
+            stacked = self.p.local(Local(_stack), *[p.shares for p in powers[:len(c) - 1]])
+            weights = [a * 2.0 ** (-plan.shift * k) for k, a in enumerate(c)][1:]
+            value = self.bits_lin(Fx(stacked, plan.power_scale), weights, 0.0, coeff_scale)
+            value = self.add_c(Fx(value.shares, plan.power_scale + coeff_scale), c[0])
+            out.append(self.rescale(value, scale))
         return out
+
+    # -- scales the ring allows --------------------------------------------------------------
+    def fine_scale(self, bound: float) -> int:
+        """The finest scale s at which a product of two values at s, of magnitude below
+        ``bound``, still fits the ring before its truncation (|p| 2^(2s) < 2^(bits-2), the
+        range in which every protocol's truncation is exact)."""
+        return math.floor((self.ring.bits - 2 - math.log2(bound)) / 2)
+
+    def cofactor_scale(self, x: Fx, bound: float) -> int:
+        """The finest scale for a public factor c such that x c, of magnitude below
+        ``bound``, fits the ring at the product's scale."""
+        return self.ring.bits - 2 - x.scale - math.ceil(math.log2(bound))
+
+    def ceiling(self) -> float:
+        """Largest result a function should return at frac_bits: 2^RESULT_HEADROOM_BITS of
+        them still add up inside the range where truncation is exact."""
+        return 2.0 ** (self.ring.bits - 2 - self.frac_bits - RESULT_HEADROOM_BITS)
+
+    def normalise_range(self, q) -> tuple[int, int]:
+        """(emin, emax) of the normalisation policy ``q`` within what the ring resolves:
+        2^emin no finer than one unit at frac_bits, and 2^-(emax+1) exact at the scale
+        ``cofactor_scale`` gives the normalising factor (bits - 2 - frac_bits)."""
+        return max(q.emin, -self.frac_bits), min(q.emax, self.ring.bits - 3 - self.frac_bits)
+
+
+# A nonlinear result at frac_bits stays this many bits below the edge of exact truncation.
+RESULT_HEADROOM_BITS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerPlan:
+    """How :meth:`SecureOps.polys` holds its powers: of v = u 2^shift, at ``power_scale``;
+    polynomial i's coefficients at ``coeff_scales[i]``; ``error`` is the predicted worst
+    absolute error (in units of the polynomials' values) from the ring's rounding."""
+
+    shift: int
+    power_scale: int
+    coeff_scales: tuple
+    error: float
+
+
+def _plan_for_shift(polys, bits: int, shift: int) -> PowerPlan:
+    """The plan for one shift: powers as fine as the widest piece's growth allows (every
+    product of powers below 2^(bits-2) on the pieces that use it), coefficients as fine as
+    each polynomial's peak allows, and the error this predicts: per power, its rounding
+    (about k max(V,1)^(k-1) 2^-q for v^k, |v| <= V) times its coefficient, plus each
+    coefficient's own rounding times the power's size."""
+    spans = [(p.ubound * 2.0 ** shift, len(p.coeffs) - 1) for p in polys]
+    growth = max(d * math.log2(max(span, 1.0)) for span, d in spans)
+    q = math.floor((bits - 2 - growth) / 2)
+    coeff_scales, error = [], 0.0
+    for p, (span, _) in zip(polys, spans):
+        c = [abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(p.coeffs)]
+        peak = sum(a * span ** k for k, a in enumerate(c))
+        cs = bits - 2 - q - math.ceil(math.log2(max(peak, 2.0 ** -30)) + 1e-9)
+        coeff_scales.append(cs)
+        top = max(span, 1.0)
+        rounding = sum(a * k * top ** (k - 1) for k, a in enumerate(c)) * 2.0 ** -q
+        weights = sum(top ** k for k in range(1, len(c))) * 2.0 ** -(cs + 1)
+        error = max(error, rounding + weights)
+    return PowerPlan(shift, q, tuple(coeff_scales), error)
+
+
+@functools.lru_cache(maxsize=None)
+def plan_powers(polys: tuple, bits: int) -> PowerPlan:
+    """The shift (-8..16) with the least predicted error (:func:`_plan_for_shift`)."""
+    return min((_plan_for_shift(polys, bits, t) for t in range(-8, 17)),
+               key=lambda plan: plan.error)
