@@ -25,7 +25,12 @@ import pytest
 import secjax
 from secjax.primitives.policy import DEFAULT_POLICY
 
-CONFIGS = [(64, 12), (64, 18), (64, 24), (64, 28), (32, 8), (32, 12)]
+# CI covers a coarse and a 32-bit configuration (the default is test_nonlinear.py's); the
+# rest run with --runslow.
+CONFIGS = [(64, 12), pytest.param(64, 18, marks=pytest.mark.slow),
+           pytest.param(64, 24, marks=pytest.mark.slow),
+           pytest.param(64, 28, marks=pytest.mark.slow),
+           pytest.param(32, 8, marks=pytest.mark.slow), (32, 12)]
 
 # (approximation error in the clear, units of the last place)
 TOLERANCE = {
