@@ -152,7 +152,7 @@ class Emulator:
             start = time.perf_counter()
             kernel = _KERNELS[key] = self._trace(step, arrays, static)
             self.compile_seconds += time.perf_counter() - start
-            if len(_KERNELS) > _MAX_KERNELS:
+            while len(_KERNELS) > _MAX_KERNELS:
                 _KERNELS.popitem(last=False)
         else:
             _KERNELS.move_to_end(key)
