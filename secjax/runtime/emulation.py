@@ -10,7 +10,6 @@ runtime does not use it.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 from typing import Callable
@@ -96,12 +95,14 @@ class _Kernel:
     compiled: Callable | None = None
 
 
-# Kernels of this process, least recently used first. XLA's CPU executables each take about
-# six memory mappings and Linux allows 65,530 per process (vm.max_map_count): past roughly
-# 10,000 live kernels compiling segfaults (seen in a long test session), so the oldest are
-# evicted beyond this bound. A model's working set is a few hundred kernels.
-_KERNELS: collections.OrderedDict[tuple, _Kernel] = collections.OrderedDict()
-_MAX_KERNELS = 4000
+# Kernels of this process. XLA's CPU executables each hold about six memory mappings, JAX's
+# own caches keep them alive, and Linux allows 65,530 mappings per process
+# (vm.max_map_count): past roughly 10,000 kernels, compiling segfaults (seen in long test
+# sessions). Beyond this bound every kernel is dropped and jax.clear_caches() releases the
+# executables; a model's working set is a few hundred kernels, so this happens only in
+# processes that run many different programs.
+_KERNELS: dict[tuple, _Kernel] = {}
+_MAX_KERNELS = 3000
 
 # Protocol kernels are chains of integer elementwise ops and float64 GEMMs, which XLA's LLVM
 # backend optimisations barely speed up but make slow to compile. Measured on 2 CPU cores, an
@@ -150,12 +151,11 @@ class Emulator:
         kernel = _KERNELS.get(key)
         if kernel is None:
             start = time.perf_counter()
+            if len(_KERNELS) >= _MAX_KERNELS:
+                _KERNELS.clear()
+                jax.clear_caches()
             kernel = _KERNELS[key] = self._trace(step, arrays, static)
             self.compile_seconds += time.perf_counter() - start
-            while len(_KERNELS) > _MAX_KERNELS:
-                _KERNELS.popitem(last=False)
-        else:
-            _KERNELS.move_to_end(key)
         self.cost.add(kernel.exchanges)
         self._calls += 1
         if self.abstract:
