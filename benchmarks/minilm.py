@@ -78,11 +78,12 @@ def plot_by_layer(reports: dict, path: str):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4))
+    by_scope = {name: report.by_scope(4) for name, report in reports.items()}
+    labels = list(dict.fromkeys(k for scopes in by_scope.values() for k in scopes))
+    labels.sort(key=lambda k: (k != "(top level)", k))
     width = 0.8 / len(reports)
-    for i, (name, report) in enumerate(reports.items()):
-        scopes = report.by_scope(4)
-        labels = list(scopes)
-        mib = [scopes[k].max_sent / 2**20 for k in labels]
+    for i, (name, scopes) in enumerate(by_scope.items()):
+        mib = [scopes[k].max_sent / 2**20 if k in scopes else 0.0 for k in labels]
         ax.bar(np.arange(len(labels)) + i * width, mib, width, label=name)
     ax.set_xticks(np.arange(len(labels)) + width * (len(reports) - 1) / 2)
     ax.set_xticklabels([k.replace("FlaxBertModule/", "") for k in labels], rotation=30,
@@ -100,6 +101,8 @@ def main():
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--warm", type=int, default=1, help="warm runs to time")
     parser.add_argument("--no-bert-base", action="store_true")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="cost reports and the plot only, without running the model")
     args = parser.parse_args()
     console = Console(width=160)
 
@@ -119,6 +122,12 @@ def main():
     for protocol in args.protocols.split(","):
         f = secjax.secure_jit(forward, protocol=protocol, seed=0, progress=True)
         inputs = (model.params, secjax.private(ids, 1), secjax.public(mask))
+        if args.cost_only:
+            report = reports[protocol] = f.cost(*inputs)
+            table.add_row(protocol, "", "", "", "", "", format_bytes(report.total.max_sent),
+                          str(report.rounds), str(_truncations(report)),
+                          f"{report.estimate_seconds():.2f}")
+            continue
         secure, first = _timed(lambda: f(*inputs))
         compile_s = f.last_stats.compile
         warm = min(_timed(lambda: f(*inputs))[1] for _ in range(args.warm))
@@ -126,8 +135,7 @@ def main():
         table.add_row(protocol, f"{_cosine(secure, plain):.6f}", f"{first:.1f}",
                       f"{compile_s:.1f}", f"{warm:.2f}", f"{warm / plain_warm:.0f}x",
                       format_bytes(report.total.max_sent), str(report.rounds),
-                      str(_truncations(report)),
-                      f"{report.estimate_seconds():.2f}")
+                      str(_truncations(report)), f"{report.estimate_seconds():.2f}")
     console.print(table)
     plot_by_layer(reports, os.path.join(ROOT, "benchmarks", "cost_by_layer.png"))
     console.print("plot: benchmarks/cost_by_layer.png")
