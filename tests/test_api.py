@@ -122,11 +122,14 @@ def test_cost_by_scope_follows_flax_modules():
     assert sum(t.sent[0] for t in scopes.values()) == report.bytes_per_party[0]
 
 
-def test_kernel_cache_is_bounded(monkeypatch):
+def test_kernels_are_released_before_memory_mappings_run_out(monkeypatch):
     from secjax.runtime import emulation
 
-    monkeypatch.setattr(emulation, "_MAX_KERNELS", 3)
+    monkeypatch.setattr(emulation, "_CHECK_EVERY", 1)
+    monkeypatch.setattr(emulation, "_mappings_nearly_exhausted", lambda: True)
     f = secjax.secure_jit(lambda x: x * x + x, protocol="plain")
-    for n in range(1, 6):
+    for n in range(1, 4):
         assert_close(f(jnp.ones(n)), jnp.full(n, 2.0))
-    assert len(emulation._KERNELS) <= 3
+    assert len(emulation._KERNELS) <= 1
+    monkeypatch.undo()
+    assert not emulation._mappings_nearly_exhausted()

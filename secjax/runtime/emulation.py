@@ -95,14 +95,25 @@ class _Kernel:
     compiled: Callable | None = None
 
 
-# Kernels of this process. XLA's CPU executables each hold about six memory mappings, JAX's
-# own caches keep them alive, and Linux allows 65,530 mappings per process
-# (vm.max_map_count): past roughly 10,000 kernels, compiling segfaults (seen in long test
-# sessions). Beyond this bound every kernel is dropped and jax.clear_caches() releases the
-# executables; a model's working set is a few hundred kernels, so this happens only in
-# processes that run many different programs.
+# Kernels of this process. XLA's CPU executables hold memory mappings that JAX's own caches
+# keep alive (with eager ops and jitted user code, about 24 mappings per protocol kernel were
+# seen), and Linux allows 65,530 mappings per process (vm.max_map_count): past that,
+# compiling segfaults (seen in long test sessions). So every _CHECK_EVERY new kernels the
+# mappings are counted, and near the limit every kernel is dropped and jax.clear_caches()
+# releases the executables. A model's working set is a few hundred kernels; only processes
+# that run many different programs get there.
 _KERNELS: dict[tuple, _Kernel] = {}
-_MAX_KERNELS = 3000
+_CHECK_EVERY = 64
+_MAPPINGS_HIGH_WATER = 0.6
+
+
+def _mappings_nearly_exhausted() -> bool:
+    """Whether this process uses most of the memory mappings Linux allows it."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as limit, open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps) > _MAPPINGS_HIGH_WATER * int(limit.read())
+    except OSError:  # not Linux: no such limit to watch
+        return False
 
 # Protocol kernels are chains of integer elementwise ops and float64 GEMMs, which XLA's LLVM
 # backend optimisations barely speed up but make slow to compile. Measured on 2 CPU cores, an
@@ -151,7 +162,7 @@ class Emulator:
         kernel = _KERNELS.get(key)
         if kernel is None:
             start = time.perf_counter()
-            if len(_KERNELS) >= _MAX_KERNELS:
+            if len(_KERNELS) % _CHECK_EVERY == 0 and _mappings_nearly_exhausted():
                 _KERNELS.clear()
                 jax.clear_caches()
             kernel = _KERNELS[key] = self._trace(step, arrays, static)
