@@ -36,7 +36,7 @@ class CostLog:
         self.n_parties = n_parties
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
-        self._label = ("", "(outside rules)")
+        self._label = ("", "(inputs and outputs)")
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
