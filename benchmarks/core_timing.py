@@ -15,7 +15,6 @@ import time
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from rich.console import Console
 from rich.table import Table
 

@@ -12,7 +12,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 from rich.console import Console
 from rich.table import Table
 

@@ -16,7 +16,7 @@ import numpy as np
 from secjax.primitives import register
 from secjax.primitives.arith import MULTIPLY, apply_bilinear
 from secjax.protocols.base import Local
-from secjax.values import Public, is_float
+from secjax.values import Public
 
 
 def _ones(ctx, shape):

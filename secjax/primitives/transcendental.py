@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Literal
 

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from secjax.protocols import binary, common
 from secjax.protocols.base import Protocol, Steps
@@ -228,8 +227,7 @@ def _eqz_step(comm, x):
     with comm.op("eqz"):
         left, p1_x2, p2_x2 = _split_terms(comm, x)
         diff = left ^ _component2(comm, -p1_x2, -p2_x2)   # 0 iff x_0 + x_1 = -x_2
-        ones = jnp.asarray(np.iinfo(ring.dtype).max, ring.dtype)
-        bit = binary.all_ones(comm, _GATES, _GATES.xor_public(comm, diff, ones), ring.bits)
+        bit = binary.is_zero(comm, _GATES, diff, ring.bits)
         with comm.op("b2a"):
             return _b2a_bit(comm, bit)
 

@@ -124,3 +124,10 @@ def unpack_bits(packed, shape):
     bits = (packed[..., None] >> jnp.arange(8, dtype=np.uint8)) & 1
     size = math.prod(shape)
     return bits.reshape(packed.shape[0], -1)[:, :size].reshape(packed.shape[0], *shape)
+
+
+def is_zero(comm, gates, x, bits: int):
+    """XOR shares of the bit [x == 0] for XOR-shared ``bits``-bit words ``x``: the AND of
+    all bits of the complement (a log-depth tree)."""
+    ones = jnp.asarray(np.iinfo(x.dtype).max, x.dtype)
+    return all_ones(comm, gates, gates.xor_public(comm, x, ones), bits)

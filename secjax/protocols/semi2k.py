@@ -211,8 +211,7 @@ def _eqz_step(comm, x):
             r_bits = comm.deal_shares(r_val, xor=True)
             c = _open(comm, x + r)
             diff = _GATES.xor_public(comm, r_bits, c)
-        ones = jnp.asarray(np.iinfo(ring.dtype).max, ring.dtype)
-        bit = binary.all_ones(comm, _GATES, _GATES.xor_public(comm, diff, ones), ring.bits)
+        bit = binary.is_zero(comm, _GATES, diff, ring.bits)
         with comm.op("b2a"):
             return _b2a_bit(comm, bit)
 
