@@ -13,7 +13,7 @@ import numpy as np
 from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.structural import freeze
-from secjax.protocols.base import Bilinear, Local
+from secjax.protocols.base import Bilinear
 from secjax.values import Public, is_float
 
 
@@ -116,10 +116,6 @@ def div_rule(ctx, x, y, **_):
     return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
 
 
-def _shift_left(x, *, bits):
-    return x << bits
-
-
 @register("convert_element_type")
 def convert_rule(ctx, x, *, new_dtype, **_):
     """Change of dtype: rescale between integer and fixed point, or test against zero."""
@@ -132,8 +128,7 @@ def convert_rule(ctx, x, *, new_dtype, **_):
                                    ctx.protocol.eqz(x.shares))
         return ctx.make(nonzero, out_aval)
     if dst > src:
-        local = Local(_shift_left, (("bits", dst - src),))
-        return ctx.make(ctx.protocol.local(local, x.shares), out_aval)
+        return ctx.make(ctx.protocol.scale_up(x.shares, dst - src), out_aval)
     if dst < src:
         raise ctx.unsupported(
             f"converting a secret {x.dtype} to {np.dtype(new_dtype)} rounds toward zero, a "

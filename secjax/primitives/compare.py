@@ -126,10 +126,6 @@ def abs_rule(ctx, x, **_):
     return ctx.make(ctx.protocol.bilinear(MULTIPLY, sign, x.shares), ctx.out_avals[0])
 
 
-def _shift_left(x, *, bits):
-    return x << bits
-
-
 @register("sign")
 def sign_rule(ctx, x, **_):
     """sign(x) = 1 - 2 msb(x) - [x == 0]."""
@@ -139,12 +135,8 @@ def sign_rule(ctx, x, **_):
     sign = p.sub(p.sub(_ones(ctx, x.shape), p.add(s, s)), p.eqz(x.shares))
     scale = ctx.scale(ctx.out_avals[0].dtype)
     if scale:
-        sign = p.local(Local(_shift_left, (("bits", scale),)), sign)
+        sign = p.scale_up(sign, scale)
     return ctx.make(sign, ctx.out_avals[0])
-
-
-def _stack(*xs):
-    return jnp.stack(xs)
 
 
 def _unstack2(x):
@@ -158,8 +150,8 @@ def clamp_rule(ctx, lo, x, hi, **_):
     p = ctx.protocol
     shape = ctx.out_avals[0].shape
     xs, los, his = (_operand(ctx, v, shape) for v in (x, lo, hi))
-    below_above = p.msb(p.local(Local(_stack), p.sub(xs, los), p.sub(his, xs)))
-    moves = p.bilinear(MULTIPLY, below_above, p.local(Local(_stack), p.sub(los, xs),
+    below_above = p.msb(p.stack(p.sub(xs, los), p.sub(his, xs)))
+    moves = p.bilinear(MULTIPLY, below_above, p.stack(p.sub(los, xs),
                                                       p.sub(his, xs)))
     down, up = p.local(Local(_unstack2), moves)
     return ctx.make(p.add(xs, p.add(down, up)), ctx.out_avals[0])
@@ -211,8 +203,8 @@ def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
         keep_left = _not(ctx, below, kept_shape + (h,))
         if with_index:
             li, ri, rest_i = p.local(Local(_halves, (("h", h),)), index)
-            moves = p.bilinear(MULTIPLY, p.local(Local(_stack), keep_left, keep_left),
-                               p.local(Local(_stack), diff, p.sub(li, ri)))
+            moves = p.bilinear(MULTIPLY, p.stack(keep_left, keep_left),
+                               p.stack(diff, p.sub(li, ri)))
             move_v, move_i = p.local(Local(_unstack2), moves)
             index = p.local(Local(_concat_last), p.add(ri, move_i), rest_i)
         else:

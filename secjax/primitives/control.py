@@ -50,21 +50,13 @@ def while_rule(ctx, *args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     return carry
 
 
-def _index(x, *, i):
-    return x[i]
-
-
-def _stack(*xs):
-    return jnp.stack(xs)
-
-
 def _take(ctx, value, i: int):
     """Row ``i`` of a scanned-over value."""
     if isinstance(value, Public):
         return Public(value.value[i])
     if isinstance(value, Private):
         return Private(value.value[i], value.owner)
-    return Secret(ctx.protocol.local(Local(_index, (("i", i),)), value.shares),
+    return Secret(ctx.protocol.index(value.shares, i),
                   value.shape[1:], value.dtype)
 
 
@@ -72,7 +64,7 @@ def _stack_values(ctx, values, aval):
     if all(isinstance(v, Public) for v in values):
         return Public(jnp.stack([v.value for v in values]))
     shares = [ctx.secret(v).shares for v in values]
-    return ctx.make(ctx.protocol.local(Local(_stack), *shares), aval)
+    return ctx.make(ctx.protocol.stack(*shares), aval)
 
 
 @register("scan")

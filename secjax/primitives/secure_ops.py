@@ -35,20 +35,8 @@ class Fx:
     scale: int
 
 
-def _shift_left(x, *, bits):
-    return x << bits
-
-
-def _stack(*xs):
-    return jnp.stack(xs)
-
-
 def _unstack(x, *, n):
     return tuple(x[i] for i in range(n))
-
-
-def _index(x, *, i):
-    return x[i]
 
 
 def _repeat(x, *, n):
@@ -96,8 +84,7 @@ class SecureOps:
         if scale == x.scale:
             return x
         if scale > x.scale:
-            local = Local(_shift_left, (("bits", scale - x.scale),))
-            return Fx(self.p.local(local, x.shares), scale)
+            return Fx(self.p.scale_up(x.shares, scale - x.scale), scale)
         return Fx(self.p.trunc(x.shares, x.scale - scale), scale)
 
     # -- affine maps (local) ----------------------------------------------------------------
@@ -153,8 +140,8 @@ class SecureOps:
                 a, b = pairs[idx[0]]
                 prod = self.p.bilinear(MULTIPLY, a.shares, b.shares)
             else:
-                left = self.p.local(Local(_stack), *[pairs[i][0].shares for i in idx])
-                right = self.p.local(Local(_stack), *[pairs[i][1].shares for i in idx])
+                left = self.p.stack(*[pairs[i][0].shares for i in idx])
+                right = self.p.stack(*[pairs[i][1].shares for i in idx])
                 prod = self.p.bilinear(MULTIPLY, left, right)
             if excess > 0:
                 prod = self.p.trunc(prod, excess)
@@ -178,7 +165,7 @@ class SecureOps:
         return Fx(self.p.sub(ones, below), 0)
 
     def take(self, bits: Fx, i: int) -> Fx:
-        return Fx(self.p.local(Local(_index, (("i", i),)), bits.shares), bits.scale)
+        return Fx(self.p.index(bits.shares, i), bits.scale)
 
     def bits_lin(self, bits: Fx, weights, base, scale) -> Fx:
         """base + sum_i weights[i] * bits[i], at ``scale`` (default frac_bits): local."""
@@ -233,7 +220,7 @@ class SecureOps:
             if len(c) == 1:
                 out.append(self.const(c[0], self.shape(u), scale))
                 continue
-            stacked = self.p.local(Local(_stack), *[p.shares for p in powers[:len(c) - 1]])
+            stacked = self.p.stack(*[p.shares for p in powers[:len(c) - 1]])
             weights = [a * 2.0 ** (-plan.shift * k) for k, a in enumerate(c)][1:]
             value = self.bits_lin(Fx(stacked, plan.power_scale), weights, 0.0, coeff_scale)
             value = self.add_c(Fx(value.shares, plan.power_scale + coeff_scale), c[0])

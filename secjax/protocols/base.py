@@ -71,6 +71,18 @@ def _vmap_shares(fn, axes: int, in_axes):
     return fn
 
 
+def _shift_left(x, *, bits):
+    return x << bits
+
+
+def _stack(*xs):
+    return jnp.stack(xs)
+
+
+def _index(x, *, i):
+    return x[i]
+
+
 def _local_step(comm, *shares, fn, axes, shared):
     in_axes = tuple(0 if s else None for s in shared)
     return _vmap_shares(fn, axes, in_axes)(*shares)
@@ -137,6 +149,18 @@ class Protocol:
 
     def add(self, a, b):
         return self.local(Local(jnp.add), a, b)
+
+    def scale_up(self, a, bits: int):
+        """``a * 2^bits``: re-scaling to ``bits`` more fractional bits is exact and local."""
+        return self.local(Local(_shift_left, (("bits", bits),)), a)
+
+    def stack(self, *shares):
+        """Secrets of one shape stacked on a new leading logical axis (local)."""
+        return self.local(Local(_stack), *shares)
+
+    def index(self, shares, i: int):
+        """Row ``i`` of the leading logical axis (local)."""
+        return self.local(Local(_index, (("i", i),)), shares)
 
     def sub(self, a, b):
         return self.local(Local(jnp.subtract), a, b)
