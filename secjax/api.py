@@ -234,6 +234,8 @@ class SecureFunction:
             raise SecjaxError(f"argument {name} is party {owner}'s input, and party {owner} "
                               "was given only a placeholder for it")
         if abstract and isinstance(raw, jax.ShapeDtypeStruct):
+            if is_private:  # its owner's local work costs nothing: any value of its shape
+                return Private(jax.numpy.zeros(aval.shape, aval.dtype), owner)
             encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)
             return Secret(interpreter.protocol.share(encoded, owner), tuple(aval.shape),
                           np.dtype(aval.dtype))

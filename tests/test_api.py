@@ -79,6 +79,19 @@ def test_cost_needs_no_values():
     assert "total" in str(report)
 
 
+def test_cost_of_private_placeholder_matches_private_value():
+    """A private argument costed from its shape alone stays private (the owner one-hots its
+    ids locally), exactly as when its value is given."""
+    table = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    ids = np.array([[1, 2, 3]], np.int32)
+    f = secjax.secure_jit(lambda t, i: jnp.take(t, i, axis=0), protocol="aby3")
+    placeholder = f.cost(table, secjax.private(jax.ShapeDtypeStruct(ids.shape, ids.dtype), 1))
+    concrete = f.cost(table, secjax.private(ids, 1))
+    assert placeholder.bytes_per_party == concrete.bytes_per_party
+    assert placeholder.rounds == concrete.rounds
+    assert "eqz" not in placeholder.by_op()
+
+
 def test_progress_bar_counts_every_equation(capsys):
     from secjax.interpreter import count_equations
 

@@ -276,7 +276,8 @@ N = 100   # elements
 M = 16    # matmul side
 D = 18    # truncated bits
 B = 8     # bytes per 64-bit ring element
-L = 6     # Kogge-Stone levels for the carry into bit 63: ceil(log2 63)
+L = 6     # levels of the carry tree over 64 bits
+T = 2 * (4 + 2 + 1 + 1 + 1) + 1  # bytes per element of the carry tree's AND words (narrowing)
 W = 4 + 2 + 1 + 1 + 1 + 1  # bytes per element of the AND tree over 64 bits (narrowing words)
 PACKED = -(-N // 8)        # N bits packed eight to a byte
 
@@ -291,28 +292,26 @@ OPS = {
 
 # Textbook figures, 64-bit ring. semi2k, 2 parties: Beaver opens X - A and Y - B (each party
 # sends its shares of both, 1 round; the dealer sends C); truncation opens x + r (1 round;
-# the dealer sends r' >> d and msb(r)); msb = generate bits (1 AND word) + Kogge-Stone
-# (2 AND words per level, 1 at the last) + B2A (open packed bits): every AND word costs each
-# party 2 words; eqz = x0 ^ -x1 (free) + AND tree + B2A.
+# the dealer sends r' >> d and msb(r)); msb = generate bits (1 AND word) + carry tree
+# (2 narrowing AND words per level, 1 at the last) + B2A (open packed bits): every AND word
+# costs each party 2 words; eqz = x0 ^ -x1 (free) + AND tree + B2A.
 SEMI2K = {
     "mul": (2 * N * B, N * B, 1),
     "matmul": (2 * M * M * B, M * M * B, 1),
     "trunc": (N * B, 2 * N * B, 1),
-    "msb": (2 * (1 + 2 * (L - 1) + 1) * N * B + PACKED, ((1 + 2 * (L - 1) + 1) + 1) * N * B,
-            1 + L + 1),
+    "msb": (2 * (N * B + T * N) + PACKED, N * B + T * N + N * B, 1 + L + 1),
     "eqz": (2 * W * N + PACKED, W * N + N * B, 6 + 1),
     "reveal": (N * B, 0, 1),
 }
 # aby3: a product re-shares one element per output element (1 round); truncation: P0, P1
 # exchange x + r shares and P2 sends P1 two corrections (round 1), then P0, P1 exchange
 # masked results (round 2); msb: P0 shares x0 + x1 (1 word, 1 round), generate bits (1 word),
-# Kogge-Stone (2 words per level, 1 at the last), B2A (P0 shares b0 ^ b1, 1 product).
+# carry tree (T bytes per element), B2A (P0 shares b0 ^ b1, 1 product).
 ABY3 = {
     "mul": ([N * B] * 3, 1),
     "matmul": ([M * M * B] * 3, 1),
     "trunc": ([2 * N * B] * 3, 2),
-    "msb": ([(1 + 1 + 2 * (L - 1) + 1 + 1 + 1) * N * B] + [(1 + 2 * (L - 1) + 1 + 1) * N * B] * 2,
-            1 + 1 + L + 2),
+    "msb": ([(1 + 1 + 1 + 1) * N * B + T * N] + [(1 + 1) * N * B + T * N] * 2, 1 + 1 + L + 2),
     "eqz": ([N * B + W * N + 2 * N * B] + [W * N + N * B] * 2, 1 + 6 + 2),
     "reveal": ([N * B] * 3, 1),
 }
@@ -339,8 +338,8 @@ def test_aby3_cost(op):
 def test_cost_figures():
     """The table in the report: 64-bit, n = 100 elements, 16 x 16 matmul."""
     assert SEMI2K["mul"][0] == 16 * N and ABY3["mul"][0] == [8 * N] * 3
-    assert SEMI2K["msb"][:1] == (192 * N + PACKED,) and SEMI2K["msb"][2] == 8
-    assert ABY3["msb"] == ([120 * N, 104 * N, 104 * N], 10)
+    assert SEMI2K["msb"][:1] == (54 * N + PACKED,) and SEMI2K["msb"][2] == 8
+    assert ABY3["msb"] == ([51 * N, 35 * N, 35 * N], 10)
     assert SEMI2K["eqz"][0] == 20 * N + PACKED
     assert ABY3["eqz"] == ([34 * N, 18 * N, 18 * N], 9)
 

@@ -21,15 +21,17 @@ bilinear ``C = op(A, B)``  |C| B (a re-sharing of C)          1
   elementwise mul          n B                                1
   m x m matmul             m^2 B                              1
 trunc                      2 n B each                         2
-msb                        P0 (2 L + 3) n B,                  L + 4
-                           P1, P2 (2 L + 1) n B
+msb                        P0 4 n B + T,                      L + 4
+                           P1, P2 2 n B + T
 eqz                        P0 n B + W + 2 n B,                log2 k + 3
                            P1, P2 W + n B
 =========================  =================================  ==========
 
-with L = ceil(log2(k - 1)) Kogge–Stone levels and W the AND tree's narrowing words
-(k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 120 n (P0)
-and 104 n (P1, P2) bytes in 10 rounds; eqz 34 n (P0) and 18 n bytes in 9 rounds.
+with L = log2 k levels of the carry tree, T its narrowing AND words (k = 64:
+2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes) and W the AND tree's narrowing words (k = 64:
+4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 51 n (P0) and 35 n
+(P1, P2) bytes in 10 rounds (a Kogge–Stone prefix instead: 120 n and 104 n); eqz 34 n (P0)
+and 18 n bytes in 9 rounds.
 
 - **bilinear**: party i computes ``t_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i``
   with ``alpha_i = r_{i,i+1} - r_{i-1,i}`` a PRG zero sharing, and sends ``t_i`` to party
@@ -42,8 +44,9 @@ and 104 n (P1, P2) bytes in 10 rounds; eqz 34 n (P0) and 18 n bytes in 9 rounds.
   PRG values they share with P2). For ``|x| < 2^(k-2)`` the result is ``floor(x / 2^d)`` or
   that plus one, with no chance of a larger error. P2 never sees ``c``.
 - **msb**: P0 holds ``x_0 + x_1`` and binary-shares it (1 round, P0 only); with ``x_2``
-  (a binary sharing P1 and P2 hold as it stands) a Kogge–Stone adder over k - 1 bits gives
-  the sign bit (1 + L rounds of replicated ANDs, one word each per AND word); then B2A of the
+  (a binary sharing P1 and P2 hold as it stands) the generate bits and a narrowing carry
+  tree give the sign bit (1 + L rounds of replicated ANDs, one word each per AND word,
+  :func:`secjax.protocols.binary.group_generate`); then B2A of the
   bit ``b = b_0 ^ b_1 ^ b_2``: P0 arithmetic-shares ``u = b_0 ^ b_1`` (1 round, P0 only),
   and ``b = u + b_2 - 2 u b_2`` with one multiplication (1 round). Exact.
 - **eqz**: ``x = 0`` iff ``x_0 + x_1 = -x_2``: P0 binary-shares ``x_0 + x_1`` (1 round), an

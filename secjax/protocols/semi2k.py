@@ -25,13 +25,14 @@ bilinear ``C = op(A, B)``  (N-1)(|A| + |B|) B               1         |C| B
   elementwise mul          2 (N-1) n B                      1         n B
   m x m matmul             2 (N-1) m^2 B                    1         m^2 B
 trunc                      (N-1) n B                        1         2 n B
-msb (N = 2)                4 L n B + ceil(n/8)              L + 2     (2 L + 1) n B
+msb (N = 2)                2 (n B + T) + ceil(n/8)          L + 2     2 n B + T
 eqz (N = 2)                2 W + ceil(n/8)                  lg k + 1  W + n B
 =========================  ===============================  ========  ================
 
-with L = ceil(log2(k - 1)) Kogge–Stone levels (6 for k = 64, 5 for k = 32) and W the AND
+with L = log2 k levels of the carry tree, T its narrowing AND words (k = 64:
+2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes; k = 32: 2 (2 + 1 + 1 + 1) + 1 = 11 n) and W the AND
 tree's narrowing words (k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n); at k = 64
-msb is 192 n + ceil(n/8) bytes in 8 rounds, eqz (N = 2) 20 n + ceil(n/8) bytes in 7 rounds.
+msb is 54 n + ceil(n/8) bytes in 8 rounds, eqz (N = 2) 20 n + ceil(n/8) bytes in 7 rounds.
 For N parties every opening is sent to N - 1 others, and msb first reduces the N summands
 to two with carry-save adders (ceil(log_{3/2}(N/2)) more rounds).
 
@@ -43,7 +44,8 @@ to two with carry-save adders (ceil(log_{3/2}(N/2)) more rounds).
   larger error.
 - **msb**: arithmetic-to-binary conversion (party i's share is a binary sharing it holds alone;
   carry-save adders reduce N summands to two, 1 round per layer, none for N = 2), the generate
-  bits (1 round), a Kogge–Stone carry prefix over k - 1 bits (L rounds), all on dealer AND
+  bits (1 round), the carry into the top bit by a narrowing tree (L rounds,
+  :func:`secjax.protocols.binary.group_generate`), all on dealer AND
   triples (each AND word: every party opens 2 words), then bit-to-arithmetic conversion of the
   sign bit with a dealer bit ``r`` shared both ways: open ``b ^ r`` (bits packed eight to a
   byte, 1 round), ``b = c + r - 2 c r``. Exact.
