@@ -5,7 +5,8 @@
 For each protocol: the secure call's first run (trace + kernel compiles + run) and its warm
 run, each as a ratio to plaintext ``jax.jit`` measured in the same process; the busiest
 party's bytes and the rounds (exact, from the traced protocol steps), the truncations, and
-the time estimated on PUMA's LAN (5 Gbps, 1 ms RTT). Then BERT-base (random init, 12
+the time estimated on PUMA's LAN (5 Gbps, 1 ms RTT), each with and without sharing the
+inputs (a served model's weights are shared once, not per query). Then BERT-base (random init, 12
 layers, hidden 768) at the same length, costed without running. Writes a plot of the bytes
 by layer to ``benchmarks/cost_by_layer.png``.
 """
@@ -49,6 +50,18 @@ def _truncations(report) -> int:
     """Truncation steps run (each truncates a whole array)."""
     trunc = report.by_op().get("trunc")
     return trunc.calls if trunc else 0
+
+
+COST_COLUMNS = ("max sent", "max sent, inputs pre-shared", "rounds", "truncations",
+                "LAN estimate s", "LAN estimate s, inputs pre-shared")
+
+
+def _cost_cells(report) -> list[str]:
+    """The COST_COLUMNS of ``report``: with and without sharing the inputs (the weights)."""
+    online = report.without_input_sharing()
+    return [format_bytes(report.total.max_sent), format_bytes(online.total.max_sent),
+            str(report.rounds), str(_truncations(report)),
+            f"{report.estimate_seconds():.2f}", f"{online.estimate_seconds():.2f}"]
 
 
 def _cosine(a, b) -> float:
@@ -116,7 +129,7 @@ def main():
     table = Table(title=f"all-MiniLM-L6-v2, {args.tokens} tokens, real weights "
                         f"(jax.jit: first {plain_first:.2f} s, warm {plain_warm * 1e3:.1f} ms)")
     for column in ("protocol", "cosine", "first s", "compile s", "warm s", "warm / jit",
-                   "max sent", "rounds", "truncations", "LAN estimate s"):
+                   *COST_COLUMNS):
         table.add_column(column, justify="left" if column == "protocol" else "right")
     reports = {}
     for protocol in args.protocols.split(","):
@@ -124,9 +137,7 @@ def main():
         inputs = (model.params, secjax.private(ids, 1), secjax.public(mask))
         if args.cost_only:
             report = reports[protocol] = f.cost(*inputs)
-            table.add_row(protocol, "", "", "", "", "", format_bytes(report.total.max_sent),
-                          str(report.rounds), str(_truncations(report)),
-                          f"{report.estimate_seconds():.2f}")
+            table.add_row(protocol, "", "", "", "", "", *_cost_cells(report))
             continue
         secure, first = _timed(lambda: f(*inputs))
         compile_s = f.last_stats.compile
@@ -134,8 +145,7 @@ def main():
         report = reports[protocol] = f.last_cost
         table.add_row(protocol, f"{_cosine(secure, plain):.6f}", f"{first:.1f}",
                       f"{compile_s:.1f}", f"{warm:.2f}", f"{warm / plain_warm:.0f}x",
-                      format_bytes(report.total.max_sent), str(report.rounds),
-                      str(_truncations(report)), f"{report.estimate_seconds():.2f}")
+                      *_cost_cells(report))
     console.print(table)
     plot_by_layer(reports, os.path.join(ROOT, "benchmarks", "cost_by_layer.png"))
     console.print("plot: benchmarks/cost_by_layer.png")
@@ -143,13 +153,10 @@ def main():
     if not args.no_bert_base:
         base = Table(title=f"BERT-base, {args.tokens} tokens: cost without running "
                            "(PUMA, 3 machines on a LAN: 33.9 s and 10.8 GB)")
-        for column in ("protocol", "max sent", "rounds", "truncations", "LAN estimate s"):
+        for column in ("protocol", *COST_COLUMNS):
             base.add_column(column, justify="left" if column == "protocol" else "right")
         for protocol in args.protocols.split(","):
-            report = bert_base_cost(protocol, args.tokens)
-            base.add_row(protocol, format_bytes(report.total.max_sent), str(report.rounds),
-                         str(_truncations(report)),
-                         f"{report.estimate_seconds():.1f}")
+            base.add_row(protocol, *_cost_cells(bert_base_cost(protocol, args.tokens)))
         console.print(base)
 
 

@@ -27,6 +27,9 @@ DEFAULT_PARTIES = {"plain": 1, "semi2k": 2, "aby3": 3}
 PROGRESS_MIN_EQUATIONS = 300
 
 
+EMULATION_MODES = ("protocol", "ideal")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """How a secure function runs.
@@ -43,6 +46,12 @@ class Config:
       ``secjax.nn.DEFAULT_POLICY``): method, degree, iterations and ranges per function.
     progress: show a progress bar over the program's equations (default: on a terminal,
       for programs of more than ``PROGRESS_MIN_EQUATIONS`` equations).
+    emulation: how the in-process emulator runs interactive steps (products, truncations,
+      comparisons): ``"protocol"`` (default) runs every party's real computation;
+      ``"ideal"`` computes each step's result from the opened inputs and deals it as fresh
+      shares, with the real step's output distribution and the same exact cost report,
+      several times faster to compile and run (``secjax.protocols.ideal``). Party
+      processes on a network always run the real protocol.
     """
 
     protocol: str = "aby3"
@@ -55,11 +64,15 @@ class Config:
     overrides: bool = True
     policy: Any = None
     progress: bool | None = None
+    emulation: str = "protocol"
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; choose one of "
                              f"{sorted(PROTOCOLS)}")
+        if self.emulation not in EMULATION_MODES:
+            raise ValueError(f"unknown emulation mode {self.emulation!r}; choose one of "
+                             f"{list(EMULATION_MODES)}")
         if self.parties is None:
             object.__setattr__(self, "parties", DEFAULT_PARTIES[self.protocol])
         if not 0 <= self.input_party < self.parties:
@@ -167,7 +180,8 @@ class SecureFunction:
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         with jax.enable_x64(True):
             if runtime is None:
-                runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
+                runtime = Emulator(config.parties, config.ring, seed, abstract=abstract,
+                                   ideal=config.emulation == "ideal")
             protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
             with self._progress(traced.jaxpr.jaxpr, abstract) as advance:
                 interpreter = Interpreter(protocol, overrides=config.overrides,

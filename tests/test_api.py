@@ -92,6 +92,41 @@ def test_cost_of_private_placeholder_matches_private_value():
     assert "eqz" not in placeholder.by_op()
 
 
+def test_cost_without_input_sharing():
+    """Leaving out the inputs' sharing removes exactly the owner's messages of the shares:
+    aby3 sends one word per input element (the owner's to its predecessor)."""
+    f = secjax.secure_jit(lambda w, x: x @ w, protocol="aby3")
+    w, x = jax.ShapeDtypeStruct((4, 3), jnp.float32), jax.ShapeDtypeStruct((2, 4), jnp.float32)
+    report = f.cost(w, x)
+    online = report.without_input_sharing()
+    shared = [a - b for a, b in zip(report.bytes_per_party, online.bytes_per_party)]
+    assert shared == [8 * (12 + 8), 0, 0]   # both inputs belong to party 0 (input_party)
+    assert report.rounds - online.rounds == 2
+    assert "share" not in online.by_op()
+
+
+@pytest.mark.parametrize("protocol", ["aby3", "semi2k"])
+def test_ideal_emulation_same_answer_and_cost(protocol):
+    def f(x, w):
+        h = x @ w
+        return jnp.max(h, axis=-1), h * h, h == 0
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8)).astype(np.float32)
+    w = (rng.normal(size=(8, 16)) / 3).astype(np.float32)
+    real = secjax.secure_jit(f, protocol=protocol, seed=1)
+    ideal = secjax.secure_jit(f, protocol=protocol, seed=1, emulation="ideal")
+    assert_close(ideal(x, w), jax.jit(f)(x, w), atol=5e-3, rtol=1e-2)
+    assert_close(ideal(x, w), real(x, w), atol=1e-4, rtol=1e-4)
+    assert ideal.last_cost.bytes_per_party == real.last_cost.bytes_per_party
+    assert ideal.last_cost.rounds == real.last_cost.rounds
+
+
+def test_unknown_emulation_mode():
+    with pytest.raises(ValueError, match="emulation mode 'fast'"):
+        secjax.secure_jit(lambda x: x, emulation="fast")
+
+
 def test_progress_bar_counts_every_equation(capsys):
     from secjax.interpreter import count_equations
 

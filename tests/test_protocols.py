@@ -23,9 +23,9 @@ def x64():
         yield
 
 
-def make(name, n, bits, seed=0, abstract=False):
+def make(name, n, bits, seed=0, abstract=False, ideal=False):
     ring = Ring(bits, 18 if bits == 64 else 12)
-    em = Emulator(n, ring, seed, abstract=abstract)
+    em = Emulator(n, ring, seed, abstract=abstract, ideal=ideal)
     return ring, em, PROTOCOLS[name](ring, n, em)
 
 
@@ -351,3 +351,52 @@ def test_cost_by_op_labels():
     assert by_op["b2a"].sent == [PACKED, PACKED] and by_op["b2a"].rounds == 1
     report = _cost("aby3", 3, OPS["trunc"])
     assert set(report.by_op()) == {"trunc"}
+
+
+# -- the emulator's ideal mode ------------------------------------------------------------------
+IDEAL_CASES = [("semi2k", 2), ("semi2k", 3), ("aby3", 3)]
+
+
+@pytest.mark.parametrize("name,n", IDEAL_CASES)
+def test_ideal_steps_match_real_steps(name, n):
+    """Exact steps give the real steps' values, the same messages and rounds are recorded,
+    and a truncation is floor(x / 2^d) or one more, as in the real protocol."""
+    values = np.array([0, 1, -1, 5 << 20, -(7 << 30), (1 << 61) - 1, -(1 << 61), 123456789])
+    results = {}
+    for ideal in (False, True):
+        ring, em, p = make(name, n, 64, seed=3, ideal=ideal)
+        x = p.share(enc(ring, values), 0)
+        y = p.share(enc(ring, values[::-1] >> 40), 1)
+        mul = Bilinear(jnp.multiply)
+        out = [dec(ring, p.reveal(op)) for op in (p.bilinear(mul, x, y), p.msb(x), p.eqz(x))]
+        trunc = dec(ring, p.reveal(p.trunc(x, D)))
+        assert ((trunc - (values >> D)) >= 0).all() and ((trunc - (values >> D)) <= 1).all()
+        results[ideal] = (out, em.cost.report().bytes_per_party, em.cost.report().rounds)
+    (real, real_sent, real_rounds), (ideal, ideal_sent, ideal_rounds) = results[False], results[True]
+    for a, b in zip(real, ideal):
+        np.testing.assert_array_equal(a, b)
+    assert real_sent == ideal_sent and real_rounds == ideal_rounds
+
+
+@pytest.mark.parametrize("name,n", IDEAL_CASES)
+def test_ideal_truncation_rounds_up_in_proportion(name, n):
+    """x = 2^d / 4 truncates to 1 about a quarter of the time (as the probabilistic
+    truncation: rounding up with probability (x mod 2^d) / 2^d)."""
+    ring, em, p = make(name, n, 64, seed=5, ideal=True)
+    x = p.share(enc(ring, np.full(20000, 1 << (D - 2))), 0)
+    ups = dec(ring, p.reveal(p.trunc(x, D)))
+    assert set(np.unique(ups)) <= {0, 1}
+    assert abs(ups.mean() - 0.25) < 0.02
+
+
+@pytest.mark.parametrize("name,n", IDEAL_CASES)
+def test_ideal_output_shares_are_uniform(name, n):
+    ring, em, p = make(name, n, 64, seed=9, ideal=True)
+    mul = Bilinear(jnp.multiply)
+    for secret in (0, 12345):
+        prod = _samples(p, ring, secret,
+                        lambda p, X: p.bilinear(mul, p.share(X, 0), p.share(X, 1)))
+        components = prod.reshape(n, -1, prod.shape[-1]) if name == "semi2k" else \
+            prod.reshape(n * 2, -1, prod.shape[-1])
+        for c in components:
+            assert _uniform_low_byte(c)

@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 
 from secjax.protocols import binary, common
+from secjax.protocols.ideal import additive_sharing, ideal_steps
 from secjax.protocols.base import Protocol, Steps
 
 
@@ -235,6 +236,14 @@ def _eqz_step(comm, x):
             return _b2a_bit(comm, bit)
 
 
+def _combine(comm, x):
+    return comm.total(x[:, 0])
+
+
+def _deal(comm, value):
+    return _reshare(comm, additive_sharing(comm, value))
+
+
 class Aby3(Protocol):
     """2-out-of-3 replicated sharing among exactly 3 semi-honest parties (see module doc)."""
 
@@ -247,3 +256,4 @@ class Aby3(Protocol):
         super().__init__(ring, n_parties, runtime)
 
     steps = Steps.of_module(__name__)
+    ideal = ideal_steps(_combine, _deal)

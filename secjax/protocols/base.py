@@ -107,6 +107,9 @@ class Protocol:
 
     # -- protocol-specific steps ----------------------------------------------------------
     steps: Steps
+    # Ideal counterparts of the interactive steps (secjax.protocols.ideal), by step name,
+    # for an emulator in ideal mode; other runtimes run ``steps``.
+    ideal: dict = {}
 
     def share(self, x: jax.Array, owner: int) -> jax.Array:
         """Secret-share the ring array ``x`` held by party ``owner``."""
@@ -124,21 +127,22 @@ class Protocol:
 
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation)."""
-        return self.runtime.run(self.steps.bilinear, a, b, op=op)
+        return self.runtime.run(self.steps.bilinear, a, b, op=op,
+                                ideal=self.ideal.get("bilinear"))
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
         if not 0 < bits <= self.ring.bits - 2:
             raise ValueError(f"cannot truncate {bits} bits in a {self.ring.bits}-bit ring")
-        return self.runtime.run(self.steps.trunc, a, bits=bits)
+        return self.runtime.run(self.steps.trunc, a, bits=bits, ideal=self.ideal.get("trunc"))
 
     def msb(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""
-        return self.runtime.run(self.steps.msb, a)
+        return self.runtime.run(self.steps.msb, a, ideal=self.ideal.get("msb"))
 
     def eqz(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of ``a == 0``."""
-        return self.runtime.run(self.steps.eqz, a)
+        return self.runtime.run(self.steps.eqz, a, ideal=self.ideal.get("eqz"))
 
     # -- shared by every linear secret sharing ---------------------------------------------
     def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None):

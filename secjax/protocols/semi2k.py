@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.protocols import binary, common
+from secjax.protocols.ideal import additive_sharing, ideal_steps
 from secjax.protocols.base import Protocol, Steps
 
 
@@ -218,6 +219,10 @@ def _eqz_step(comm, x):
             return _b2a_bit(comm, bit)
 
 
+def _combine(comm, x):
+    return comm.total(x)
+
+
 class Semi2k(Protocol):
     """Additive sharing among N >= 2 semi-honest parties with a dealer (see module doc)."""
 
@@ -230,3 +235,4 @@ class Semi2k(Protocol):
         super().__init__(ring, n_parties, runtime)
 
     steps = Steps.of_module(__name__)
+    ideal = ideal_steps(_combine, additive_sharing)

@@ -27,6 +27,10 @@ class Tally:
         return max(self.sent) if self.sent else 0
 
 
+# The label of a call's own input sharing and output reveal (outside every primitive).
+INPUTS_AND_OUTPUTS = "(inputs and outputs)"
+
+
 class CostLog:
     """Accumulates the exchanges of every protocol step, labelled by the model scope and the
     JAX primitive whose rule ran them (set by the interpreter) and by the protocol operation
@@ -36,7 +40,7 @@ class CostLog:
         self.n_parties = n_parties
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
-        self._label = ("", "(inputs and outputs)")
+        self._label = ("", INPUTS_AND_OUTPUTS)
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
@@ -94,6 +98,14 @@ class CostReport:
     @property
     def rounds(self) -> int:
         return self.total.rounds
+
+    def without_input_sharing(self) -> CostReport:
+        """The report less the sharing of the call's secret inputs: what each call costs when
+        they were shared beforehand, as a served model's weights are (once, not per query).
+        Comparable with figures for computation on inputs already shared."""
+        rows = {row: tally for row, tally in self.rows.items()
+                if row[1:] != (INPUTS_AND_OUTPUTS, "share")}
+        return CostReport(self.n_parties, rows, self.info)
 
     def _grouped(self, key) -> dict[str, Tally]:
         groups = collections.defaultdict(list)

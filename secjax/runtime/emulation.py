@@ -4,13 +4,14 @@ Protocol steps run as small jit-compiled kernels cached by (step, static argumen
 shapes), so the repeated layers of a model reuse the same compiled code. One jit of a whole
 model would take XLA on CPU minutes to compile; a few hundred small kernels take seconds.
 
-Randomness here comes from ``jax.random`` (XLA's RngBitGenerator), which models the parties' PRGs with the
-right distribution; it is a simulation device, not a cryptographic PRG, and the network
-runtime does not use it.
+Randomness here comes from XLA's RngBitGenerator (ThreeFry), which models the parties' PRGs
+with the right distribution; it is a simulation device, not a cryptographic PRG, and the
+network runtime does not use it.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Callable
 
@@ -26,17 +27,21 @@ from secjax.runtime.cost import CostLog
 class EmulatedComm(Comm):
     """Comm over arrays whose axis 0 indexes the parties."""
 
-    def __init__(self, n_parties: int, ring: Ring, key: jax.Array):
+    def __init__(self, n_parties: int, ring: Ring, seed_words: jax.Array, counter: jax.Array):
         super().__init__(n_parties, ring)
-        self._key = key
+        self._seed_words = seed_words
+        self._counter = counter
         self._draws = 0
 
-    def _next_key(self) -> jax.Array:
-        self._draws += 1
-        return jax.random.fold_in(self._key, self._draws)
-
     def _uniform(self, shape, dtype) -> jax.Array:
-        return jax.random.bits(self._next_key(), tuple(shape), dtype)
+        """A fresh uniform array: each draw of each kernel call gets its own ThreeFry key,
+        (seed_0 ^ call counter, seed_1 ^ draw number), so no two draws share a stream."""
+        self._draws += 1
+        key = jnp.stack([self._seed_words[0] ^ self._counter,
+                         self._seed_words[1] ^ jnp.uint32(self._draws),
+                         jnp.uint32(0), jnp.uint32(0)])
+        return jax.lax.rng_bit_generator(key, tuple(shape), dtype=dtype,
+                                         algorithm=jax.lax.RandomAlgorithm.RNG_THREE_FRY)[1]
 
     def _party_shaped(self, like_ndim: int) -> tuple[int, ...]:
         return (self.n_parties,) + (1,) * (like_ndim - 1)
@@ -46,6 +51,9 @@ class EmulatedComm(Comm):
 
     def party_index(self, like):
         return jnp.arange(self.n_parties, dtype=jnp.int32).reshape(self._party_shaped(like.ndim))
+
+    def total(self, x):
+        return jnp.sum(x, axis=0, dtype=x.dtype)
 
     def shift(self, x, offset=1):
         self._record((self._payload(x),) * self.n_parties)
@@ -115,16 +123,26 @@ def _mappings_nearly_exhausted() -> bool:
     except OSError:  # not Linux: no such limit to watch
         return False
 
-# Protocol kernels are chains of integer elementwise ops and float64 GEMMs, which XLA's LLVM
-# backend optimisations barely speed up but make slow to compile. Measured on 2 CPU cores, an
-# aby3 msb over 128x384 elements: 8.1 s to compile by default, 1.6 s at level 0, with the
-# warm run no slower (0.16 s against 0.24 s); a 128x384x1536 aby3 matmul likewise.
-# Set per kernel, so the user's own jax.jit code keeps XLA's defaults.
-_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+# XLA's LLVM backend optimisations make protocol kernels slow to compile and fast to run.
+# Measured on 2 loaded CPU cores, aby3 msb over
+# 128x384 elements: 5.4 s to compile at the default level and 38 ms to run, 2.0 s and 195 ms
+# at level 0; over 128x1536: 6.1 s / 221 ms against 1.9 s / 745 ms; an aby3 truncation of
+# 128x1536: 1.3 s / 84 ms against 0.6 s / 248 ms. So kernels over small arrays (where run
+# time is negligible) compile at level 0, and larger ones with XLA's defaults. Set per
+# kernel: the user's own jax.jit code keeps XLA's defaults.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+_OPTIMISE_FROM_ELEMENTS = 2**15
 
-# XLA's RngBitGenerator: compiles several times faster on CPU than threefry's unrolled rounds
-# (measured: 38 draws, 8.2 s against well under a second), with the same uniform output.
-_PRNG_IMPL = "rbg"
+
+def _compiler_options(arrays) -> dict:
+    """XLA options for a kernel over ``arrays``: level 0 for small inputs, defaults else."""
+    elements = sum(math.prod(a.shape) for a in arrays)
+    return {} if elements >= _OPTIMISE_FROM_ELEMENTS else _FAST_COMPILE
+
+# XLA's RngBitGenerator with ThreeFry, called directly: no key-derivation hashing in the
+# kernels (jax.random's fold_in adds a ThreeFry loop per draw), and on 2 CPU cores ThreeFry
+# draws 590k uint64 words in 3 ms (RngBitGenerator's default, Philox: 11 ms; narrow uint8 or
+# uint32 draws by the default at optimisation level 0: 0.4-0.5 s).
 
 
 def _aval_key(x) -> tuple:
@@ -136,28 +154,35 @@ class Emulator:
 
     ``abstract=True`` traces steps without compiling or running them: the cost log fills in
     exactly as it would in a real run, and results are ``jax.ShapeDtypeStruct`` placeholders.
+    ``ideal=True`` runs the ideal counterpart of each interactive step where the protocol has
+    one (:mod:`secjax.protocols.ideal`): same output distribution and the same cost report
+    (the real step is still traced for its messages), far less work to compile and run.
     """
 
-    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False):
+    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
+                 ideal: bool = False):
         self.n_parties = n_parties
         self.ring = ring
         self.abstract = abstract
+        self.ideal = ideal
         self.cost = CostLog(n_parties)
         self.compile_seconds = 0.0  # tracing, lowering and compiling new kernels
         self.kernels_compiled = 0
-        self._base_key = jax.random.key_data(jax.random.key(seed, impl=_PRNG_IMPL))
+        self._seed_words = np.random.default_rng(seed).integers(0, 2**32, 2, dtype=np.uint32)
         self._calls = 0
 
     def holds(self, party: int) -> bool:
         """Whether this runtime holds party ``party``'s private data: all of it, here."""
         return True
 
-    def run(self, step: Callable, *arrays, **static):
+    def run(self, step: Callable, *arrays, ideal: Callable | None = None, **static):
         """Run ``step(comm, *arrays, **static)`` for every party; returns its outputs.
 
         ``static`` values must be hashable: they are part of the compiled kernel's identity.
+        ``ideal``: the step's ideal counterpart, run instead in ideal mode.
         """
-        key = (step, self.n_parties, self.ring, tuple(sorted(static.items())),
+        executed = ideal if self.ideal and ideal is not None else step
+        key = (step, executed, self.n_parties, self.ring, tuple(sorted(static.items())),
                tuple(_aval_key(a) for a in arrays))
         kernel = _KERNELS.get(key)
         if kernel is None:
@@ -165,7 +190,10 @@ class Emulator:
             if len(_KERNELS) % _CHECK_EVERY == 0 and _mappings_nearly_exhausted():
                 _KERNELS.clear()
                 jax.clear_caches()
-            kernel = _KERNELS[key] = self._trace(step, arrays, static)
+            kernel = self._trace(step, arrays, static)
+            if executed is not step and not self.abstract:
+                kernel.traced = self._trace(executed, arrays, static).traced
+            _KERNELS[key] = kernel
             self.compile_seconds += time.perf_counter() - start
         self.cost.add(kernel.exchanges)
         self._calls += 1
@@ -173,22 +201,22 @@ class Emulator:
             return kernel.out_info
         if kernel.compiled is None:
             start = time.perf_counter()
-            kernel.compiled = kernel.traced.lower().compile(compiler_options=_COMPILER_OPTIONS)
+            kernel.compiled = kernel.traced.lower().compile(
+                compiler_options=_compiler_options(arrays))
             self.compile_seconds += time.perf_counter() - start
             self.kernels_compiled += 1
-        return kernel.compiled(self._base_key, np.uint32(self._calls), *arrays)
+        return kernel.compiled(self._seed_words, np.uint32(self._calls), *arrays)
 
     def _trace(self, step, arrays, static) -> _Kernel:
         comms: list[EmulatedComm] = []
 
-        def kernel(base_key, counter, *xs):
-            comm = EmulatedComm(self.n_parties, self.ring,
-                                jax.random.fold_in(jax.random.wrap_key_data(base_key, impl=_PRNG_IMPL), counter))
+        def kernel(seed_words, counter, *xs):
+            comm = EmulatedComm(self.n_parties, self.ring, seed_words, counter)
             comms.append(comm)
             return step(comm, *xs, **static)
 
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
         traced = jax.jit(kernel).trace(
-            jax.ShapeDtypeStruct(self._base_key.shape, self._base_key.dtype),
+            jax.ShapeDtypeStruct(self._seed_words.shape, self._seed_words.dtype),
             jax.ShapeDtypeStruct((), np.uint32), *avals)
         return _Kernel(tuple(comms[0].exchanges), traced.out_info, traced)
