@@ -1,8 +1,11 @@
 """Private inference benchmark: all-MiniLM-L6-v2 on 128 tokens, and BERT-base's cost.
 
-    python benchmarks/minilm.py [--protocols aby3,semi2k] [--tokens 128] [--warm 2]
+    python benchmarks/minilm.py [--protocols aby3,semi2k] [--emulation protocol,ideal]
+                                [--tokens 128] [--warm 2]
 
-For each protocol: the secure call's first run (trace + kernel compiles + run) and its warm
+For each protocol and emulation mode (``protocol``: every party's real computation;
+``ideal``: each interactive step computed from the opened inputs, same cost): the secure
+call's first run (trace + kernel compiles + run) and its warm
 run, each as a ratio to plaintext ``jax.jit`` measured in the same process; the busiest
 party's bytes and the rounds (exact, from the traced protocol steps), the truncations, and
 the time estimated on PUMA's LAN (5 Gbps, 1 ms RTT), each with and without sharing the
@@ -113,6 +116,8 @@ def main():
     parser.add_argument("--protocols", default="aby3,semi2k")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--warm", type=int, default=1, help="warm runs to time")
+    parser.add_argument("--emulation", default="protocol,ideal",
+                        help="emulation modes to time (secjax.Config.emulation)")
     parser.add_argument("--no-bert-base", action="store_true")
     parser.add_argument("--cost-only", action="store_true",
                         help="cost reports and the plot only, without running the model")
@@ -132,18 +137,23 @@ def main():
                    *COST_COLUMNS):
         table.add_column(column, justify="left" if column == "protocol" else "right")
     reports = {}
-    for protocol in args.protocols.split(","):
-        f = secjax.secure_jit(forward, protocol=protocol, seed=0, progress=True)
+    runs = [(protocol, mode) for protocol in args.protocols.split(",")
+            for mode in args.emulation.split(",")]
+    for protocol, mode in runs:
+        label = protocol if mode == "protocol" else f"{protocol} ({mode} emulation)"
+        f = secjax.secure_jit(forward, protocol=protocol, seed=0, progress=True,
+                              emulation=mode)
         inputs = (model.params, secjax.private(ids, 1), secjax.public(mask))
         if args.cost_only:
-            report = reports[protocol] = f.cost(*inputs)
-            table.add_row(protocol, "", "", "", "", "", *_cost_cells(report))
+            if mode == "protocol":
+                report = reports[protocol] = f.cost(*inputs)
+                table.add_row(protocol, "", "", "", "", "", *_cost_cells(report))
             continue
         secure, first = _timed(lambda: f(*inputs))
         compile_s = f.last_stats.compile
         warm = min(_timed(lambda: f(*inputs))[1] for _ in range(args.warm))
         report = reports[protocol] = f.last_cost
-        table.add_row(protocol, f"{_cosine(secure, plain):.6f}", f"{first:.1f}",
+        table.add_row(label, f"{_cosine(secure, plain):.6f}", f"{first:.1f}",
                       f"{compile_s:.1f}", f"{warm:.2f}", f"{warm / plain_warm:.0f}x",
                       *_cost_cells(report))
     console.print(table)

@@ -21,17 +21,15 @@ bilinear ``C = op(A, B)``  |C| B (a re-sharing of C)          1
   elementwise mul          n B                                1
   m x m matmul             m^2 B                              1
 trunc                      2 n B each                         2
-msb                        P0 4 n B + T,                      L + 4
-                           P1, P2 2 n B + T
-eqz                        P0 n B + W + 2 n B,                log2 k + 3
-                           P1, P2 W + n B
+msb                        2 n B + T + 2 B n/3                L + 4
+eqz                        n B + W + 2 B n/3                  log2 k + 3
 =========================  =================================  ==========
 
 with L = log2 k levels of the carry tree, T its narrowing AND words (k = 64:
 2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes) and W the AND tree's narrowing words (k = 64:
-4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 51 n (P0) and 35 n
-(P1, P2) bytes in 10 rounds (a Kogge–Stone prefix instead: 120 n and 104 n); eqz 34 n (P0)
-and 18 n bytes in 9 rounds.
+4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 40.3 n bytes per
+party in 10 rounds (with a Kogge–Stone prefix and one lead party for all elements: 120 n
+and 104 n); eqz 23.3 n in 9 rounds.
 
 - **bilinear**: party i computes ``t_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i``
   with ``alpha_i = r_{i,i+1} - r_{i-1,i}`` a PRG zero sharing, and sends ``t_i`` to party
@@ -43,15 +41,17 @@ and 18 n bytes in 9 rounds.
   turned back into a replicated sharing (round 2: P0 and P1 exchange their shares masked by
   PRG values they share with P2). For ``|x| < 2^(k-2)`` the result is ``floor(x / 2^d)`` or
   that plus one, with no chance of a larger error. P2 never sees ``c``.
-- **msb**: P0 holds ``x_0 + x_1`` and binary-shares it (1 round, P0 only); with ``x_2``
-  (a binary sharing P1 and P2 hold as it stands) the generate bits and a narrowing carry
-  tree give the sign bit (1 + L rounds of replicated ANDs, one word each per AND word,
-  :func:`secjax.protocols.binary.group_generate`); then B2A of the
-  bit ``b = b_0 ^ b_1 ^ b_2``: P0 arithmetic-shares ``u = b_0 ^ b_1`` (1 round, P0 only),
-  and ``b = u + b_2 - 2 u b_2`` with one multiplication (1 round). Exact.
-- **eqz**: ``x = 0`` iff ``x_0 + x_1 = -x_2``: P0 binary-shares ``x_0 + x_1`` (1 round), an
-  AND tree over the k bits of the complement of the XOR (log2 k rounds, words narrowing
-  4 + 2 + 1 + 1 + 1 + 1 bytes at k = 64), then B2A as for msb. Exact.
+- **msb**: each third of the elements has a lead party j = 0, 1, 2 (so all send alike). The
+  lead holds ``x_j + x_{j+1}`` and binary-shares it (1 round for the three leads); with
+  ``x_{j+2}`` (a binary sharing P_{j+1} and P_{j+2} hold as it stands) the generate bits and
+  a narrowing carry tree give the sign bit (1 + L rounds of replicated ANDs, one word each
+  per AND word, :func:`secjax.protocols.binary.group_generate`); then B2A of the bit
+  ``b = b_0 ^ b_1 ^ b_2``: the lead arithmetic-shares ``u = b_j ^ b_{j+1}`` (1 round), and
+  ``b = u + b_{j+2} - 2 u b_{j+2}`` with one multiplication (1 round). Exact.
+- **eqz**: ``x = 0`` iff ``x_j + x_{j+1} = -x_{j+2}``: the lead binary-shares
+  ``x_j + x_{j+1}`` (1 round), an AND tree over the k bits of the complement of the XOR
+  (log2 k rounds, words narrowing 4 + 2 + 1 + 1 + 1 + 1 bytes at k = 64), then B2A as for
+  msb. Exact.
 """
 from __future__ import annotations
 
@@ -192,48 +192,70 @@ class _ReplicatedAnd(binary.AndGates):
 _GATES = _ReplicatedAnd()
 
 
+# -- comparisons: the lead party's role rotates over thirds of the elements ----------------
+# In msb and eqz one party (the lead) binary-shares the sum of its two components and, in
+# B2A, the XOR of its two bit components: words only the lead sends. Each third of the
+# elements has its own lead, P0, P1, P2, so the parties send equal amounts (the messages of
+# the three leads go in one round).
+
+
+def _thirds(n: int) -> list[tuple[int, int, int]]:
+    """(lead, start, stop) of the non-empty thirds of ``n`` flattened elements."""
+    bounds = [n * j // 3 for j in range(4)]
+    return [(j, bounds[j], bounds[j + 1]) for j in range(3) if bounds[j + 1] > bounds[j]]
+
+
+def _lead_split(comm, x, *, xor):
+    """Two sharings from the replicated sharing ``x`` (elements flattened): per third with
+    lead j, P_j's own combination of ``x_j`` and ``x_{j+1}`` freshly shared (1 round for all
+    thirds), and ``x_{j+2}`` as it stands (component j + 2 only). ``xor=False``: x is an
+    arithmetic sharing, the lead's sum is shared as XOR shares (its bits, for a binary
+    circuit); ``xor=True``: x holds XOR shares of bits, the lead's XOR is shared
+    arithmetically (for B2A)."""
+    idx = comm.party_index(x[:, 0])
+    leads, rests = [], []
+    with comm.one_round():
+        for j, lo, hi in _thirds(x.shape[-1]):
+            part = x[..., lo:hi]
+            own = (part[:, 0] ^ part[:, 1]) if xor else (part[:, 0] + part[:, 1])
+            leads.append(_input(comm, own, j, xor=not xor))
+            last = (j + 2) % 3   # held as first component by P_{j+2}, second by P_{j+1}
+            rests.append(_at_component(comm, jnp.where(idx == last, part[:, 0], part[:, 1]),
+                                       last))
+    return jnp.concatenate(leads, axis=-1), jnp.concatenate(rests, axis=-1)
+
+
 def _b2a_bit(comm, bit):
-    """Arithmetic shares of the bit ``b_0 ^ b_1 ^ b_2`` held in replicated XOR shares."""
-    dtype = comm.ring.dtype
-    bit = bit.astype(dtype) & 1
-    u = _input(comm, bit[:, 0] ^ bit[:, 1], 0)          # b_0 ^ b_1, known to P0
-    b2 = _component2(comm, bit[:, 1], bit[:, 0])        # b_2: P1's second, P2's first
-    product = _cross_terms(comm, u, b2, jnp.multiply)
-    return u + b2 - 2 * product
+    """Arithmetic shares of the bit ``b_0 ^ b_1 ^ b_2`` held in replicated XOR shares
+    (flattened): ``b = u + w - 2 u w`` with u the lead's XOR, w the third component."""
+    bit = bit.astype(comm.ring.dtype) & 1
+    u, w = _lead_split(comm, bit, xor=True)
+    return u + w - 2 * _cross_terms(comm, u, w, jnp.multiply)
 
 
-def _split_terms(comm, x):
-    """``x_0 + x_1`` binary-shared by P0 (1 round) and ``x_2`` as it stands."""
-    left = _input(comm, x[:, 0] + x[:, 1], 0, xor=True)
-    return left, x[:, 1], x[:, 0]
+def _flat(x):
+    return x.reshape(*x.shape[:2], -1)
 
 
 def _msb_step(comm, x):
     k = comm.ring.bits
     with comm.op("msb"):
         with comm.op("a2b"):
-            left, p1_x2, p2_x2 = _split_terms(comm, x)
-            right = _component2(comm, p1_x2, p2_x2)
+            left, right = _lead_split(comm, _flat(x), xor=False)
+            # XOR sharings of the two summands (x_{j+2}, one component, is one as it stands)
             bit = binary.msb_of_sum(comm, _GATES, [left, right], k)
         with comm.op("b2a"):
-            return _b2a_bit(comm, bit)
-
-
-def _component2(comm, at_p1, at_p2):
-    """The sharing whose component 2 is the value P1 has in ``at_p1`` and P2 in ``at_p2``."""
-    idx = comm.party_index(at_p1)
-    zero = jnp.zeros_like(at_p1)
-    return _stack(jnp.where(idx == 2, at_p2, zero), jnp.where(idx == 1, at_p1, zero))
+            return _b2a_bit(comm, bit).reshape(x.shape)
 
 
 def _eqz_step(comm, x):
     ring = comm.ring
     with comm.op("eqz"):
-        left, p1_x2, p2_x2 = _split_terms(comm, x)
-        diff = left ^ _component2(comm, -p1_x2, -p2_x2)   # 0 iff x_0 + x_1 = -x_2
+        left, right = _lead_split(comm, _flat(x), xor=False)
+        diff = left ^ -right   # 0 iff x_j + x_{j+1} = -x_{j+2}
         bit = binary.is_zero(comm, _GATES, diff, ring.bits)
         with comm.op("b2a"):
-            return _b2a_bit(comm, bit)
+            return _b2a_bit(comm, bit).reshape(x.shape)
 
 
 def _combine(comm, x):
