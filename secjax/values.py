@@ -54,6 +54,25 @@ class Secret:
     dtype: np.dtype
 
 
+class DeferredSecret(Secret):
+    """A secret whose shares are computed on first use. A public product's truncation is
+    deferred this way, so a value that only pattern rules look through (the ``-x / sqrt 2``
+    inside a GeLU, whose rule takes x itself) costs nothing."""
+
+    def __init__(self, compute, shape, dtype):
+        object.__setattr__(self, "shape", tuple(shape))
+        object.__setattr__(self, "dtype", np.dtype(dtype))
+        object.__setattr__(self, "_compute", compute)
+        object.__setattr__(self, "_shares", None)
+
+    @property
+    def shares(self) -> jax.Array:
+        if self._shares is None:
+            object.__setattr__(self, "_shares", self._compute())
+            object.__setattr__(self, "_compute", None)
+        return self._shares
+
+
 Value = Public | Private | Secret
 
 

@@ -40,8 +40,9 @@ def apply_bilinear(ctx, op: Bilinear, x, y):
         encoded = ctx.encode_public(public.value, scale)
         shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
                                               public_first=public_first)
-        return ctx.make(ctx.truncate(shares, ctx.scale(other.dtype) + scale - target),
-                        out_aval)
+        excess = ctx.scale(other.dtype) + scale - target
+        # truncated when first used: a product only a pattern rule looks through is free
+        return ctx.deferred(lambda: ctx.truncate(shares, excess), out_aval)
     x, y = ctx.secret(x), ctx.secret(y)
     shares = ctx.protocol.bilinear(op, x.shares, y.shares)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target

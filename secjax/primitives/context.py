@@ -13,7 +13,7 @@ from jax.extend.core import Literal
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
 from secjax.protocols.base import Protocol
-from secjax.values import Private, Public, Secret, Value, encodable, scale_of
+from secjax.values import DeferredSecret, Private, Public, Secret, Value, encodable, scale_of
 
 
 class RuleContext:
@@ -123,6 +123,18 @@ class RuleContext:
     def make(self, shares, aval) -> Secret:
         """A secret with the shape and dtype of ``aval``."""
         return Secret(shares, tuple(aval.shape), np.dtype(aval.dtype))
+
+    def deferred(self, compute, aval) -> Secret:
+        """A secret with the shape and dtype of ``aval`` whose shares ``compute()`` gives when
+        first used (its communication still counted under the current equation)."""
+        cost = self.protocol.runtime.cost
+        label = cost.current_label()
+
+        def run():
+            with cost.label(*label):
+                return compute()
+
+        return DeferredSecret(run, aval.shape, aval.dtype)
 
     def truncate(self, shares, bits: int):
         """Drop ``bits`` fractional bits (after a product of two scaled values)."""

@@ -206,26 +206,42 @@ class SecureOps:
         The powers are taken of v = u 2^t (a relabelling: free) at one working scale q, the
         shift t chosen by :func:`plan_powers` so that the ring error tracks the float error:
         a piece much narrower than u's range gets powers of v that are not tiny on it.
-        Coefficients are held as fine as each polynomial's peak allows."""
+        Coefficients are held as fine as each polynomial's peak allows.
+
+        Degrees above 4 are split once (Paterson and Stockmeyer, 1973):
+        p = A(v) + v^h B(v) with h = ceil(d / 2), so only v .. v^h are computed; B is
+        truncated to q, and A (coefficients at q) and v^h B, both at 2q, are added and
+        truncated together: 2 truncations and h products instead of d - 1 of each (degree
+        7: 2 and 4 against 6 and 6), where the plan shows that 2q leaves room for p."""
         scale = self.frac_bits if scale is None else scale
         degree = max(len(p.coeffs) - 1 for p in polys)
         if degree == 0:
             return [self.const(p.coeffs[0], self.shape(u), scale) for p in polys]
         plan = plan_powers(tuple(polys), self.ring.bits)
         v = self.rescale(Fx(u.shares, u.scale - plan.shift), plan.power_scale)
-        powers = self.powers(v, degree)
+        top = degree if degree <= 4 or not plan.split_fits else -(-degree // 2)
+        powers = self.powers(v, top)
         out = []
-        for poly, coeff_scale in zip(polys, plan.coeff_scales):
-            c = poly.coeffs
-            if len(c) == 1:
-                out.append(self.const(c[0], self.shape(u), scale))
-                continue
-            stacked = self.p.stack(*[p.shares for p in powers[:len(c) - 1]])
-            weights = [a * 2.0 ** (-plan.shift * k) for k, a in enumerate(c)][1:]
-            value = self.bits_lin(Fx(stacked, plan.power_scale), weights, 0.0, coeff_scale)
-            value = self.add_c(Fx(value.shares, plan.power_scale + coeff_scale), c[0])
-            out.append(self.rescale(value, scale))
+        for poly, coeff_scale, high_scale in zip(polys, plan.coeff_scales, plan.high_scales):
+            a = [c * 2.0 ** (-plan.shift * k) for k, c in enumerate(poly.coeffs)]  # in v
+            if len(a) == 1:
+                out.append(self.const(a[0], self.shape(u), scale))
+            elif len(a) - 1 <= top:
+                out.append(self.rescale(self._combine(powers, a, coeff_scale), scale))
+            else:
+                b = self.rescale(self._combine(powers, a[top:], high_scale), plan.power_scale)
+                low = self._combine(powers, a[:top], plan.power_scale)
+                product = self.mul(powers[top - 1], b, scale=2 * plan.power_scale)
+                out.append(self.rescale(self.add(low, product), scale))
         return out
+
+    def _combine(self, powers: list[Fx], a, coeff_scale: int) -> Fx:
+        """sum_k a[k] v^k from the powers v .. v^(len(a) - 1) (all at one scale q): a local
+        public combination at scale q + ``coeff_scale``, not truncated."""
+        q = powers[0].scale
+        stacked = self.p.stack(*[p.shares for p in powers[:len(a) - 1]])
+        value = self.bits_lin(Fx(stacked, q), a[1:], 0.0, coeff_scale)
+        return self.add_c(Fx(value.shares, q + coeff_scale), a[0])
 
     # -- scales the ring allows --------------------------------------------------------------
     def fine_scale(self, bound: float) -> int:
@@ -259,12 +275,30 @@ RESULT_HEADROOM_BITS = 4
 class PowerPlan:
     """How :meth:`SecureOps.polys` holds its powers: of v = u 2^shift, at ``power_scale``;
     polynomial i's coefficients at ``coeff_scales[i]``; ``error`` is the predicted worst
-    absolute error (in units of the polynomials' values) from the ring's rounding."""
+    absolute error (in units of the polynomials' values) from the ring's rounding.
+    ``split_fits``: the polynomials of degree above 4 are split (Paterson-Stockmeyer), their
+    values held at twice the power scale; ``high_scales[i]``: the coefficient scale of the
+    upper part B of polynomial i (None where it is not split)."""
 
     shift: int
     power_scale: int
     coeff_scales: tuple
     error: float
+    split_fits: bool
+    high_scales: tuple
+
+
+# The least power scale, and coefficient scale of the upper part, of a split polynomial.
+MIN_SPLIT_SCALE = 20
+
+
+def _peak(coeffs, span: float) -> float:
+    """Bound of |sum_k coeffs[k] v^k| for |v| <= span."""
+    return sum(abs(a) * span ** k for k, a in enumerate(coeffs))
+
+
+def _log2_ceil(x: float) -> int:
+    return math.ceil(math.log2(max(x, 2.0 ** -30)) + 1e-9)
 
 
 def _plan_for_shift(polys, bits: int, shift: int) -> PowerPlan:
@@ -272,21 +306,38 @@ def _plan_for_shift(polys, bits: int, shift: int) -> PowerPlan:
     product of powers below 2^(bits-2) on the pieces that use it), coefficients as fine as
     each polynomial's peak allows, and the error this predicts: per power, its rounding
     (about k max(V,1)^(k-1) 2^-q for v^k, |v| <= V) times its coefficient, plus each
-    coefficient's own rounding times the power's size."""
+    coefficient's own rounding times the power's size. Degrees above 4 are split when the
+    value at 2q, with q lowered for it if need be, keeps at least MIN_SPLIT_SCALE bits."""
     spans = [(p.ubound * 2.0 ** shift, len(p.coeffs) - 1) for p in polys]
+    coeffs = [[abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(p.coeffs)] for p in polys]
     growth = max(d * math.log2(max(span, 1.0)) for span, d in spans)
     q = math.floor((bits - 2 - growth) / 2)
+    degree = max(d for _, d in spans)
+    split_at = -(-degree // 2)
+    split = [d > split_at for _, d in spans] if degree > 4 else [False] * len(polys)
+    if any(split):
+        room = max(_log2_ceil(_peak(c, span)) for c, (span, _), s in zip(coeffs, spans, split)
+                   if s)
+        q_split = min(q, math.floor((bits - 3 - room) / 2))
+        highs = [bits - 2 - q_split - _log2_ceil(_peak(c[split_at:], span)) if s else None
+                 for c, (span, _), s in zip(coeffs, spans, split)]
+        if q_split >= MIN_SPLIT_SCALE and all(h is None or h >= MIN_SPLIT_SCALE
+                                              for h in highs):
+            return _plan_at(coeffs, spans, bits, shift, q_split, tuple(highs))
+    return _plan_at(coeffs, spans, bits, shift, q, (None,) * len(polys))
+
+
+def _plan_at(coeffs, spans, bits, shift, q, high_scales) -> PowerPlan:
     coeff_scales, error = [], 0.0
-    for p, (span, _) in zip(polys, spans):
-        c = [abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(p.coeffs)]
-        peak = sum(a * span ** k for k, a in enumerate(c))
-        cs = bits - 2 - q - math.ceil(math.log2(max(peak, 2.0 ** -30)) + 1e-9)
+    for c, (span, _) in zip(coeffs, spans):
+        cs = bits - 2 - q - _log2_ceil(_peak(c, span))
         coeff_scales.append(cs)
         top = max(span, 1.0)
         rounding = sum(a * k * top ** (k - 1) for k, a in enumerate(c)) * 2.0 ** -q
         weights = sum(top ** k for k in range(1, len(c))) * 2.0 ** -(cs + 1)
         error = max(error, rounding + weights)
-    return PowerPlan(shift, q, tuple(coeff_scales), error)
+    split_fits = any(h is not None for h in high_scales)
+    return PowerPlan(shift, q, tuple(coeff_scales), error, split_fits, high_scales)
 
 
 @functools.lru_cache(maxsize=None)

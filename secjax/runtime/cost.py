@@ -52,6 +52,10 @@ class CostLog:
         finally:
             self._label = outer
 
+    def current_label(self) -> tuple[str, str]:
+        """The (primitive or function, scope) that exchanges are attributed to now."""
+        return self._label[1], self._label[0]
+
     def add(self, exchanges) -> None:
         """Record one call of a step whose exchanges were traced as ``exchanges``."""
         touched = set()
