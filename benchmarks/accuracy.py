@@ -2,90 +2,120 @@
 
     PYTHONPATH=. python benchmarks/accuracy.py [--protocol plain] [--plot docs/accuracy.png]
 
-Prints one row per function: its domain, max |error|, max relative error (where |f| >= 1e-3)
-and max min(abs, rel) — the bound the tests assert is min(abs, rel) <= 0.01 (0.015 absolute
-for GeLU and SiLU). When the aby3 protocol exists, also bytes sent per party and rounds per
-element from ``f.cost``. Writes a plot of the error curves.
+Prints one table, a row per function: its domain, max |error|, max relative error (where
+|f| >= 1e-3; per row of the output, max |error| / max |f|, for layer norm), max pointwise
+min(|error|, relative error), the bound the tests assert, and the busiest party's bytes
+per element and the rounds of the whole call under aby3 (``f.cost``, the input's sharing
+included: 8 bytes per element, 1 round).
+The 2Quad softmax is measured against its plaintext twin (``secjax.nn.softmax`` under the
+2Quad policy): it is a different function, for models fine-tuned with it. Writes a plot of
+the error curves of the elementwise functions.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import secjax
-from secjax.protocols import PROTOCOLS
+import secjax.nn as snn
+
+POINTWISE = "min(abs,rel)<=0.01"
+QUAD = snn.DEFAULT_POLICY.replace(softmax=snn.SoftmaxPolicy(method="2quad"))
 
 
-def _cases():
-    sym = np.linspace(-10, 10, 2001)
-    pos = np.geomspace(0.01, 100, 2001)
-    wide = np.linspace(-20, 20, 4001)
-    recip = sym[np.abs(sym) >= 0.1]
-    return [
-        ("exp", jnp.exp, sym, "[-10, 10]"),
-        ("logistic", jax.nn.sigmoid, sym, "[-10, 10]"),
-        ("tanh", jnp.tanh, sym, "[-10, 10]"),
-        ("erf", jax.scipy.special.erf, sym, "[-10, 10]"),
-        ("reciprocal", lambda v: 1.0 / v, recip, "[-10, 10] \\ (-0.1, 0.1)"),
-        ("log", jnp.log, pos, "[0.01, 100]"),
-        ("sqrt", jnp.sqrt, pos, "[0.01, 100]"),
-        ("rsqrt", jax.lax.rsqrt, pos, "[0.01, 100]"),
-        ("gelu (erf)", lambda v: jax.nn.gelu(v, approximate=False), wide, "[-20, 20]"),
-        ("gelu (tanh)", lambda v: jax.nn.gelu(v, approximate=True), wide, "[-20, 20]"),
-        ("silu", jax.nn.silu, wide, "[-20, 20]"),
-    ]
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    fn: Callable
+    x: np.ndarray
+    domain: str
+    bound: str = POINTWISE
+    reference: Callable | None = None     # default: fn itself in float
+    policy: object = None
+    per_row: bool = False                 # relative error per output row (layer norm)
+    curve: bool = False                   # drawn in the plot
 
 
-def measure(protocol: str):
-    rows, curves = [], {}
-    for name, f, x, domain in _cases():
-        x = jnp.asarray(x, jnp.float32)
-        ref = np.asarray(jax.jit(f)(x), np.float64)
-        got = np.asarray(secjax.secure_jit(f, protocol=protocol)(x), np.float64)
-        err = np.abs(got - ref)
-        big = np.abs(ref) >= 1e-3
-        rel = err[big] / np.abs(ref[big])
-        both = np.minimum(err, err / np.maximum(np.abs(ref), 1e-30))
-        rows.append((name, domain, err.max(), rel.max(), both.max()))
-        curves[name] = (np.asarray(x), both)
-    # softmax on rows of width 128, values in [-30, 30]
-    s = jax.random.uniform(jax.random.key(0), (16, 128), minval=-30, maxval=30)
-    ref = np.asarray(jax.nn.softmax(s), np.float64)
-    got = np.asarray(secjax.secure_jit(jax.nn.softmax, protocol=protocol)(s), np.float64)
-    err = np.abs(got - ref)
-    big = ref >= 1e-3
-    rows.append(("softmax", "16x128 in [-30, 30]", err.max(),
-                 (err[big] / ref[big]).max(), err.max()))
-    # layer norm, rows of variance 1e-3 .. 1e3
+def _layer_norm_case() -> Case:
     import flax.linen as nn
 
     rng = np.random.default_rng(0)
     var = np.geomspace(1e-3, 1e3, 16)
-    x = jnp.asarray(rng.normal(size=(16, 64)) * np.sqrt(var)[:, None], jnp.float32)
+    x = rng.normal(size=(16, 64)) * np.sqrt(var)[:, None]
     ln = nn.LayerNorm()
-    params = ln.init(jax.random.key(0), x)
-    ref = np.asarray(ln.apply(params, x), np.float64)
-    got = np.asarray(secjax.secure_jit(lambda v: ln.apply(params, v), protocol=protocol)(x))
+    params = ln.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
+    return Case("layer norm", lambda v: ln.apply(params, v), x, "var in [1e-3, 1e3]",
+                "row rel<=1%", per_row=True)
+
+
+def cases() -> list[Case]:
+    sym = np.linspace(-10, 10, 2001)
+    pos = np.geomspace(0.01, 100, 2001)
+    wide = np.linspace(-20, 20, 4001)
+    grid = np.arange(-80, 81) / 8.0               # integers, halves and eighths
+    scores = np.asarray(jax.random.uniform(jax.random.key(0), (16, 128), minval=-30,
+                                           maxval=30))
+    act = "abs<=0.015"
+    return [
+        Case("exp", jnp.exp, sym, "[-10, 10]", curve=True),
+        Case("logistic", jax.nn.sigmoid, sym, "[-10, 10]", curve=True),
+        Case("tanh", jnp.tanh, sym, "[-10, 10]", curve=True),
+        Case("erf", jax.scipy.special.erf, sym, "[-10, 10]", curve=True),
+        Case("reciprocal", lambda v: 1.0 / v, sym[np.abs(sym) >= 0.1],
+             "[-10, 10] \\ (-0.1, 0.1)", curve=True),
+        Case("log", jnp.log, pos, "[0.01, 100]", curve=True),
+        Case("sqrt", jnp.sqrt, pos, "[0.01, 100]", curve=True),
+        Case("rsqrt", jax.lax.rsqrt, pos, "[0.01, 100]", curve=True),
+        Case("gelu (erf)", lambda v: jax.nn.gelu(v, approximate=False), wide, "[-20, 20]",
+             act, curve=True),
+        Case("gelu (tanh)", lambda v: jax.nn.gelu(v, approximate=True), wide, "[-20, 20]",
+             act, curve=True),
+        Case("silu", jax.nn.silu, wide, "[-20, 20]", act, curve=True),
+        Case("softmax", jax.nn.softmax, scores, "16x128 in [-30, 30]"),
+        Case("softmax 2quad", jax.nn.softmax, scores, "16x128 in [-30, 30]", "vs twin",
+             reference=lambda v: snn.softmax(v, policy=QUAD), policy=QUAD),
+        _layer_norm_case(),
+        Case("floor", jnp.floor, grid, "[-10, 10] by 1/8", "exact"),
+        Case("ceil", jnp.ceil, grid, "[-10, 10] by 1/8", "exact"),
+        Case("round (even)", jnp.round, grid, "[-10, 10] by 1/8", "exact"),
+        Case("round (away)", lambda v: jax.lax.round(v, jax.lax.RoundingMethod.AWAY_FROM_ZERO),
+             grid, "[-10, 10] by 1/8", "exact"),
+    ]
+
+
+def errors(case: Case, got, ref):
+    """(max |error|, max relative error, pointwise min(abs, rel) error)."""
     err = np.abs(got - ref)
-    rows.append(("layer norm", "var in [1e-3, 1e3]", err.max(),
-                 (err.max(1) / np.abs(ref).max(1)).max(), err.max()))
+    if case.per_row:
+        return err.max(), (err.max(-1) / np.abs(ref).max(-1)).max(), np.full(1, np.nan)
+    big = np.abs(ref) >= 1e-3
+    rel = (err[big] / np.abs(ref[big])).max() if big.any() else 0.0
+    return err.max(), rel, np.minimum(err, err / np.maximum(np.abs(ref), 1e-30))
+
+
+def measure(protocol: str):
+    """One row per case: (name, domain, abs, rel, min(abs, rel), bound, bytes per element,
+    rounds), and the min(abs, rel) error curves of the elementwise functions."""
+    rows, curves = [], {}
+    for case in cases():
+        x = jnp.asarray(case.x, jnp.float32)
+        reference = case.reference or jax.jit(case.fn)
+        ref = np.asarray(reference(x), np.float64)
+        secure = secjax.secure_jit(case.fn, protocol=protocol, policy=case.policy)
+        got = np.asarray(secure(x), np.float64)
+        worst, rel, both = errors(case, got, ref)
+        report = secjax.secure_jit(case.fn, protocol="aby3", policy=case.policy).cost(
+            jax.ShapeDtypeStruct(x.shape, x.dtype))
+        rows.append((case.name, case.domain, worst, rel, np.max(both), case.bound,
+                     max(report.bytes_per_party) / x.size, report.rounds))
+        if case.curve:
+            curves[case.name] = (case.x, both)
     return rows, curves
-
-
-def costs():
-    out = []
-    n = 1024
-    spec = jax.ShapeDtypeStruct((n,), jnp.float32)
-    for name, f, _, _ in _cases():
-        report = secjax.secure_jit(f, protocol="aby3").cost(spec)
-        out.append((name, max(report.bytes_per_party) / n, report.rounds))
-    report = secjax.secure_jit(jax.nn.softmax, protocol="aby3").cost(
-        jax.ShapeDtypeStruct((8, 128), jnp.float32))
-    out.append(("softmax (8x128)", max(report.bytes_per_party) / 1024, report.rounds))
-    return out
 
 
 def plot(curves, path):
@@ -119,17 +149,14 @@ def main():
     parser.add_argument("--plot", default="docs/accuracy.png")
     args = parser.parse_args()
     rows, curves = measure(args.protocol)
-    print(f"accuracy under {args.protocol} (18 fractional bits, 64-bit ring)")
-    print(f"{'function':<13} {'domain':<26} {'max abs err':>12} {'max rel err':>12} "
-          f"{'max min(a,r)':>13}")
-    for name, domain, a, r, b in rows:
-        print(f"{name:<13} {domain:<26} {a:12.3e} {r:12.3e} {b:13.3e}")
-    if "aby3" in PROTOCOLS:
-        print("\ncost under aby3 (busiest party's bytes per element, rounds)")
-        for name, per_element, rounds in costs():
-            print(f"{name:<16} {per_element:10.1f} B {rounds:6d} rounds")
-    else:
-        print("\n(aby3 is not available in this checkout: no cost table)")
+    print(f"accuracy under {args.protocol} (18 fractional bits, 64-bit ring); "
+          "cost under aby3 per element")
+    print(f"{'function':<14} {'domain':<24} {'max abs err':>11} {'max rel err':>11} "
+          f"{'min(abs,rel)':>12}  {'bound':<18} {'bytes':>7} {'rounds':>6}")
+    for name, domain, worst, rel, both, bound, per_element, rounds in rows:
+        both = "-" if np.isnan(both) else f"{both:.3e}"
+        print(f"{name:<14} {domain:<24} {worst:11.3e} {rel:11.3e} {both:>12}  {bound:<18} "
+              f"{per_element:7.1f} {rounds:6d}")
     plot(curves, args.plot)
 
 

@@ -3,7 +3,9 @@
 An equation whose operands are all public is computed in the clear, exactly as JAX would;
 one whose operands are public or private to a single party is computed by that party in the
 clear. Any other equation goes to its primitive's rule (``secjax.primitives``); a named
-function with an MPC-friendly override (``secjax.nn``) is replaced as a whole. A primitive
+function with an MPC-friendly override (``secjax.nn``) is replaced as a whole, and a pattern
+the policy substitutes (``secjax.nn.substitutions``) is computed from other inputs, the
+equations that then no output needs being skipped. A primitive
 without a rule is an error that names it and the user's source line: never a fallback to
 plaintext.
 """
@@ -42,6 +44,7 @@ class Interpreter:
                  on_equation: Callable[[], None] | None = None):
         self.protocol = protocol
         self.overrides = nn.OVERRIDES if overrides else {}
+        self.substitutions = nn.substitutions if overrides else None
         self.ctx = RuleContext(protocol, self.eval_jaxpr, policy)
         self.on_equation = on_equation
         self._scopes = [""]  # name stacks of the equations being evaluated, outermost first
@@ -57,32 +60,45 @@ class Interpreter:
             env[var] = Public(const)
         for var, arg in zip(jaxpr.invars, args, strict=True):
             env[var] = arg
+        subs = self.substitutions(jaxpr, self.ctx.policy) if self.substitutions else {}
+        skipped = _unneeded(jaxpr, subs) if subs else frozenset()
         producers: dict = {}
-        for eqn in jaxpr.eqns:
-            values = [read(v) for v in eqn.invars]
-            outs = self._eval_eqn(eqn, values, producers)
+        for i, eqn in enumerate(jaxpr.eqns):
+            if i in skipped:
+                self._advance(eqn)
+                continue
+            sub = subs.get(i)
+            values = [read(v) for v in (sub.invars if sub else eqn.invars)]
+            outs = self._eval_eqn(eqn, values, producers, sub)
             for var, out in zip(eqn.outvars, outs, strict=True):
                 env[var] = out
                 producers[var] = (eqn, values)
         return [read(v) for v in jaxpr.outvars]
 
-    def _eval_eqn(self, eqn, values: list[Value], producers: dict) -> list[Value]:
+    def _advance(self, eqn) -> None:
         if self.on_equation is not None and not jaxprs_in_params(eqn.params):
             self.on_equation()
+
+    def _eval_eqn(self, eqn, values: list[Value], producers: dict,
+                  sub: nn.Substitution | None = None) -> list[Value]:
+        self._advance(eqn)
         owner = _owner(values)
-        if owner == -1:
-            return [Public(o) for o in _bind_clear(eqn, values)]
         if owner is not None:
-            return [Private(o, owner) for o in _bind_clear(eqn, values)]
+            arrays = [v.value for v in values]
+            outs = sub.clear(*arrays) if sub else _bind_clear(eqn, values)
+            return [Public(o) if owner == -1 else Private(o, owner) for o in outs]
         ctx = self.ctx
         outer_producers, ctx.producers = ctx.producers, producers
         ctx.eqn_stack.append(eqn)
         try:
-            rule = self._rule_for(eqn)
+            if sub is not None:
+                rule, params, label = sub.rule, {}, sub.label
+            else:
+                rule, params, label = self._rule_for(eqn), eqn.params, self._label(eqn)
             scope = self._scope(eqn)
             self._scopes.append(scope)
-            with self.protocol.runtime.cost.label(self._label(eqn), scope):
-                outs = rule(ctx, *values, **eqn.params)
+            with self.protocol.runtime.cost.label(label, scope):
+                outs = rule(ctx, *values, **params)
             self._scopes.pop()
         finally:
             ctx.eqn_stack.pop()
@@ -111,6 +127,21 @@ class Interpreter:
         name = eqn.params.get("name")
         return f"{eqn.primitive.name}:{name}" if name and "jaxpr" in eqn.params else (
             eqn.primitive.name)
+
+
+def _unneeded(jaxpr, subs: dict) -> frozenset:
+    """Indices of the equations no output of ``jaxpr`` needs once the substituted equations
+    read their substitutions' inputs instead of their own (effectful ones are kept)."""
+    needed = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+    unneeded = set()
+    for i in reversed(range(len(jaxpr.eqns))):
+        eqn = jaxpr.eqns[i]
+        if not eqn.effects and not any(v in needed for v in eqn.outvars):
+            unneeded.add(i)
+            continue
+        invars = subs[i].invars if i in subs else eqn.invars
+        needed.update(v for v in invars if not isinstance(v, Literal))
+    return frozenset(unneeded)
 
 
 def count_equations(jaxpr) -> int:

@@ -7,8 +7,10 @@ import pytest
 
 import secjax
 import secjax.nn as snn
+from secjax.primitives.policy import GeluPolicy, SiluPolicy, SoftmaxPolicy
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.plain import Plain
+
 
 def secure(f, protocol, *args):
     """``f`` under ``protocol`` (the conftest fixture: every protocol built) as float64."""
@@ -212,11 +214,93 @@ def test_cost_report_runs(protocol):
         assert report.bytes_per_party == [0]
 
 
-def test_policy_options(protocol):
-    """Opt-in substitutions: ReLU for GeLU, through Config(policy=...)."""
-    policy = snn.DEFAULT_POLICY.replace(
-        gelu=snn.DEFAULT_POLICY.gelu.__class__(method="relu"))
+def test_relu_for_gelu_and_silu(protocol):
+    """Opt-in substitutions through Config(policy=...): ReLU for both GeLU forms and SiLU,
+    securely and in the plaintext functions."""
+    policy = snn.DEFAULT_POLICY.replace(gelu=GeluPolicy(method="relu"),
+                                        silu=SiluPolicy(method="relu"))
     x = SYMMETRIC
-    got = np.asarray(secjax.secure_jit(jax.nn.gelu, **protocol, policy=policy)(x))
-    np.testing.assert_allclose(got, jax.nn.relu(x), atol=1e-5)
+    both = lambda v: {"erf": jax.nn.gelu(v, approximate=False),  # noqa: E731
+                      "tanh": jax.nn.gelu(v, approximate=True), "silu": jax.nn.silu(v)}
+    got = secjax.secure_jit(both, **protocol, policy=policy)(x)
+    for name in ("erf", "tanh", "silu"):
+        np.testing.assert_allclose(got[name], jax.nn.relu(x), atol=1e-5, err_msg=name)
     np.testing.assert_allclose(snn.gelu(x, policy=policy), jax.nn.relu(x), atol=1e-6)
+    np.testing.assert_allclose(snn.silu(x, policy=policy), jax.nn.relu(x), atol=1e-6)
+
+
+QUAD = snn.DEFAULT_POLICY.replace(softmax=SoftmaxPolicy(method="2quad"))
+FMIN = float(jnp.finfo(jnp.float32).min)
+
+
+def _quad_inputs():
+    """Scores in [-10, 10] (some below -c = -5) and a public additive mask of finfo.min
+    (as Hugging Face models build it): one masked entry, one fully masked row."""
+    x = jax.random.uniform(jax.random.key(6), (4, 128), minval=-10, maxval=10)
+    bias = jnp.zeros((4, 128)).at[0, 3].set(FMIN).at[1].set(FMIN)
+    return x, bias
+
+
+def test_2quad_softmax(protocol):
+    """2Quad securely is its plaintext twin up to rounding, masked entries get weight 0, and
+    a fully masked row is 0."""
+    x, bias = _quad_inputs()
+    twin = snn.softmax(x + bias, policy=QUAD)
+    weights = jnp.maximum(x + 5.0, 0.0) ** 2
+    np.testing.assert_allclose(twin[2:], (weights / weights.sum(-1, keepdims=True))[2:],
+                               rtol=1e-5, atol=1e-7)
+    f = lambda v, b: jax.nn.softmax(v + b)  # noqa: E731
+    got = secjax.secure_jit(f, **protocol, policy=QUAD)(x, secjax.public(bias))
+    np.testing.assert_allclose(got, twin, atol=1e-5)
+    assert got[0, 3] == 0.0 and np.all(got[1] == 0.0)
+
+
+def test_2quad_is_opt_in_and_only_replaces_softmax():
+    """The default softmax is exp-based; 2Quad replaces the exp of jax.nn.softmax alone (its
+    row max is then dead), never log_softmax's; all-public inputs get 2Quad in the clear."""
+    assert snn.DEFAULT_POLICY.softmax == SoftmaxPolicy(method="exp")
+    x = jnp.ones((2, 8))
+    softmax = jax.make_jaxpr(jax.nn.softmax)(x).jaxpr
+    (index,) = snn.substitutions(softmax, QUAD)
+    assert softmax.eqns[index].primitive.name == "exp"
+    assert snn.substitutions(softmax, snn.DEFAULT_POLICY) == {}
+    assert snn.substitutions(jax.make_jaxpr(jax.nn.log_softmax)(x).jaxpr, QUAD) == {}
+    x, _ = _quad_inputs()
+    np.testing.assert_allclose(snn.softmax(x), jax.nn.softmax(x), atol=1e-4)
+    public = secjax.secure_jit(jax.nn.softmax, protocol="plain", policy=QUAD)(secjax.public(x))
+    np.testing.assert_allclose(public, snn.softmax(x, policy=QUAD), atol=1e-6)
+    with pytest.raises(ValueError, match="SoftmaxPolicy: unknown method 'quad'"):
+        SoftmaxPolicy(method="quad")
+
+
+def test_2quad_needs_no_row_max(monkeypatch):
+    """One comparison per element (the ReLU) and one normalisation per row: the row max's
+    127 comparisons per row are never made (here with softmax inside a nested jit)."""
+    monkeypatch.setitem(PROTOCOLS, "counting", Counting)
+    Counting.msb_shapes = []
+    rows = 3
+    x = jax.random.normal(jax.random.key(7), (rows, 128))
+    got = secjax.secure_jit(jax.jit(jax.nn.softmax), protocol="counting", parties=1,
+                            policy=QUAD)(x)
+    np.testing.assert_allclose(got, snn.softmax(x, policy=QUAD), atol=1e-5)
+    q = snn.DEFAULT_POLICY.reciprocal.normalise
+    thresholds = q.emax - q.emin + 3
+    assert sorted(Counting.msb_shapes) == [(1, rows, 128), (thresholds, rows)]
+
+
+ROUNDING = {
+    "floor": jnp.floor, "ceil": jnp.ceil, "round_even": jnp.round, "trunc": jnp.trunc,
+    "round_away": lambda v: jax.lax.round(v, jax.lax.RoundingMethod.AWAY_FROM_ZERO),
+}
+
+
+def test_floor_ceil_round_are_exact(protocol):
+    """floor, ceil and both rounding methods exactly, on integers, halves (ties), values one
+    unit (2^-18) either side of an integer, negative and large values."""
+    x = np.concatenate([np.arange(-80, 81) / 4.0,
+                        [n + s * 2.0 ** -18 for n in range(-3, 4) for s in (-1, 1)],
+                        [-1000.5, 1000.5, 12345.75, -12345.25, 2.0 ** 20 + 0.5]])
+    x = f32(x)
+    got = secjax.secure_jit(lambda v: {k: f(v) for k, f in ROUNDING.items()}, **protocol)(x)
+    for name, f in ROUNDING.items():
+        np.testing.assert_array_equal(got[name], f(x), err_msg=name)

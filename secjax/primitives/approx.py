@@ -37,7 +37,7 @@ import numpy as np
 
 from secjax.primitives.policy import (ExpPolicy, GeluPolicy, LogPolicy, NormalisePolicy,
                                       OddSigmoidPolicy, ReciprocalPolicy, RsqrtPolicy,
-                                      SiluPolicy)
+                                      SiluPolicy, SoftmaxPolicy)
 
 # -- fitted polynomials ---------------------------------------------------------------------
 
@@ -265,6 +265,15 @@ def exp(o, x, p: ExpPolicy, *, nonpositive: bool = False):
     return o.mask_many([(above_lo, r)])[0]
 
 
+def quad_numerator(o, x, p: SoftmaxPolicy):
+    """relu(x + c)^2: the numerator of MPCFormer's 2Quad softmax (see :class:`SoftmaxPolicy`).
+    The ReLU (one comparison, one masking product) comes BEFORE the square, so a masked
+    entry (saturated near -2^35) is 0 before it could overflow the ring."""
+    shifted = o.add_c(x, p.c)
+    relu = o.mask_many([(o.take(o.ge(shifted, [0.0]), 0), shifted)])[0]
+    return o.mul(relu, relu)
+
+
 # Products in the Newton steps on z in [0.5, 1) stay below 4; rsqrt's z / 2 is z relabelled
 # one bit finer, so its products are held as if below 8.
 NEWTON_BOUND = 8.0
@@ -297,8 +306,10 @@ def _normalise(o, y, q: NormalisePolicy):
 
 
 
-def reciprocal(o, y, p: ReciprocalPolicy, *, positive: bool = False):
-    """1/y (see :class:`ReciprocalPolicy`); ``positive``: the caller knows y > 0."""
+def reciprocal(o, y, p: ReciprocalPolicy, *, positive: bool = False, scale=None):
+    """1/y (see :class:`ReciprocalPolicy`); ``positive``: the caller knows y >= 0; ``scale``:
+    the result's (default frac_bits; softmax's normalisation holds it finer, since
+    1/row-sum is small where the sum is large)."""
     q = p.normalise
     if not positive:
         sign = o.bits_lin(o.ge(y, [0.0]), [2.0], -1.0, 0)   # +1 for y >= 0, else -1
@@ -311,7 +322,7 @@ def reciprocal(o, y, p: ReciprocalPolicy, *, positive: bool = False):
         w = o.mul(w, o.add_c(o.neg(o.mul(z, w)), 2.0),
                   scale=s if i == p.iterations - 1 else None)
     r = o.mul(w, table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0], s),
-              scale=o.frac_bits)
+              scale=o.frac_bits if scale is None else scale)
     return r if positive else o.mul(sign, r)
 
 
@@ -412,9 +423,11 @@ class FloatOps:
         return base + jnp.tensordot(w, bits, axes=1)
 
     def table(self, bits, vals, scale):
-        """vals[k] where k = the number of set bits (the bits are monotone)."""
-        vals = np.asarray(vals, dtype=np.float64)
-        return self.bits_lin(bits, np.diff(vals), float(vals[0]), scale)
+        """vals[k] where k = the number of set bits (the bits are monotone), looked up
+        rather than summed as differences: in float32 those differences (2^16 - 2^-9 ...)
+        would lose the small entries."""
+        count = jnp.sum(bits, axis=0).astype(jnp.int32)
+        return jnp.asarray(np.asarray(vals, dtype=np.float64), bits.dtype)[count]
 
     def mask_many(self, terms):
         return [jnp.where(bit > 0.5, v, jnp.zeros_like(v)) for bit, v in terms]

@@ -25,6 +25,12 @@ from __future__ import annotations
 import dataclasses
 
 
+def _check_method(policy, allowed: tuple) -> None:
+    if policy.method not in allowed:
+        raise ValueError(f"{type(policy).__name__}: unknown method {policy.method!r}; "
+                         f"choose one of {allowed}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExpPolicy:
     """exp(x) = p(x / 2^squarings)^(2^squarings) with p a degree-``degree`` polynomial fitted
@@ -114,6 +120,9 @@ class GeluPolicy:
     breaks: tuple = (-4.0, -2.0, 4.0)
     degrees: tuple = (4, 8)
 
+    def __post_init__(self):
+        _check_method(self, ("puma", "relu", "erf"))
+
 
 @dataclasses.dataclass(frozen=True)
 class SiluPolicy:
@@ -130,6 +139,36 @@ class SiluPolicy:
     breaks: tuple = (8.0, 2.0)
     degrees: tuple = (3, 6)
 
+    def __post_init__(self):
+        _check_method(self, ("puma", "relu", "logistic"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxPolicy:
+    """method "exp" (default): exp(x - max x) with the exp policy (entries below max + lo are
+    exactly 0), then ONE reciprocal of each row sum and a product.
+
+    method "2quad" (opt-in, for models fine-tuned or distilled with it): the 2Quad of
+    MPCFormer (Li et al., "MPCFormer: fast, performant and private Transformer inference
+    with MPC", ICLR 2023), softmax(x)_i ~ (x_i + c)^2 / sum_j (x_j + c)^2, c = 5 in the
+    paper. It needs neither the row max (n - 1 comparisons per row, log2 n rounds of
+    them) nor exp. secjax clamps x + c at 0 from below first, a ReLU costing one
+    comparison per element: in the paper's formula an attention mask (finfo.min, saturated
+    in the ring to about -2^35) would get the LARGEST weight, and its square would overflow
+    the ring. So entries below -c get weight 0 (2Quad itself gives them a weight growing
+    again with -x), and a row entirely below -c (fully masked, say) comes out all 0, where
+    softmax would be uniform (securely the reciprocal of the zero sum saturates and
+    multiplies zeros; on all-public inputs, computed in the clear, JAX's division gives
+    NaN). Still one reciprocal per row, of a sum that must lie in the reciprocal's
+    normalisation range (below 2^(emax+1)); the square fits the ring for
+    |x + c| < 2^(ring_bits / 2 - 1 - frac_bits) (2^13 at the defaults)."""
+
+    method: str = "exp"
+    c: float = 5.0
+
+    def __post_init__(self):
+        _check_method(self, ("exp", "2quad"))
+
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
@@ -143,6 +182,7 @@ class Policy:
     erf: OddSigmoidPolicy = OddSigmoidPolicy(inner=1.0, outer=3.5, degree=5)
     gelu: GeluPolicy = GeluPolicy()
     silu: SiluPolicy = SiluPolicy()
+    softmax: SoftmaxPolicy = SoftmaxPolicy()
 
     def replace(self, **changes) -> "Policy":
         return dataclasses.replace(self, **changes)

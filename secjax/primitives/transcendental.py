@@ -21,7 +21,7 @@ from jax.extend.core import Literal
 from secjax.primitives import approx, register
 from secjax.primitives.arith import MULTIPLY, apply_bilinear
 from secjax.primitives.policy import DEFAULT_POLICY
-from secjax.primitives.secure_ops import SecureOps
+from secjax.primitives.secure_ops import Fx, SecureOps
 from secjax.primitives.structural import local_primitive
 from secjax.values import Public, is_float
 
@@ -36,8 +36,9 @@ def _float_out(ctx):
         raise ctx.unsupported(f"{ctx.primitive} of a secret needs a floating dtype, got {dtype}")
 
 
-def _run(ctx, x, algorithm):
-    """Apply ``algorithm(ops, fx)`` to the secret ``x`` and return a secret of the output."""
+def run_approx(ctx, x, algorithm):
+    """Apply ``algorithm(ops, fx)`` (a description of :mod:`secjax.primitives.approx`) to the
+    value ``x`` under the session's protocol: a secret of the current equation's output."""
     _float_out(ctx)
     o = SecureOps(ctx)
     return o.leave(algorithm(o, o.enter(x)), ctx.out_avals[0])
@@ -75,39 +76,59 @@ _TRANSPARENT = ("broadcast_in_dim", "reshape", "copy", "stop_gradient", "squeeze
                 "expand_dims", "convert_element_type")
 
 
-def _through(ctx, var):
-    """Follow ``var`` back through shape-only and copy equations."""
-    found = var_producer(ctx, var)
-    while found is not None and found[0].primitive.name in _TRANSPARENT:
-        var = found[0].invars[0]
-        found = var_producer(ctx, var)
-    return var, found
+def through(producer, var):
+    """Follow ``var`` back through shape-only and copy equations: ``(var, eqn)`` with ``eqn``
+    the first other equation on the way (None for an input). ``producer(var)`` is the
+    equation that computed ``var`` or None (the same helpers serve a rule, which sees the
+    values computed so far, and a static look at a whole jaxpr)."""
+    eqn = producer(var)
+    while eqn is not None and eqn.primitive.name in _TRANSPARENT:
+        var = eqn.invars[0]
+        eqn = producer(var)
+    return var, eqn
+
+
+def minus_rowmax_source(producer, var, public):
+    """The variable ``a`` when ``var`` is ``a - max(a)`` (softmax's shift: a reduce_max of
+    ``a``, through copies, broadcasts and ``max`` with public values, such as jax.nn.softmax's
+    ``max(-inf, m)``), else None. ``public(eqn, i)``: whether operand i of eqn is public."""
+    eqn = producer(var)
+    if eqn is None or eqn.primitive.name != "sub":
+        return None
+    a_var = eqn.invars[0]
+    _, inner = through(producer, eqn.invars[1])
+    while inner is not None and inner.primitive.name == "max":
+        secret = [i for i in range(len(inner.invars)) if not public(inner, i)]
+        if len(secret) != 1:
+            return None
+        _, inner = through(producer, inner.invars[secret[0]])
+    found = (inner is not None and inner.primitive.name == "reduce_max"
+             and inner.invars[0] is a_var)
+    return a_var if found else None
+
+
+def _eqn_producer(ctx):
+    """``producer`` for :func:`through` over the equations a rule has seen so far."""
+    return lambda var: (var_producer(ctx, var) or (None,))[0]
 
 
 def _is_minus_rowmax(ctx) -> bool:
     """Whether the operand of the current equation is ``a - max(a)`` (softmax)."""
-    found = ctx.producer(0)
-    if found is None or found[0].primitive.name != "sub":
-        return False
-    a_var = found[0].invars[0]
-    _, inner = _through(ctx, found[0].invars[1])
-    while inner is not None and inner[0].primitive.name == "max":
-        # max(-inf, m) from jax.nn.softmax: follow the non-public operand
-        eqn, values = inner
-        secret = [i for i, v in enumerate(values) if not isinstance(v, Public)]
-        if len(secret) != 1:
-            return False
-        _, inner = _through(ctx, eqn.invars[secret[0]])
-    return (inner is not None and inner[0].primitive.name == "reduce_max"
-            and inner[0].invars[0] is a_var)
+    def public(eqn, i):
+        return isinstance(ctx.producers[eqn.outvars[0]][1][i], Public)
+
+    return minus_rowmax_source(_eqn_producer(ctx), ctx.eqn.invars[0], public) is not None
 
 
 def _known_positive(ctx, var) -> bool:
-    """Whether ``var`` is a sum of exponentials (or an exponential): softmax denominators."""
-    var, found = _through(ctx, var)
-    if found is not None and found[0].primitive.name == "reduce_sum":
-        _, found = _through(ctx, found[0].invars[0])
-    return found is not None and found[0].primitive.name == "exp"
+    """Whether ``var`` is a sum of exponentials (or an exponential): softmax denominators.
+    (Under the 2Quad softmax the exp equation computes relu(x + c)^2 >= 0: a sum of 0
+    saturates the reciprocal and multiplies zeros, so the sign comparison is not needed.)"""
+    producer = _eqn_producer(ctx)
+    _, eqn = through(producer, var)
+    if eqn is not None and eqn.primitive.name == "reduce_sum":
+        _, eqn = through(producer, eqn.invars[0])
+    return eqn is not None and eqn.primitive.name == "exp"
 
 
 _GELU_ERF = -1.0 / math.sqrt(2.0)
@@ -156,31 +177,31 @@ def _gelu_tanh_input(ctx):
 def exp_rule(ctx, x, **_):
     nonpositive = _is_minus_rowmax(ctx)
     pol = policy(ctx).exp
-    return _run(ctx, x, lambda o, v: approx.exp(o, v, pol, nonpositive=nonpositive))
+    return run_approx(ctx, x, lambda o, v: approx.exp(o, v, pol, nonpositive=nonpositive))
 
 
 @register("exp2")
 def exp2_rule(ctx, x, **_):
     pol = policy(ctx).exp
-    return _run(ctx, x, lambda o, v: approx.exp(o, o.mul_c(v, math.log(2.0)), pol))
+    return run_approx(ctx, x, lambda o, v: approx.exp(o, o.mul_c(v, math.log(2.0)), pol))
 
 
 @register("log")
 def log_rule(ctx, x, **_):
     pol = policy(ctx).log
-    return _run(ctx, x, lambda o, v: approx.log(o, v, pol))
+    return run_approx(ctx, x, lambda o, v: approx.log(o, v, pol))
 
 
 @register("log1p")
 def log1p_rule(ctx, x, **_):
     pol = policy(ctx).log
-    return _run(ctx, x, lambda o, v: approx.log(o, o.add_c(v, 1.0), pol))
+    return run_approx(ctx, x, lambda o, v: approx.log(o, o.add_c(v, 1.0), pol))
 
 
 @register("logistic")
 def logistic_rule(ctx, x, **_):
     pieces = approx.logistic_pieces(policy(ctx).tanh)
-    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    return run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
 
 
 def _pieces_or_gelu(ctx, x, find_gelu_input, scale: float, offset: float, pieces):
@@ -191,7 +212,7 @@ def _pieces_or_gelu(ctx, x, find_gelu_input, scale: float, offset: float, pieces
     gelu_x = find_gelu_input(ctx) if pol.gelu.method != "erf" else None
     if gelu_x is not None:
         x, pieces = gelu_x, approx.gelu_phi_pieces(pol.gelu).scaled(scale, offset)
-    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    return run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
 
 
 @register("tanh")
@@ -204,7 +225,7 @@ def tanh_rule(ctx, x, **_):
 @register("erf")
 def erf_rule(ctx, x, **_):
     pieces = approx.odd_sigmoid_pieces("erf", policy(ctx).erf)
-    return _run(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    return run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
 
 
 @register("erfc")
@@ -217,13 +238,13 @@ def erfc_rule(ctx, x, **_):
 @register("rsqrt")
 def rsqrt_rule(ctx, x, **_):
     pol = policy(ctx).rsqrt
-    return _run(ctx, x, lambda o, v: approx.rsqrt(o, v, pol))
+    return run_approx(ctx, x, lambda o, v: approx.rsqrt(o, v, pol))
 
 
 @register("sqrt")
 def sqrt_rule(ctx, x, **_):
     pol = policy(ctx).rsqrt
-    return _run(ctx, x, lambda o, v: approx.sqrt(o, v, pol))
+    return run_approx(ctx, x, lambda o, v: approx.sqrt(o, v, pol))
 
 
 def reciprocal_value(ctx, y, aval, *, positive: bool = False):
@@ -233,10 +254,26 @@ def reciprocal_value(ctx, y, aval, *, positive: bool = False):
     return o.leave(r, aval)
 
 
+def _normalises_rows(ctx, var) -> bool:
+    """Whether the current ``div`` is ``e / s`` with ``s`` (``var``, before its broadcast) the
+    sum of ``e`` and ``e`` an exponential: softmax's normalisation, a quotient in [0, 1]."""
+    producer = _eqn_producer(ctx)
+    _, eqn = through(producer, var)
+    if eqn is None or eqn.primitive.name != "reduce_sum":
+        return False
+    summed, source = through(producer, eqn.invars[0])
+    numerator, _ = through(producer, ctx.eqn.invars[0])
+    return summed is numerator and source is not None and source.primitive.name == "exp"
+
+
 def secret_division(ctx, x, y):
     """x / y for a secret y: ONE reciprocal of the divisor before any broadcast (softmax
     divides by ``broadcast_in_dim(row_sum)``: one reciprocal per row), then a product.
-    A divisor ``sqrt(v)`` becomes ``rsqrt(v)``."""
+    A divisor ``sqrt(v)`` becomes ``rsqrt(v)``. In softmax's normalisation the quotient is
+    at most 1, so the reciprocal is held ``ring_bits - 4 - frac_bits`` bits fine (42 at the
+    defaults; every r <= 2^(1 + frac_bits) and every product <= 2 then fit) and the product
+    is truncated once: at frac_bits, 1/s of a row sum s in the thousands (2Quad's) would
+    keep only a few significant bits."""
     _float_out(ctx)
     pol = policy(ctx)
     var, value = ctx.eqn.invars[1], y
@@ -248,20 +285,25 @@ def secret_division(ctx, x, y):
         var, value = broadcast.invars[0], found[1][0]
     inner = var_producer(ctx, var)
     o = SecureOps(ctx)
+    normalising = _normalises_rows(ctx, var)
     if inner is not None and inner[0].primitive.name == "sqrt" and not isinstance(
             inner[1][0], Public):
         r = approx.rsqrt(o, o.enter(inner[1][0]), pol.rsqrt)
     else:
         r = approx.reciprocal(o, o.enter(value), pol.reciprocal,
-                              positive=_known_positive(ctx, var))
-    reciprocal = o.leave(r, var.aval)
+                              positive=normalising or _known_positive(ctx, var),
+                              scale=ctx.ring.bits - 4 - o.frac_bits if normalising else None)
     if broadcast is not None:
         shares = ctx.protocol.local(local_primitive(broadcast.primitive, broadcast.params),
-                                    reciprocal.shares)
-        reciprocal = ctx.make(shares, broadcast.outvars[0].aval)
+                                    r.shares)
+        r = Fx(shares, r.scale)
+    out_aval = ctx.out_avals[0]
+    if normalising:
+        return o.leave(o.mul(o.enter(x), r, scale=o.frac_bits), out_aval)
+    reciprocal = o.leave(r, broadcast.outvars[0].aval if broadcast else var.aval)
     if (isinstance(x, Public) and np.all(np.asarray(x.value) == 1)
-            and tuple(reciprocal.shape) == tuple(ctx.out_avals[0].shape)):
-        return ctx.make(reciprocal.shares, ctx.out_avals[0])
+            and tuple(reciprocal.shape) == tuple(out_aval.shape)):
+        return ctx.make(reciprocal.shares, out_aval)
     return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
 
 
@@ -278,11 +320,11 @@ def pow_rule(ctx, x, y, **_):
 
             return integer_power(ctx, x, int(round(k)))
         if k == 0.5:
-            return _run(ctx, x, lambda o, v: approx.sqrt(o, v, pol.rsqrt))
+            return run_approx(ctx, x, lambda o, v: approx.sqrt(o, v, pol.rsqrt))
         if k == -0.5:
-            return _run(ctx, x, lambda o, v: approx.rsqrt(o, v, pol.rsqrt))
-        return _run(ctx, x, lambda o, v: approx.exp(o, o.mul_c(approx.log(o, v, pol.log), k),
-                                                    pol.exp))
+            return run_approx(ctx, x, lambda o, v: approx.rsqrt(o, v, pol.rsqrt))
+        return run_approx(ctx, x, lambda o, v: approx.exp(
+            o, o.mul_c(approx.log(o, v, pol.log), k), pol.exp))
     o = SecureOps(ctx)
     if isinstance(x, Public):
         logx = np.log(np.asarray(x.value, dtype=np.float64))
