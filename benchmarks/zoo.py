@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import jax  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import secjax  # noqa: E402
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
                 f"{row['plain_s']:.2f}" if "plain_s" in row else "",
                 format_bytes(row["bytes"]) if "bytes" in row else "",
                 str(row["rounds"]) if "rounds" in row else "",
-                row.get("error", ""),
+                escape(row.get("error", "")),
             )
     console.print(table)
     return 0

@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message=".*TensorFlow and JAX classes are deprecated.*")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -67,13 +70,14 @@ def main(argv=None) -> int:
     # 2. greedy tokens, on the prefix right-padded to a fixed length (shapes never change)
     secure_step = secjax.secure_jit(next_logits, protocol=args.protocol, seed=0)
     plain_step = jax.jit(next_logits)
-    outputs = {}
+    outputs, seconds = {}, {}
     with Progress(console=console) as progress:
         for label, step, wrap in [("plaintext", plain_step, lambda x: x),
                                   ("secure", secure_step, secjax.public)]:
             buf = np.zeros((1, total), np.int32)
             buf[0, :len(prompt)] = prompt
             task = progress.add_task(f"{label} greedy", total=args.tokens)
+            start = time.perf_counter()
             for position in range(len(prompt) - 1, total - 1):
                 mask = (np.arange(total) <= position).astype(np.int32)[None]
                 logits = step(params, jnp.asarray(buf), wrap(jnp.asarray(mask)),
@@ -81,8 +85,9 @@ def main(argv=None) -> int:
                 buf[0, position + 1] = int(np.argmax(np.asarray(logits)[0]))
                 progress.advance(task)
             outputs[label] = buf[0, len(prompt):].tolist()
-    console.print(f"plaintext tokens {outputs['plaintext']}")
-    console.print(f"secure tokens    {outputs['secure']}")
+            seconds[label] = time.perf_counter() - start
+    for label in ("plaintext", "secure"):
+        console.print(f"{label:<9} ({seconds[label]:6.1f} s) tokens {outputs[label]}")
     same = outputs["plaintext"] == outputs["secure"]
     console.print("[green]identical[/green]" if same else "[red]differ[/red]")
     return 0 if same and cosine >= 0.999 else 1

@@ -46,7 +46,8 @@ CASES = [
     ("broadcast_reshape", lambda x: jnp.broadcast_to(x, (2, 3, 4)).reshape(6, 4), (_rand(0, 3, 1),)),
     ("transpose_squeeze_expand", lambda x: jnp.expand_dims(jnp.squeeze(x.T, 1), 0), (_rand(0, 1, 1, 5),)),
     ("slice_rev", lambda x: (x[1:, ::2], x[::-1], x[2]), (_rand(0, 4, 5),)),
-    ("concatenate_pad", lambda x, y: jnp.pad(jnp.concatenate([x, y], 1), ((1, 0), (0, 2))),
+    ("concatenate_pad_stack", lambda x, y: (jnp.pad(jnp.concatenate([x, y], 1), ((1, 0), (0, 2))),
+                                            jnp.stack([x[:, :2], y], -1)),
      (_rand(0, 2, 3), _rand(1, 2, 2))),
     ("pad_nonzero_value", lambda x: lax.pad(x, 1.5, [(1, 2, 1)]), (_rand(0, 4),)),
     ("split", lambda x: jnp.split(x, [1, 3], axis=1), (_rand(0, 2, 5),)),
@@ -137,3 +138,46 @@ def test_embedding_lookup_with_public_table_and_private_ids_stays_local(protocol
 def test_embedding_lookup_with_secret_ids(protocol):
     table, ids = _rand(0, 10, 4), np.array([[3, 0, 9], [1, 1, 2]], np.int32)
     assert_close(secjax.secure_jit(_embed, **protocol)(table, ids), jax.jit(_embed)(table, ids))
+
+
+def _picks(h, pos, rows, cols, along):
+    """Gathers that pick whole slices at non-public positions: a 2-D position (CLIP's pooled
+    output ``h[arange(batch), ids.argmax(-1)]``), a 2-D pick in fill mode with components out
+    of range, a clipped take with out-of-range ids, and take_along_axis (gather batching
+    dimensions)."""
+    return (h[jnp.arange(h.shape[0]), pos],
+            h.at[rows, cols].get(mode="fill", fill_value=0),
+            jnp.take(h, cols, axis=1, mode="clip"),
+            jnp.take_along_axis(h, along, axis=1))
+
+
+_PICK_ARGS = (_rand(0, 3, 5, 4), np.array([4, 0, 2], np.int32), np.array([0, 2, 1], np.int32),
+              np.array([4, 5, -1], np.int32),
+              np.array([[[1, 1, 4, 0]], [[0, 2, 2, 3]], [[3, 3, 0, 4]]], np.int32))
+
+
+@pytest.mark.parametrize("kind", ["secret", "private"])
+def test_gather_picks_at_non_public_positions(protocol, kind, request):
+    if kind == "private" and protocol["parties"] < 2:
+        pytest.skip("one party: private and public coincide")
+    # secret positions compile an equality circuit per shape (~30 s a protocol): CI checks
+    # them under plain and aby3, the other protocols with --runslow
+    if (kind == "secret" and protocol["protocol"] not in ("plain", "aby3")
+            and not request.config.getoption("--runslow")):
+        pytest.skip("slow: run with --runslow")
+    h, *positions = _PICK_ARGS
+    if kind == "private":
+        positions = [secjax.private(p, protocol["parties"] - 1) for p in positions]
+    secure = secjax.secure_jit(_picks, **protocol)(h, *positions)
+    assert_close(secure, jax.jit(_picks)(*_PICK_ARGS))
+
+
+def test_gather_window_at_secret_position_is_refused():
+    def window(x, i):
+        dn = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(),
+                                        start_index_map=(0,))
+        return lax.gather(x, i[:, None], dn, slice_sizes=(2,))
+
+    with pytest.raises(secjax.UnsupportedError, match=r"`gather`.*window of 2 along operand "
+                                                      r"dimension 0"):
+        secjax.secure_jit(window, protocol="plain")(jnp.ones(5), jnp.array([1, 3]))

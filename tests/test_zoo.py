@@ -52,6 +52,8 @@ def run_secure(model, inputs):
 
 @pytest.mark.parametrize("name", _cases(ZOO))
 def test_zoo_secret_inputs(name):
+    """Weights and inputs secret: embedding lookups (and CLIP's pooled pick at the argmax of
+    the ids) build their one-hot matrices by secret equality tests."""
     model = build(name)
     plain = jax.jit(model.fn)(model.params, **model.inputs)
     check_against_plaintext(model, run_secure(model, model.inputs), plain)
@@ -61,6 +63,7 @@ def test_zoo_secret_inputs(name):
 @pytest.mark.parametrize("name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow)
                                   for n in ZOO])
 def test_zoo_private_token_ids(name):
+    """Token ids private to party 1: its one-hot matrices are built locally and shared."""
     model = build(name)
     if "input_ids" not in model.inputs:
         pytest.skip("a vision model: no token ids")

@@ -30,9 +30,10 @@ def neg_rule(ctx, x, **_):
     return ctx.make(ctx.protocol.neg(ctx.secret(x).shares), ctx.out_avals[0])
 
 
-def apply_bilinear(ctx, op: Bilinear, x, y):
-    """``op(x, y)`` for values of any kinds, truncated back to the output's scale."""
-    out_aval = ctx.out_avals[0]
+def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
+    """``op(x, y)`` for values of any kinds, truncated back to the scale of ``out_aval``
+    (default: the equation's output)."""
+    out_aval = ctx.out_avals[0] if out_aval is None else out_aval
     target = ctx.scale(out_aval.dtype)
     if isinstance(x, Public) or isinstance(y, Public):
         public, other, public_first = (x, y, True) if isinstance(x, Public) else (y, x, False)

@@ -143,18 +143,21 @@ def _unstack2(x):
     return x[0], x[1]
 
 
-@register("clamp")
-def clamp_rule(ctx, lo, x, hi, **_):
-    """clamp(lo, x, hi) = x + [x < lo] (lo - x) + [x > hi] (hi - x): both comparisons in
-    ONE msb call, both products in ONE product call."""
-    p = ctx.protocol
-    shape = ctx.out_avals[0].shape
-    xs, los, his = (_operand(ctx, v, shape) for v in (x, lo, hi))
+def clamp_shares(p, xs, los, his):
+    """Shares of clamp(lo, x, hi) = x + [x < lo] (lo - x) + [x > hi] (hi - x) for shares of
+    one shape: both comparisons in ONE msb call, both products in ONE product call."""
     below_above = p.msb(p.stack(p.sub(xs, los), p.sub(his, xs)))
     moves = p.bilinear(MULTIPLY, below_above, p.stack(p.sub(los, xs),
                                                       p.sub(his, xs)))
     down, up = p.local(Local(_unstack2), moves)
-    return ctx.make(p.add(xs, p.add(down, up)), ctx.out_avals[0])
+    return p.add(xs, p.add(down, up))
+
+
+@register("clamp")
+def clamp_rule(ctx, lo, x, hi, **_):
+    shape = ctx.out_avals[0].shape
+    xs, los, his = (_operand(ctx, v, shape) for v in (x, lo, hi))
+    return ctx.make(clamp_shares(ctx.protocol, xs, los, his), ctx.out_avals[0])
 
 
 # -- reductions ---------------------------------------------------------------------------------

@@ -137,7 +137,11 @@ class RuleContext:
         return DeferredSecret(run, aval.shape, aval.dtype)
 
     def truncate(self, shares, bits: int):
-        """Drop ``bits`` fractional bits (after a product of two scaled values)."""
+        """Drop ``bits`` fractional bits (after a product of two scaled values); a negative
+        ``bits`` adds fractional bits instead (an integer times an integral constant that
+        lands in a float, such as a one-hot row picker times a public table of integers)."""
+        if bits < 0:
+            return self.protocol.scale_up(shares, -bits)
         return self.protocol.trunc(shares, bits) if bits else shares
 
     def public_scale(self, value) -> int:

@@ -1,66 +1,188 @@
-"""Table lookups (``gather``) at positions that are not public: embeddings of token ids.
+"""Gathers at positions that are not public: embeddings of token ids, and picks such as CLIP's
+pooled output ``hidden[arange(batch), ids.argmax(-1)]``.
 
-A row lookup ``table[ids]`` equals ``one_hot(ids) @ table``. When the ids are private, their
-owner builds the one-hot matrix locally and shares it; when they are secret, the one-hot
-matrix is computed by one batched equality test against every row number. The product with
-the table is then an ordinary secure contraction, exact (the one-hot is an integer at scale
-0, so no truncation). Out-of-range ids give a zero row.
+A gather that picks whole slices of its operand at positions is a contraction with a one-hot
+matrix. The operand dimensions the index vector addresses are flattened (row-major), the flat
+position is a linear function of the index components (public multipliers, local), and
+``one_hot(flat) @ operand`` picks the slices. When the indices are private, their owner builds
+the one-hot matrix locally and shares it; when they are secret, it is one batched equality
+test of the flat position against every position number. The contraction is exact (the one-hot
+is an integer at scale 0, so no truncation); batching dimensions of the gather are batch
+dimensions of the contraction.
+
+Out-of-bounds positions follow the gather's mode: ``clip`` clamps each component (one
+comparison pair per component when secret); ``fill`` reads a zero slice (a ring has no NaN to
+fill with); ``promise_in_bounds`` trusts the positions (a private one is clamped, as XLA does).
 """
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.lax import GatherScatterMode
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import apply_bilinear
+from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.compare import clamp_shares
 from secjax.primitives.structural import linear_rule
 from secjax.protocols.base import Bilinear, Local
 from secjax.values import Private, Public, Secret
 
 
-def _is_row_lookup(operand_ndim: int, indices_shape, dimension_numbers, slice_sizes,
-                   operand_shape) -> bool:
-    """Whether the gather is ``operand[ids]`` along axis 0 with rows kept whole."""
+@dataclasses.dataclass(frozen=True)
+class SlicePick:
+    """A gather that picks whole operand slices at positions, as a one-hot contraction.
+
+    batch: shape of the index batch (``indices.shape[:-1]``).
+    indexed: operand dimensions the index vector addresses, in operand order.
+    sizes: their sizes; the one-hot has ``prod(sizes)`` columns.
+    limits: per index component (index-vector order), the size of the dimension it addresses.
+    strides: per index component, its multiplier in the row-major flat position.
+    contraction: ``dot_general`` dimension numbers of ``(one_hot, operand)``.
+    result: shape of that contraction's result.
+    layout: permutation from the contraction's result to the gather's output (whose size-1
+        kept dimensions are then restored by a reshape).
+    """
+
+    batch: tuple[int, ...]
+    indexed: tuple[int, ...]
+    sizes: tuple[int, ...]
+    limits: tuple[int, ...]
+    strides: tuple[int, ...]
+    contraction: tuple
+    result: tuple[int, ...]
+    layout: tuple[int, ...]
+
+    @property
+    def positions(self) -> int:
+        return math.prod(self.sizes)
+
+
+def slice_pick(operand_shape, indices_shape, dimension_numbers, slice_sizes):
+    """The :class:`SlicePick` of a gather, or a string saying why it is not one."""
     dn = dimension_numbers
-    batch = len(indices_shape) - 1
-    return (indices_shape[-1] == 1 and tuple(dn.collapsed_slice_dims) == (0,)
-            and tuple(dn.start_index_map) == (0,) and not dn.operand_batching_dims
-            and tuple(slice_sizes) == (1, *operand_shape[1:])
-            and tuple(dn.offset_dims) == tuple(range(batch, batch + operand_ndim - 1)))
+    rank = len(operand_shape)
+    batch = tuple(indices_shape[:-1])
+    index_map = tuple(dn.start_index_map)
+    operand_batching = tuple(dn.operand_batching_dims)
+    indices_batching = tuple(dn.start_indices_batching_dims)
+    for d in range(rank):
+        picked = d in index_map or d in operand_batching
+        if picked and slice_sizes[d] != 1:
+            return (f"it takes a window of {slice_sizes[d]} along operand dimension {d} at a "
+                    "non-public position (a dynamic slice); only single positions can be "
+                    "picked by a one-hot contraction")
+        if not picked and slice_sizes[d] != operand_shape[d]:
+            return (f"it takes {slice_sizes[d]} of the {operand_shape[d]} entries of operand "
+                    f"dimension {d}, which no index addresses; only whole slices can be "
+                    "picked by a one-hot contraction")
+    indexed = tuple(sorted(index_map))
+    sizes = tuple(operand_shape[d] for d in indexed)
+    row_major = {d: math.prod(operand_shape[e] for e in indexed if e > d) for d in indexed}
+    free_batch = [j for j in range(len(batch)) if j not in indices_batching]
+    hot_contract = tuple(range(len(batch), len(batch) + len(indexed)))
+    contraction = ((hot_contract, indexed), (indices_batching, operand_batching))
+    # the contraction's result: paired batch dims, the other index batch dims, then the
+    # operand's whole-slice dims; the gather's output interleaves index batch dims with the
+    # offset dims (kept operand dims, indexed ones among them of size 1)
+    whole = [d for d in range(rank) if d not in indexed and d not in operand_batching]
+    result = ([("batch", j) for j in indices_batching] + [("batch", j) for j in free_batch]
+              + [("operand", d) for d in whole])
+    kept = iter(d for d in range(rank) if d not in dn.collapsed_slice_dims
+                and d not in operand_batching)
+    batch_dims = iter(range(len(batch)))
+    output = [("operand", next(kept)) if p in dn.offset_dims else ("batch", next(batch_dims))
+              for p in range(len(batch) + len(dn.offset_dims))]
+    layout = tuple(result.index(label) for label in output if label in result)
+    result_shape = tuple(batch[i] if kind == "batch" else operand_shape[i]
+                         for kind, i in result)
+    return SlicePick(batch, indexed, sizes, tuple(operand_shape[d] for d in index_map),
+                     tuple(row_major[d] for d in index_map), contraction, result_shape,
+                     layout)
 
 
-def _broadcast_rows(x, *, rows):
-    return jnp.broadcast_to(x, (*x.shape[:-1], rows))
+def _flat_position(x, *, strides):
+    """Row-major flat position of index vectors along the last axis (linear)."""
+    return jnp.sum(x * jnp.asarray(strides, x.dtype), axis=-1, dtype=x.dtype)
 
 
-def _one_hot(ctx, indices, rows: int):
-    """A 0/1 integer matrix with a 1 at each index: private or secret like the indices."""
-    if isinstance(indices, Private):
-        hot = jax.nn.one_hot(indices.value[..., 0], rows, dtype=jnp.int32)
-        return Private(hot, indices.owner)
-    indices = ctx.secret(indices)
-    spread = ctx.protocol.local(Local(_broadcast_rows, (("rows", rows),)), indices.shares)
-    offsets = ring_ops.encode(ctx.ring, -jnp.arange(rows), 0)
-    hot = ctx.protocol.eqz(ctx.protocol.add_public(spread, offsets))
-    return Secret(hot, (*indices.shape[:-1], rows), np.dtype(np.int32))
+def _spread(x, *, positions):
+    return jnp.broadcast_to(x[..., None], (*x.shape, positions))
+
+
+def _count_out_of_range(bits):
+    """Per index vector, how many of its (below, above) range tests failed."""
+    return jnp.sum(bits, axis=(0, bits.ndim - 1), dtype=bits.dtype)
+
+
+def _reshape(x, *, shape):
+    return jnp.reshape(x, shape)
+
+
+def _relayout(x, *, perm, shape):
+    return jnp.reshape(jnp.transpose(x, perm), shape)
+
+
+def _private_one_hot(pick: SlicePick, indices: Private, mode) -> Private:
+    """The owner's one-hot matrix, computed in the clear with the mode's exact bounds."""
+    comps = jnp.asarray(indices.value)
+    limits = jnp.asarray(pick.limits, comps.dtype)
+    if mode == GatherScatterMode.FILL_OR_DROP:
+        valid = jnp.all((comps >= 0) & (comps < limits), axis=-1)
+    else:
+        comps = jnp.clip(comps, 0, limits - 1)
+        valid = jnp.ones(pick.batch, bool)
+    flat = jnp.sum(comps * jnp.asarray(pick.strides, comps.dtype), axis=-1)
+    hot = jax.nn.one_hot(flat, pick.positions, dtype=jnp.int32) * valid[..., None]
+    return Private(hot.reshape(*pick.batch, *pick.sizes).astype(jnp.int32), indices.owner)
+
+
+def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
+    """The one-hot matrix of secret indices: equality of the flat position with every
+    position number. Clipping clamps each component first; filling with more than one
+    component zeroes the rows whose components are out of range (with one component an
+    out-of-range position equals no position number and reads zero as it is)."""
+    p = ctx.protocol
+    comps = ctx.secret(indices).shares
+    shape = (*pick.batch, len(pick.limits))
+    last = p.from_public(jnp.broadcast_to(
+        ring_ops.encode(ctx.ring, jnp.asarray(pick.limits) - 1, 0), shape))
+    if mode == GatherScatterMode.CLIP:
+        comps = clamp_shares(p, comps, p.from_public(jnp.zeros(shape, ctx.ring.dtype)), last)
+    flat = p.local(Local(_flat_position, (("strides", pick.strides),)), comps)
+    spread = p.local(Local(_spread, (("positions", pick.positions),)), flat)
+    offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
+    hot = p.eqz(p.add_public(spread, offsets))
+    if mode == GatherScatterMode.FILL_OR_DROP and len(pick.limits) > 1:
+        outside = p.local(Local(_count_out_of_range), p.msb(p.stack(comps, p.sub(last, comps))))
+        valid = p.local(Local(_spread, (("positions", pick.positions),)), p.eqz(outside))
+        hot = p.bilinear(MULTIPLY, hot, valid)
+    hot = p.local(Local(_reshape, (("shape", (*pick.batch, *pick.sizes)),)), hot)
+    return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 
 
 @register("gather")
-def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, **params):
-    """Public positions are a local gather; private or secret row ids go through a one-hot
-    contraction."""
+def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, **params):
+    """Public positions are a local gather; private or secret positions that pick whole
+    slices go through a one-hot contraction."""
     if isinstance(indices, Public):
         return linear_rule(ctx, operand, indices, dimension_numbers=dimension_numbers,
-                           slice_sizes=slice_sizes, **params)
-    if not _is_row_lookup(len(operand.shape), indices.shape, dimension_numbers, slice_sizes,
-                          operand.shape):
-        raise ctx.unsupported(
-            "gather at non-public positions is supported for row lookups `table[ids]` "
-            "(embeddings); this gather has another shape")
-    rows = operand.shape[0]
-    hot = _one_hot(ctx, indices, rows)
-    contract = Bilinear(ring_ops.dot_general,
-                        (("dimension_numbers", (((len(hot.shape) - 1,), (0,)), ((), ()))),))
-    return apply_bilinear(ctx, contract, hot, operand)
+                           slice_sizes=slice_sizes, mode=mode, **params)
+    pick = slice_pick(operand.shape, indices.shape, dimension_numbers, slice_sizes)
+    if isinstance(pick, str):
+        raise ctx.unsupported(f"gather at {type(indices).__name__.lower()} positions: {pick}")
+    mode = GatherScatterMode.from_any(mode)
+    hot = (_private_one_hot(pick, indices, mode) if isinstance(indices, Private)
+           else _secret_one_hot(ctx, pick, indices, mode))
+    out_aval = ctx.out_avals[0]
+    contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", pick.contraction),))
+    picked = apply_bilinear(ctx, contract, hot, operand,
+                            out_aval=jax.ShapeDtypeStruct(pick.result, out_aval.dtype))
+    if pick.layout == tuple(range(len(pick.layout))) and pick.result == out_aval.shape:
+        return ctx.make(picked.shares, out_aval)
+    relayout = Local(_relayout, (("perm", pick.layout), ("shape", tuple(out_aval.shape))))
+    return ctx.make(ctx.protocol.local(relayout, picked.shares), out_aval)
