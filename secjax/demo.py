@@ -87,3 +87,26 @@ def attention_head(seq: int = 4, hidden: int = 8) -> Program:
     mask = jnp.ones((seq,), jnp.float32).at[-1:].set(0.0)   # one padding position
     params = AttentionHead().init(jax.random.key(1), x, mask)
     return Program(_head_apply, (secjax.private(params, 0), x, secjax.public(mask)))
+
+
+def _bert_apply(params, input_ids, attention_mask):
+    from transformers import BertConfig, FlaxBertModel
+    model = FlaxBertModel(_tiny_bert_config(BertConfig), _do_init=False)
+    return model(input_ids, attention_mask=attention_mask, params=params).last_hidden_state
+
+
+def _tiny_bert_config(config_class):
+    return config_class(vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+
+
+def bert(seq: int = 8) -> Program:
+    """A tiny Hugging Face FlaxBertModel (2 layers, hidden 32, random weights): the owner's
+    weights private to party 0, the client's token ids (private, one-hot at the client) and
+    a public padding mask."""
+    from transformers import BertConfig, FlaxBertModel
+    model = FlaxBertModel(_tiny_bert_config(BertConfig), seed=1)
+    ids = jax.random.randint(jax.random.key(0), (1, seq), 0, 128)
+    mask = jnp.ones((1, seq), jnp.int32).at[:, -2:].set(0)
+    return Program(_bert_apply, (secjax.private(model.params, 0), ids, secjax.public(mask)))
