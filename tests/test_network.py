@@ -129,11 +129,17 @@ def _check_against_emulation(results, names, program_name, protocol, atol):
     np.testing.assert_allclose(np.asarray(output), np.asarray(out), atol=atol)
 
 
+# the tiny BERT's last hidden state is layer-normed (entries of order 1): fixed-point rounding
+# and the approximations differ between two runs with different randomness by far less
+BERT_ATOL = 2e-2
+
+
 def test_aby3_three_processes_match_emulation(tmp_path):
     path = _cluster(tmp_path, 3, "aby3", timeout=60.0)
     names = ["0", "1", "2"]
-    results = _run_cluster(path, names, ["mlp"])
+    results = _run_cluster(path, names, ["mlp", "bert"])
     _check_against_emulation(results, names, "mlp", "aby3", atol=1e-3)
+    _check_against_emulation(results, names, "bert", "aby3", atol=BERT_ATOL)
 
 
 @pytest.mark.slow
@@ -147,8 +153,9 @@ def test_aby3_three_processes_run_an_attention_head_like_emulation(tmp_path):
 def test_semi2k_two_processes_and_dealer_match_emulation(tmp_path):
     path = _cluster(tmp_path, 2, "semi2k", timeout=60.0)
     names = ["0", "1", "dealer"]
-    results = _run_cluster(path, names, ["mlp"])
+    results = _run_cluster(path, names, ["mlp", "bert"])
     _check_against_emulation(results, names, "mlp", "semi2k", atol=1e-3)
+    _check_against_emulation(results, names, "bert", "semi2k", atol=BERT_ATOL)
     assert results[("dealer", "mlp")][4] == {"1": results[("dealer", "mlp")][3]}
 
 
