@@ -18,7 +18,7 @@ import pytest
 import secjax
 from secjax.runtime import network as rn
 
-RUN_LIMIT = 240  # seconds a whole cluster run may take before the test fails
+RUN_LIMIT = 480  # seconds a whole cluster run may take before the test fails (no hang)
 
 
 def _free_ports(k):
