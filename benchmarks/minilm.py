@@ -1,17 +1,23 @@
-"""Private inference benchmark: all-MiniLM-L6-v2 on 128 tokens, and BERT-base's cost.
+"""Private inference benchmark: MiniLM-128, BERT-base's cost, tiny GPT-2 greedy generation.
 
     python benchmarks/minilm.py [--protocols aby3,semi2k] [--emulation protocol,ideal]
-                                [--tokens 128] [--warm 2]
+                                [--tokens 128] [--warm 2] [--no-minilm] [--no-bert-base]
+                                [--gpt2-tokens 8] [--no-gpt2]
 
-For each protocol and emulation mode (``protocol``: every party's real computation;
-``ideal``: each interactive step computed from the opened inputs, same cost): the secure
-call's first run (trace + kernel compiles + run) and its warm
+all-MiniLM-L6-v2 on 128 tokens, for each protocol and emulation mode (``protocol``: every
+party's real computation; ``ideal``: each interactive step computed from the opened inputs,
+same cost): the secure call's first run (trace + kernel compiles + run) and its warm
 run, each as a ratio to plaintext ``jax.jit`` measured in the same process; the busiest
 party's bytes and the rounds (exact, from the traced protocol steps), the truncations, and
 the time estimated on PUMA's LAN (5 Gbps, 1 ms RTT), each with and without sharing the
 inputs (a served model's weights are shared once, not per query). Then BERT-base (random init, 12
 layers, hidden 768) at the same length, costed without running. Writes a plot of the bytes
 by layer to ``benchmarks/cost_by_layer.png``.
+
+Then greedy generation of ``--gpt2-tokens`` tokens with the tiny random-init GPT-2 of
+``examples/gpt2_generate.py`` (weights and tokens secret, one secure call per token), for each
+protocol and emulation mode, against ``jax.jit`` in the same process: whether the tokens
+match, the first step's and the mean warm step's seconds, and the same costs per step.
 """
 from __future__ import annotations
 
@@ -30,11 +36,14 @@ from rich.table import Table  # noqa: E402
 
 import secjax  # noqa: E402
 from embed_minilm import load, make_embed  # noqa: E402
+from gpt2_generate import PROMPT, build, compare, greedy, make_next_logits  # noqa: E402
+from gpt2_generate import make_secure_step  # noqa: E402
 from secjax.runtime.cost import format_bytes  # noqa: E402
 
 TEXT = ("Secure multi-party computation lets a model owner and a user run a transformer "
         "together so that neither learns the other's secret: the weights stay with the "
         "owner and the prompt with the user. ")
+PLAIN_REPEATS = 10  # GPT-2 generations by jax.jit to average its warm step over
 
 
 def _tokens(tokenizer, n: int):
@@ -111,19 +120,8 @@ def plot_by_layer(reports: dict, path: str):
     fig.savefig(path, dpi=120)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocols", default="aby3,semi2k")
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--warm", type=int, default=1, help="warm runs to time")
-    parser.add_argument("--emulation", default="protocol,ideal",
-                        help="emulation modes to time (secjax.Config.emulation)")
-    parser.add_argument("--no-bert-base", action="store_true")
-    parser.add_argument("--cost-only", action="store_true",
-                        help="cost reports and the plot only, without running the model")
-    args = parser.parse_args()
-    console = Console(width=160)
-
+def minilm(args, console):
+    """The MiniLM table and the plot of its bytes by layer."""
     model, tokenizer = load()
     ids, mask = _tokens(tokenizer, args.tokens)
     forward = make_embed(model)
@@ -137,10 +135,7 @@ def main():
                    *COST_COLUMNS):
         table.add_column(column, justify="left" if column == "protocol" else "right")
     reports = {}
-    runs = [(protocol, mode) for protocol in args.protocols.split(",")
-            for mode in args.emulation.split(",")]
-    for protocol, mode in runs:
-        label = protocol if mode == "protocol" else f"{protocol} ({mode} emulation)"
+    for protocol, mode in _runs(args):
         f = secjax.secure_jit(forward, protocol=protocol, seed=0, progress=True,
                               emulation=mode)
         inputs = (model.params, secjax.private(ids, 1), secjax.public(mask))
@@ -153,13 +148,100 @@ def main():
         compile_s = f.last_stats.compile
         warm = min(_timed(lambda: f(*inputs))[1] for _ in range(args.warm))
         report = reports[protocol] = f.last_cost
-        table.add_row(label, f"{_cosine(secure, plain):.6f}", f"{first:.1f}",
+        table.add_row(_label(protocol, mode), f"{_cosine(secure, plain):.6f}", f"{first:.1f}",
                       f"{compile_s:.1f}", f"{warm:.2f}", f"{warm / plain_warm:.0f}x",
                       *_cost_cells(report))
     console.print(table)
     plot_by_layer(reports, os.path.join(ROOT, "benchmarks", "cost_by_layer.png"))
     console.print("plot: benchmarks/cost_by_layer.png")
 
+
+def _runs(args) -> list[tuple[str, str]]:
+    return [(protocol, mode) for protocol in args.protocols.split(",")
+            for mode in args.emulation.split(",")]
+
+
+def _label(protocol: str, mode: str) -> str:
+    return protocol if mode == "protocol" else f"{protocol} ({mode} emulation)"
+
+
+def _generate(step, params, total: int):
+    """Greedy generation with ``step`` up to ``total`` tokens: the tokens, each step's
+    logits, each step's seconds, and (for a secure step) each step's cost report."""
+    seconds, reports = [], []
+
+    def timed(*step_args):
+        logits, elapsed = _timed(lambda: step(*step_args))
+        seconds.append(elapsed)
+        if hasattr(step, "secure"):
+            reports.append(step.secure.last_cost)
+        return logits
+
+    tokens, logits = greedy(timed, params, list(PROMPT), total)
+    return tokens, logits, seconds, reports
+
+
+def gpt2_generation(args, console):
+    """The tiny GPT-2 greedy generation table: each step is one call on the prefix padded
+    to a fixed length, so every step after the first reuses the compiled kernels."""
+    model, params = build("tiny")
+    next_logits = make_next_logits(model)
+    total = len(PROMPT) + args.gpt2_tokens
+    plain_step = jax.jit(next_logits)
+    plain_tokens, plain_logits, plain_s, _ = _generate(plain_step, params, total)
+    # a warm step takes well under a millisecond: average it over several generations
+    plain_warm = float(np.mean([_generate(plain_step, params, total)[2]
+                                for _ in range(PLAIN_REPEATS)]))
+
+    table = Table(title=f"tiny GPT-2 (random init, 2 layers, width 64): greedy generation of "
+                        f"{args.gpt2_tokens} tokens after a {len(PROMPT)}-token prompt",
+                  caption=f"same tokens: as jax.jit's (how many before the first "
+                          f"difference); cosine: the worst step's next-token logits; first "
+                          f"s: the first step (with the compiles); warm s: the mean later "
+                          f"step; costs per step. jax.jit: first step "
+                          f"{plain_s[0]:.2f} s, mean warm step {plain_warm * 1e3:.2f} ms "
+                          f"(over {PLAIN_REPEATS} more generations)")
+    for column in ("protocol", "same tokens", "cosine", "total s", "first s", "warm s",
+                   "warm / jit", *COST_COLUMNS):
+        table.add_column(column, justify="left" if column == "protocol" else "right")
+    for protocol, mode in _runs(args):
+        step = make_secure_step(next_logits, protocol=protocol, seed=0, emulation=mode)
+        console.print(f"generating under {_label(protocol, mode)}...")
+        tokens, logits, seconds, reports = _generate(step, params, total)
+        first_difference, worst_cosine, _ = compare(plain_tokens, plain_logits, tokens, logits)
+        same = len(tokens) if first_difference is None else first_difference
+        costs = {(r.total.max_sent, r.rounds, _truncations(r)) for r in reports}
+        if len(costs) > 1:
+            console.print(f"[red]the steps' costs differ[/red]: {sorted(costs)}; the last shown")
+        warm = float(np.mean(seconds[1:]))
+        table.add_row(_label(protocol, mode),
+                      f"{'yes' if first_difference is None else 'no'} ({same}/{len(tokens)})",
+                      f"{worst_cosine:.6f}", f"{sum(seconds):.1f}", f"{seconds[0]:.1f}",
+                      f"{warm:.2f}", f"{warm / plain_warm:.0f}x", *_cost_cells(reports[-1]))
+    console.print(table)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocols", default="aby3,semi2k")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--warm", type=int, default=1, help="warm runs to time")
+    parser.add_argument("--emulation", default="protocol,ideal",
+                        help="emulation modes to time (secjax.Config.emulation)")
+    parser.add_argument("--no-minilm", action="store_true", help="skip the MiniLM table")
+    parser.add_argument("--no-bert-base", action="store_true", help="skip BERT-base's cost")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="MiniLM: cost reports and the plot only, without running the model")
+    parser.add_argument("--gpt2-tokens", type=int, default=8,
+                        help="tokens for tiny GPT-2 to generate (at least 2)")
+    parser.add_argument("--no-gpt2", action="store_true", help="skip tiny GPT-2 generation")
+    args = parser.parse_args()
+    if args.gpt2_tokens < 2:
+        parser.error("--gpt2-tokens must be at least 2 (one first step, one warm)")
+    console = Console(width=160)
+
+    if not args.no_minilm:
+        minilm(args, console)
     if not args.no_bert_base:
         base = Table(title=f"BERT-base, {args.tokens} tokens: cost without running "
                            "(PUMA, 3 machines on a LAN: 33.9 s and 10.8 GB)")
@@ -168,6 +250,8 @@ def main():
         for protocol in args.protocols.split(","):
             base.add_row(protocol, *_cost_cells(bert_base_cost(protocol, args.tokens)))
         console.print(base)
+    if not args.no_gpt2:
+        gpt2_generation(args, console)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ CONFIGS = {
     "tiny": dict(vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=4, n_inner=128),
     "small": dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12),
 }
+PROMPT = (5, 17, 42, 99)
 
 
 def build(config_name: str, seed: int = 0):
@@ -73,12 +74,39 @@ def greedy(step, params, prompt, total: int, progress=None, label=""):
     return generated, steps
 
 
+def make_secure_step(next_logits, **options):
+    """``next_logits`` under :func:`secjax.secure_jit` (``options``), called like it: the
+    weights and tokens secret, the mask and the position public (they only say how long the
+    prefix is). The :class:`secjax.SecureFunction` is the step's ``secure`` attribute."""
+    secure = secjax.secure_jit(next_logits, **options)
+
+    def secure_step(params, ids, mask, position):
+        return secure(params, ids, secjax.public(mask), secjax.public(position))
+
+    secure_step.secure = secure
+    return secure_step
+
+
+def compare(plain_tokens, plain_logits, secure_tokens, secure_logits):
+    """``(first_difference, worst_cosine, steps_compared)``: the index of the first token
+    that differs (None if none) and the worst cosine of the secure next-token logits to the
+    plaintext ones, over the steps up to and including that token (later steps see
+    different prefixes)."""
+    first_difference = next((i for i, (a, b) in enumerate(zip(plain_tokens, secure_tokens))
+                             if a != b), None)
+    agreed = len(plain_tokens) if first_difference is None else first_difference + 1
+    cosines = [float(np.dot(s, p) / (np.linalg.norm(s) * np.linalg.norm(p)))
+               for s, p in zip(secure_logits[:agreed], plain_logits[:agreed])]
+    return first_difference, min(cosines), agreed
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="aby3", help="aby3 (default), semi2k or plain")
     parser.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
     parser.add_argument("--tokens", type=int, default=16, help="tokens to generate")
-    parser.add_argument("--prompt", default="5,17,42,99", help="comma-separated token ids")
+    parser.add_argument("--prompt", default=",".join(map(str, PROMPT)),
+                        help="comma-separated token ids")
     args = parser.parse_args(argv)
 
     console = Console()
@@ -93,12 +121,7 @@ def main(argv=None) -> int:
     plain_tokens, plain_logits = greedy(plain_step, params, prompt, total)
     plain_seconds = time.perf_counter() - start
 
-    secure = secjax.secure_jit(next_logits, protocol=args.protocol, seed=0)
-
-    def secure_step(params, ids, mask, position):
-        # weights and tokens secret; the mask and the position only say how long the prefix is
-        return secure(params, ids, secjax.public(mask), secjax.public(position))
-
+    secure_step = make_secure_step(next_logits, protocol=args.protocol, seed=0)
     start = time.perf_counter()
     with Progress(console=console) as progress:
         secure_tokens, secure_logits = greedy(secure_step, params, prompt, total, progress,
@@ -108,13 +131,9 @@ def main(argv=None) -> int:
     console.print(f"prompt          {prompt}")
     console.print(f"plaintext  ({plain_seconds:6.1f} s) {plain_tokens}")
     console.print(f"secure     ({secure_seconds:6.1f} s) {secure_tokens}")
-    first_difference = next((i for i, (a, b) in enumerate(zip(plain_tokens, secure_tokens))
-                             if a != b), None)
-    # logits are comparable up to and including the first step that chose differently
-    agreed = len(plain_tokens) if first_difference is None else first_difference + 1
-    cosines = [float(np.dot(s, p) / (np.linalg.norm(s) * np.linalg.norm(p)))
-               for s, p in zip(secure_logits[:agreed], plain_logits[:agreed])]
-    console.print(f"next-token logits, secure vs plaintext: worst cosine {min(cosines):.6f} "
+    first_difference, worst_cosine, agreed = compare(plain_tokens, plain_logits,
+                                                     secure_tokens, secure_logits)
+    console.print(f"next-token logits, secure vs plaintext: worst cosine {worst_cosine:.6f} "
                   f"over {agreed} steps")
     console.print("[green]identical[/green]" if first_difference is None else
                   f"[red]differ[/red] from token {first_difference}")
