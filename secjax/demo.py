@@ -89,24 +89,24 @@ def attention_head(seq: int = 4, hidden: int = 8) -> Program:
     return Program(_head_apply, (secjax.private(params, 0), x, secjax.public(mask)))
 
 
+def _tiny_bert():
+    """A random-init FlaxBertModel small enough to compile quickly (2 layers, hidden 32)."""
+    from transformers import BertConfig, FlaxBertModel   # imported here: mlp stays quick
+    config = BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    return FlaxBertModel(config, seed=1)
+
+
 def _bert_apply(params, input_ids, attention_mask):
-    from transformers import BertConfig, FlaxBertModel
-    model = FlaxBertModel(_tiny_bert_config(BertConfig), _do_init=False)
-    return model(input_ids, attention_mask=attention_mask, params=params).last_hidden_state
-
-
-def _tiny_bert_config(config_class):
-    return config_class(vocab_size=128, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)
+    return _tiny_bert()(input_ids, attention_mask=attention_mask,
+                        params=params).last_hidden_state
 
 
 def bert(seq: int = 8) -> Program:
-    """A tiny Hugging Face FlaxBertModel (2 layers, hidden 32, random weights): the owner's
-    weights private to party 0, the client's token ids (private, one-hot at the client) and
-    a public padding mask."""
-    from transformers import BertConfig, FlaxBertModel
-    model = FlaxBertModel(_tiny_bert_config(BertConfig), seed=1)
+    """A tiny Hugging Face FlaxBertModel (random weights): the owner's weights private to
+    party 0, the client's token ids (private, one-hot at the client) and a public padding
+    mask."""
     ids = jax.random.randint(jax.random.key(0), (1, seq), 0, 128)
     mask = jnp.ones((1, seq), jnp.int32).at[:, -2:].set(0)
-    return Program(_bert_apply, (secjax.private(model.params, 0), ids, secjax.public(mask)))
+    return Program(_bert_apply, (secjax.private(_tiny_bert().params, 0), ids,
+                                 secjax.public(mask)))

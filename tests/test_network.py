@@ -129,9 +129,10 @@ def _check_against_emulation(results, names, program_name, protocol, atol):
     np.testing.assert_allclose(np.asarray(output), np.asarray(out), atol=atol)
 
 
-# the tiny BERT's last hidden state is layer-normed (entries of order 1): fixed-point rounding
-# and the approximations differ between two runs with different randomness by far less
-BERT_ATOL = 2e-2
+# The tiny BERT's last hidden state is layer-normed (entries of order 1). A networked run and
+# an emulated one differ only in their randomness (which way each truncation rounds): measured
+# 8.4e-5 (aby3) and 5.3e-5 (semi2k) apart, each about 4e-4 from jax.jit.
+BERT_ATOL = 2e-3
 
 
 def test_aby3_three_processes_match_emulation(tmp_path):
