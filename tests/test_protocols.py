@@ -303,16 +303,20 @@ SEMI2K = {
     "eqz": (2 * W * N + PACKED, W * N + N * B, 6 + 1),
     "reveal": (N * B, 0, 1),
 }
-# aby3: a product re-shares one element per output element (1 round); truncation: P0, P1
-# exchange x + r shares and P2 sends P1 two corrections (round 1), then P0, P1 exchange
-# masked results (round 2); msb: the lead of each third of the elements shares its
+# aby3: a product re-shares one element per output element (1 round); truncation, per third
+# of the elements with rotated roles: two parties exchange x + r shares while the helper sends
+# one of them the corrections for r' >> d (B bytes) and msb(r) (TRUNC_BIT bytes: a uint32,
+# as only d + 1 bits count) in round 1, then the two exchange masked results (round 2); msb: the lead of each third of the elements shares its
 # x_j + x_{j+1} (1 word, 1 round), generate bits (1 word), carry tree (T bytes per element),
 # B2A (the lead shares b_j ^ b_{j+1}, 1 product); eqz: the lead's share, the AND tree, B2A.
 THIRDS = [N // 3, 2 * N // 3 - N // 3, N - 2 * N // 3]   # elements led by P0, P1, P2
+TRUNC_BIT = 4
+# P_i is the truncation's helper in the third with offset i + 1 (roles r = party - offset)
+HELPED = [THIRDS[(i + 1) % 3] for i in range(3)]
 ABY3 = {
     "mul": ([N * B] * 3, 1),
     "matmul": ([M * M * B] * 3, 1),
-    "trunc": ([2 * N * B] * 3, 2),
+    "trunc": ([2 * B * (N - h) + (B + TRUNC_BIT) * h for h in HELPED], 2),
     "msb": ([2 * N * B + T * N + 2 * B * t for t in THIRDS], 1 + 1 + L + 2),
     "eqz": ([W * N + N * B + 2 * B * t for t in THIRDS], 1 + 6 + 2),
     "reveal": ([N * B] * 3, 1),
@@ -343,6 +347,7 @@ def test_cost_figures():
     assert SEMI2K["msb"][:1] == (54 * N + PACKED,) and SEMI2K["msb"][2] == 8
     assert ABY3["msb"] == ([35 * N + 16 * t for t in THIRDS], 10)   # 40.3 N on average
     assert SEMI2K["eqz"][0] == 20 * N + PACKED
+    assert ABY3["trunc"] == ([16 * N - 4 * h for h in HELPED], 2)   # 14.7 N on average
     assert ABY3["eqz"] == ([18 * N + 16 * t for t in THIRDS], 9)
 
 

@@ -20,27 +20,31 @@ reveal to party j          party j-1: n B, others 0           1
 bilinear ``C = op(A, B)``  |C| B (a re-sharing of C)          1
   elementwise mul          n B                                1
   m x m matmul             m^2 B                              1
-trunc                      2 n B each                         2
+trunc                      2 n B - (B - B') n/3               2
 msb                        2 n B + T + 2 B n/3                L + 4
 eqz                        n B + W + 2 B n/3                  log2 k + 3
 =========================  =================================  ==========
 
-with L = log2 k levels of the carry tree, T its narrowing AND words (k = 64:
-2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes) and W the AND tree's narrowing words (k = 64:
-4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 40.3 n bytes per
-party in 10 rounds (with a Kogge–Stone prefix and one lead party for all elements: 120 n
+with B' the bytes of the narrowest unsigned dtype of d + 1 bits (d = 18: B' = 4, so trunc
+sends 14.7 n bytes per party), L = log2 k levels of the carry tree, T its narrowing AND words
+(k = 64: 2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes) and W the AND tree's narrowing words
+(k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 40.3 n bytes
+per party in 10 rounds (with a Kogge–Stone prefix and one lead party for all elements: 120 n
 and 104 n); eqz 23.3 n in 9 rounds.
 
 - **bilinear**: party i computes ``t_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i``
   with ``alpha_i = r_{i,i+1} - r_{i-1,i}`` a PRG zero sharing, and sends ``t_i`` to party
   i - 1 (one ``shift``). Exact.
-- **trunc**: the probabilistic truncation of :mod:`secjax.protocols.common` run by P0 and P1
-  on the 2-out-of-2 sharing ``(x_0 + x_1, x_2)``, with P2 as the helper that draws the mask
-  ``r`` from its PRG seeds with P0 and P1 and sends P1 the corrections for ``r' >> d`` and
-  ``msb(r)`` (round 1, with P0 and P1 exchanging ``x + r`` shares); the 2-out-of-2 result is
-  turned back into a replicated sharing (round 2: P0 and P1 exchange their shares masked by
-  PRG values they share with P2). For ``|x| < 2^(k-2)`` the result is ``floor(x / 2^d)`` or
-  that plus one, with no chance of a larger error. P2 never sees ``c``.
+- **trunc**: the probabilistic truncation of :mod:`secjax.protocols.common` run by two
+  parties on the 2-out-of-2 sharing ``(x_j + x_{j+1}, x_{j+2})``, with the third as the
+  helper that draws the mask ``r`` from its PRG seeds with the other two and sends one of
+  them the corrections for ``r' >> d`` (B bytes) and ``msb(r)`` (B' bytes: it counts only
+  times ``2^(k-1-d)``) in round 1, while the two exchange their ``x + r`` shares; the
+  2-out-of-2 result is turned back into a replicated sharing (round 2: the two exchange
+  their shares masked by PRG values they share with the helper). The roles rotate over
+  thirds of the elements (offset j = 0, 1, 2), so each party sends 14.7 n bytes at k = 64,
+  d = 18. For ``|x| < 2^(k-2)`` the result is ``floor(x / 2^d)`` or that plus one, with no
+  chance of a larger error. The helper never sees ``c``.
 - **msb**: each third of the elements has a lead party j = 0, 1, 2 (so all send alike). The
   lead holds ``x_j + x_{j+1}`` and binary-shares it (1 round for the three leads); with
   ``x_{j+2}`` (a binary sharing P_{j+1} and P_{j+2} hold as it stands) the generate bits and
@@ -135,41 +139,64 @@ def _bilinear_step(comm, x, y, *, op):
 
 
 # -- truncation ----------------------------------------------------------------------------
-def _trunc_step(comm, x, *, bits):
+# Roles rotate over thirds of the elements as in msb (see _thirds below): in the third with
+# offset j, party j + r plays role r of the protocol (roles 0 and 1 hold the 2-out-of-2
+# sharing, role 2 is the helper), so every party sends alike.
+def _trunc_open(comm, x, bits, j):
+    """Round 1 for the third with role offset ``j``: the role-0/role-1 shares of the
+    truncated value, and the role masks for round 2."""
     ring = comm.ring
     shape = x.shape[2:]
+    role = (comm.party_index(x[:, 0]) - j) % 3
+    r0, r1 = role == 0, role == 1
+    # 2-out-of-2 between role 0 (x_j + x_{j+1}, plus the offset) and role 1 (x_{j+2}).
+    two = jnp.where(r0, common.trunc_offset(ring, x[:, 0] + x[:, 1]),
+                    jnp.where(r1, x[:, 1], 0)).astype(ring.dtype)
+    # The helper's mask r = r_0 + r_1, from its seeds with roles 0 and 1.
+    nxt, prv = comm.random_pair(shape, ring.dtype)
+    r_share = jnp.where(r0, prv, jnp.where(r1, nxt, 0)).astype(ring.dtype)
+    rc_val, rb_val = common.trunc_mask(ring, nxt + prv, bits)   # meaningful at the helper
+    # Role 0's shares of (rc, rb) from its seed with the helper; the helper sends role 1 the
+    # rest. rb counts only times 2^(k-1-d), so its share travels in bits + 1 bits.
+    nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
+    narrow = _narrow_dtype(ring, bits + 1)
+    helper, first, second = (2 + j) % 3, j, (1 + j) % 3
+    masked = two + r_share
+    got_rc = comm.send(rc_val - nxt2[:, 0], helper, second)
+    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(narrow), helper, second)
+    c = masked + comm.send(masked, first, second) + comm.send(masked, second, first)
+    rc = jnp.where(r0, prv2[:, 0], got_rc)
+    rb = jnp.where(r0, prv2[:, 1], got_rb.astype(ring.dtype))
+    return common.trunc_finish(ring, c, rc, rb, bits, r0), role
+
+
+def _trunc_reshare(comm, y, role, j):
+    """Round 2: the 2-out-of-2 result back to replicated shares, z_j = s(0,2) and
+    z_{j+2} = s(1,2) from PRG seeds, z_{j+1} = (y_0 - s(0,2)) + (y_1 - s(1,2))."""
+    r0, r1 = role == 0, role == 1
+    nxt, prv = comm.random_pair(y.shape[1:], y.dtype)
+    t = y - jnp.where(r0, prv, nxt)
+    first, second = j, (1 + j) % 3
+    z1 = t + comm.send(t, first, second) + comm.send(t, second, first)
+    return _stack(jnp.where(r1, z1, prv), jnp.where(r0, z1, nxt))
+
+
+def _narrow_dtype(ring, bits: int):
+    """The narrowest unsigned dtype of at least ``bits`` bits (at most the ring's)."""
+    width = next(w for w in (8, 16, 32, 64) if w >= min(bits, ring.bits))
+    return jnp.dtype(f"uint{width}")
+
+
+def _trunc_step(comm, x, *, bits):
     with comm.op("trunc"):
-        idx = comm.party_index(x[:, 0])
-        p0, p1 = idx == 0, idx == 1
-        # 2-out-of-2 between P0 (x_0 + x_1, plus the offset) and P1 (x_2).
-        two = jnp.where(p0, common.trunc_offset(ring, x[:, 0] + x[:, 1]),
-                        jnp.where(p1, x[:, 1], 0)).astype(ring.dtype)
-        # P2's mask r = r_0 + r_1: r_0 from its seed with P0, r_1 from its seed with P1.
-        nxt, prv = comm.random_pair(shape, ring.dtype)
-        r_share = jnp.where(p0, prv, jnp.where(p1, nxt, 0)).astype(ring.dtype)
-        r = nxt + prv                                  # meaningful at P2
-        rc_val, rb_val = common.trunc_mask(ring, r, bits)
-        # P0's shares of (rc, rb) from its seed with P2; P2 sends P1 the rest.
-        nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
-        corrections = jnp.where((idx == 2)[:, None], jnp.stack([rc_val, rb_val], axis=1) - nxt2,
-                                0).astype(ring.dtype)
-        masked = two + r_share
+        flat = _flat(x)
+        thirds = _thirds(flat.shape[-1])
         with comm.one_round():
-            got = comm.send(corrections, 2, 1)
-            from0 = comm.send(masked, 0, 1)
-            from1 = comm.send(masked, 1, 0)
-        mine = jnp.where(p0[:, None], prv2, got)   # meaningful at P0 and P1
-        c = masked + from0 + from1
-        y = common.trunc_finish(ring, c, mine[:, 0], mine[:, 1], bits, p0)
-        # Back to replicated: z_0 = s02, z_2 = s12, z_1 = (y_0 - s02) + (y_1 - s12).
-        nxt3, prv3 = comm.random_pair(shape, ring.dtype)
-        s = jnp.where(p0, prv3, nxt3)    # P0: s02, P1: s12
+            opened = [_trunc_open(comm, flat[..., lo:hi], bits, j) for j, lo, hi in thirds]
         with comm.one_round():
-            t = y - s
-            z1 = t + comm.send(t, 0, 1) + comm.send(t, 1, 0)
-        first = jnp.where(p1, z1, prv3)      # P0: s02, P2: s12
-        second = jnp.where(p0, z1, nxt3)     # P1: s12, P2: s02
-        return _stack(first, second)
+            parts = [_trunc_reshare(comm, y, role, j)
+                     for (y, role), (j, _, _) in zip(opened, thirds)]
+        return jnp.concatenate(parts, axis=-1).reshape(x.shape)
 
 
 # -- binary circuits -----------------------------------------------------------------------
