@@ -1,6 +1,8 @@
 """Shared fixtures: the protocols every rule is tested under, and a comparison helper."""
 from __future__ import annotations
 
+import gc
+
 import jax
 import numpy as np
 import pytest
@@ -11,6 +13,16 @@ import secjax
 # N-party paths (carry-save adders, openings to N - 1 peers); CI leaves it to --runslow.
 PROTOCOL_CASES = [("plain", 1, False), ("semi2k", 2, False), ("semi2k", 3, True),
                   ("aby3", 3, False)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_kernels_after_module():
+    """Each test module compiles its own protocol kernels; the whole suite's would not fit in
+    memory at once (one process passed 24 GB), so they are released after every module."""
+    yield
+    from secjax.runtime.emulation import release_kernels
+    release_kernels()
+    gc.collect()
 
 
 def pytest_addoption(parser):

@@ -134,6 +134,15 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _OPTIMISE_FROM_ELEMENTS = 2**15
 
 
+def release_kernels() -> None:
+    """Drop every compiled protocol kernel of this process and JAX's caches that keep their
+    executables alive (this also empties the caches of the user's own ``jax.jit``
+    functions). Later calls compile again. For long-lived processes that run many
+    different programs."""
+    _KERNELS.clear()
+    jax.clear_caches()
+
+
 def _compiler_options(arrays) -> dict:
     """XLA options for a kernel over ``arrays``: level 0 for small inputs, defaults else."""
     elements = sum(math.prod(a.shape) for a in arrays)
@@ -188,8 +197,7 @@ class Emulator:
         if kernel is None:
             start = time.perf_counter()
             if len(_KERNELS) % _CHECK_EVERY == 0 and _mappings_nearly_exhausted():
-                _KERNELS.clear()
-                jax.clear_caches()
+                release_kernels()
             kernel = self._trace(step, arrays, static)
             if executed is not step and not self.abstract:
                 kernel.traced = self._trace(executed, arrays, static).traced
