@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import secjax
+from secjax.runtime.emulation import release_kernels
 
 # (protocol, parties) combinations every rule runs under. semi2k with 3 parties exercises the
 # N-party paths (carry-save adders, openings to N - 1 peers); CI leaves it to --runslow.
@@ -20,7 +21,6 @@ def _release_kernels_after_module():
     """Each test module compiles its own protocol kernels; the whole suite's would not fit in
     memory at once (one process passed 24 GB), so they are released after every module."""
     yield
-    from secjax.runtime.emulation import release_kernels
     release_kernels()
     gc.collect()
 

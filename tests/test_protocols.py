@@ -306,9 +306,10 @@ SEMI2K = {
 # aby3: a product re-shares one element per output element (1 round); truncation, per third
 # of the elements with rotated roles: two parties exchange x + r shares while the helper sends
 # one of them the corrections for r' >> d (B bytes) and msb(r) (TRUNC_BIT bytes: a uint32,
-# as only d + 1 bits count) in round 1, then the two exchange masked results (round 2); msb: the lead of each third of the elements shares its
-# x_j + x_{j+1} (1 word, 1 round), generate bits (1 word), carry tree (T bytes per element),
-# B2A (the lead shares b_j ^ b_{j+1}, 1 product); eqz: the lead's share, the AND tree, B2A.
+# as only d + 1 bits count) in round 1, then the two exchange masked results (round 2); msb:
+# the lead of each third of the elements shares its x_j + x_{j+1} (1 word, 1 round), generate
+# bits (1 word), carry tree (T bytes per element), B2A (the lead shares b_j ^ b_{j+1}, 1
+# product); eqz: the lead's share, the AND tree, B2A.
 THIRDS = [N // 3, 2 * N // 3 - N // 3, N - 2 * N // 3]   # elements led by P0, P1, P2
 TRUNC_BIT = 4
 # P_i is the truncation's helper in the third with offset i + 1 (roles r = party - offset)

@@ -143,8 +143,8 @@ def _bilinear_step(comm, x, y, *, op):
 # offset j, party j + r plays role r of the protocol (roles 0 and 1 hold the 2-out-of-2
 # sharing, role 2 is the helper), so every party sends alike.
 def _trunc_open(comm, x, bits, j):
-    """Round 1 for the third with role offset ``j``: the role-0/role-1 shares of the
-    truncated value, and the role masks for round 2."""
+    """Round 1 for the third with role offset ``j``: the 2-out-of-2 shares of the truncated
+    value (held by roles 0 and 1) and each party's role."""
     ring = comm.ring
     shape = x.shape[2:]
     role = (comm.party_index(x[:, 0]) - j) % 3
@@ -164,7 +164,7 @@ def _trunc_open(comm, x, bits, j):
     masked = two + r_share
     got_rc = comm.send(rc_val - nxt2[:, 0], helper, second)
     got_rb = comm.send((rb_val - nxt2[:, 1]).astype(narrow), helper, second)
-    c = masked + comm.send(masked, first, second) + comm.send(masked, second, first)
+    c = _exchanged_sum(comm, masked, first, second)
     rc = jnp.where(r0, prv2[:, 0], got_rc)
     rb = jnp.where(r0, prv2[:, 1], got_rb.astype(ring.dtype))
     return common.trunc_finish(ring, c, rc, rb, bits, r0), role
@@ -176,9 +176,13 @@ def _trunc_reshare(comm, y, role, j):
     r0, r1 = role == 0, role == 1
     nxt, prv = comm.random_pair(y.shape[1:], y.dtype)
     t = y - jnp.where(r0, prv, nxt)
-    first, second = j, (1 + j) % 3
-    z1 = t + comm.send(t, first, second) + comm.send(t, second, first)
+    z1 = _exchanged_sum(comm, t, j, (1 + j) % 3)
     return _stack(jnp.where(r1, z1, prv), jnp.where(r0, z1, nxt))
+
+
+def _exchanged_sum(comm, v, a, b):
+    """Parties ``a`` and ``b`` swap their ``v`` and each holds the sum of both."""
+    return v + comm.send(v, a, b) + comm.send(v, b, a)
 
 
 def _narrow_dtype(ring, bits: int):
