@@ -19,6 +19,7 @@ from secjax.errors import EncodingError, SecjaxError
 from secjax.interpreter import Interpreter, count_equations
 from secjax.protocols import PROTOCOLS
 from secjax.ring import Ring
+from secjax.protocols.ideal import Ideal
 from secjax.runtime.cost import CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.values import Private, Public, Secret, encodable, scale_of
@@ -48,10 +49,10 @@ class Config:
       for programs of more than ``PROGRESS_MIN_EQUATIONS`` equations).
     emulation: how the in-process emulator runs interactive steps (products, truncations,
       comparisons): ``"protocol"`` (default) runs every party's real computation;
-      ``"ideal"`` computes each step's result from the opened inputs and deals it as fresh
-      shares, with the real step's output distribution and the same exact cost report,
-      several times faster to compile and run (``secjax.protocols.ideal``). Party
-      processes on a network always run the real protocol.
+      ``"ideal"`` holds secrets as their values and computes each step's result directly,
+      with the real step's output distribution and the same exact cost report, at about the
+      speed of ``plain`` (``secjax.protocols.ideal``). Party processes on a network always
+      run the real protocol.
     """
 
     protocol: str = "aby3"
@@ -179,10 +180,12 @@ class SecureFunction:
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         with jax.enable_x64(True):
-            if runtime is None:
-                runtime = Emulator(config.parties, config.ring, seed, abstract=abstract,
-                                   ideal=config.emulation == "ideal")
+            emulated = runtime is None
+            if emulated:
+                runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
             protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
+            if emulated and config.emulation == "ideal" and not abstract:
+                protocol = Ideal(protocol)
             with self._progress(traced.jaxpr.jaxpr, abstract) as advance:
                 interpreter = Interpreter(protocol, overrides=config.overrides,
                                           policy=config.policy, on_equation=advance)
@@ -252,7 +255,7 @@ class SecureFunction:
                 return Private(jax.numpy.zeros(aval.shape, aval.dtype), owner)
             encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)
             return Secret(interpreter.protocol.share(encoded, owner), tuple(aval.shape),
-                          np.dtype(aval.dtype))
+                          np.dtype(aval.dtype), owner)
         try:
             ring_ops.check_range(self.config.ring, raw, scale_of(self.config.ring, aval.dtype))
         except OverflowError as exc:

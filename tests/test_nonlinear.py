@@ -59,6 +59,20 @@ def test_gelu_silu_everywhere(protocol, name, f):
     assert worst <= 0.015, name
 
 
+def test_gelu_three_pieces(protocol):
+    """The earlier default, PUMA-style three pieces on (-4, -2, 4), stays within the bound."""
+    policy = snn.DEFAULT_POLICY.replace(gelu=GeluPolicy(breaks=(-4.0, -2.0, 4.0),
+                                                        degrees=(4, 8)))
+    f = lambda v: jax.nn.gelu(v, approximate=False)  # noqa: E731
+    worst, _ = errors(f(WIDE), secure(f, {**protocol, "policy": policy}, WIDE))
+    assert worst <= 0.015
+
+
+def test_gelu_policy_needs_one_degree_per_piece():
+    with pytest.raises(ValueError, match="3 breaks bound 2 polynomials, but 1 degrees"):
+        GeluPolicy(breaks=(-4.0, -2.0, 4.0), degrees=(10,))
+
+
 def test_softmax_rows(protocol):
     x = jax.random.uniform(jax.random.key(0), (8, 128), minval=-30, maxval=30)
     worst, _ = errors(jax.nn.softmax(x), secure(jax.nn.softmax, protocol, x))

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from secjax.protocols import PROTOCOLS, Aby3, Bilinear, Semi2k, aby3, semi2k
+from secjax.protocols.ideal import Ideal
 from secjax.ring import Ring, dot_general, from_signed, to_signed
 from secjax.runtime.cost import CostLog
 from secjax.runtime.emulation import Emulator
@@ -25,8 +26,9 @@ def x64():
 
 def make(name, n, bits, seed=0, abstract=False, ideal=False):
     ring = Ring(bits, 18 if bits == 64 else 12)
-    em = Emulator(n, ring, seed, abstract=abstract, ideal=ideal)
-    return ring, em, PROTOCOLS[name](ring, n, em)
+    em = Emulator(n, ring, seed, abstract=abstract)
+    protocol = PROTOCOLS[name](ring, n, em)
+    return ring, em, Ideal(protocol) if ideal else protocol
 
 
 def enc(ring, values):
@@ -92,6 +94,36 @@ def test_bilinear_exact_in_ring(cfg, kind):
     assert (p.reveal(out) == expected).all()
     if kind == "mul":  # a public operand: local
         assert (p.reveal(p.bilinear_public(op, p.share(X, 0), Y)) == expected).all()
+
+
+@pytest.mark.parametrize("kind", ["mul", "matmul", "batched_dot", "conv"])
+def test_aby3_fresh_operand_product(kind):
+    """A product with a fresh sharing (one product per party instead of two) is exact for
+    either operand and every owner, sends what the general product sends, and its output
+    shares are as uniform."""
+    ring, em, p = make("aby3", 3, 64, seed=4)
+    op, xshape, yshape = BILINEAR[kind]
+    rng = np.random.default_rng(5)
+    X = enc(ring, signed_ints(rng, ring, xshape, ring.bits - 1))
+    Y = enc(ring, signed_ints(rng, ring, yshape, ring.bits - 1))
+    expected = op(X, Y)
+    for owner in range(3):
+        x, y = p.share(X, owner), p.share(Y, (owner + 1) % 3)
+        for operand in (0, 1):
+            fresh_owner = owner if operand == 0 else (owner + 1) % 3
+            before = em.cost.report().bytes_per_party
+            out = p.bilinear(op, x, y, fresh=(operand, fresh_owner))
+            fresh_sent = [a - b for a, b in zip(em.cost.report().bytes_per_party, before)]
+            assert (p.reveal(out) == expected).all(), (owner, operand)
+            before = em.cost.report().bytes_per_party
+            p.bilinear(op, x, y)
+            general_sent = [a - b for a, b in zip(em.cost.report().bytes_per_party, before)]
+            assert fresh_sent == general_sent
+    if kind == "mul":
+        prod = _samples(p, ring, 12345, lambda p, X: p.bilinear(
+            op, p.share(X, 0), p.share(X, 1), fresh=(0, 0)))
+        for c in prod.reshape(6, -1, prod.shape[-1]):
+            assert _uniform_low_byte(c)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
@@ -398,13 +430,9 @@ def test_ideal_truncation_rounds_up_in_proportion(name, n):
 
 
 @pytest.mark.parametrize("name,n", IDEAL_CASES)
-def test_ideal_output_shares_are_uniform(name, n):
-    ring, em, p = make(name, n, 64, seed=9, ideal=True)
-    mul = Bilinear(jnp.multiply)
-    for secret in (0, 12345):
-        prod = _samples(p, ring, secret,
-                        lambda p, X: p.bilinear(mul, p.share(X, 0), p.share(X, 1)))
-        components = prod.reshape(n, -1, prod.shape[-1]) if name == "semi2k" else \
-            prod.reshape(n * 2, -1, prod.shape[-1])
-        for c in components:
-            assert _uniform_low_byte(c)
+def test_ideal_mode_holds_values_not_shares(name, n):
+    """Ideal mode keeps one ring value per secret (the real layout only in the cost trace)."""
+    ring, em, p = make(name, n, 64, ideal=True)
+    x = p.share(enc(ring, np.arange(6)), 0)
+    assert x.shape == (1, 6)
+    np.testing.assert_array_equal(dec(ring, x[0]), np.arange(6))

@@ -156,21 +156,19 @@ def logistic_pieces(p: OddSigmoidPolicy) -> Piecewise:
 def gelu_phi_pieces(p: GeluPolicy) -> Piecewise:
     """Phi with GeLU(x) = x * Phi(x), piecewise polynomial.
 
-    "puma": GeLU is fitted (near-minimax) by polynomials WITHOUT constant term: degree
-    ``degrees[0]`` on [breaks[0], breaks[1]), degree ``degrees[1]`` on [breaks[1], breaks[2]];
-    dividing by x gives Phi's pieces (one degree less). GeLU = 0 below breaks[0], x above
-    breaks[2]. Measured errors are stated in :class:`GeluPolicy`.
-    "relu": Phi = [x >= 0]."""
+    "puma": GeLU is fitted (near-minimax) by polynomials WITHOUT constant term, of degree
+    ``degrees[i]`` on [breaks[i], breaks[i + 1]); dividing by x gives Phi's pieces (one degree
+    less). GeLU = 0 below breaks[0], x from breaks[-1]. Measured errors are stated in
+    :class:`GeluPolicy`. "relu": Phi = [x >= 0]."""
     if p.method == "relu":
         return Piecewise((0.0,), (0.0, 1.0), 1.0)
-    b0, b1, b2 = p.breaks
-    radius = _radius(b0, b2)
+    radius = _radius(p.breaks[0], p.breaks[-1])
     pieces = []
-    for (lo, hi), degree in zip(((b0, b1), (b1, b2)), p.degrees):
+    for lo, hi, degree in zip(p.breaks, p.breaks[1:], p.degrees):
         c = fit_poly("gelu", lo, hi, tuple(range(1, degree + 1)), radius)
         # x * Phi(x) = sum_k c_k (x/R)^k  =>  Phi = sum_k (c_k / R) u^(k-1)
         pieces.append(Poly(tuple(a / radius for a in c[1:]), max(abs(lo), abs(hi)) / radius))
-    return Piecewise((b0, b1, b2), (0.0, pieces[0], pieces[1], 1.0), radius)
+    return Piecewise(tuple(p.breaks), (0.0, *pieces, 1.0), radius)
 
 
 def silu_pieces(p: SiluPolicy) -> Piecewise:
@@ -243,8 +241,9 @@ def exp(o, x, p: ExpPolicy, *, nonpositive: bool = False):
     (a 32-bit ring with 12 fractional bits saturates at exp(9.7)). ``nonpositive``: the
     caller knows x <= 0 (softmax after subtracting the row max), so only the lower clamp
     is compared."""
-    n = p.squarings
-    p = dataclasses.replace(p, hi=min(p.hi, math.log(o.ceiling())))
+    p = dataclasses.replace(p, hi=0.0 if nonpositive else min(p.hi, math.log(o.ceiling())))
+    n = p.nonpositive_squarings if nonpositive else p.squarings
+    degree = p.nonpositive_degree if nonpositive else p.degree
     consts = [p.lo] if nonpositive else [p.lo, p.hi]
     bits = o.ge(x, consts)
     above_lo = o.take(bits, 0)
@@ -256,9 +255,9 @@ def exp(o, x, p: ExpPolicy, *, nonpositive: bool = False):
     for v in o.mask_many(terms):
         clipped = o.add(clipped, v)
     scale = 2.0 ** -n
-    q = Poly(fit_poly("exp", p.lo * scale, p.hi * scale, tuple(range(p.degree + 1))),
+    q = Poly(fit_poly("exp", p.lo * scale, p.hi * scale, tuple(range(degree + 1))),
              max(abs(p.lo), abs(p.hi)) * scale)
-    scales = _squaring_scales(o, 0.0 if nonpositive else p.hi, n)
+    scales = _squaring_scales(o, p.hi, n)
     r = o.polys(o.mul_c(clipped, scale), [q], scales[0])[0]
     for s in scales[1:]:
         r = o.mul(r, r, scale=s)

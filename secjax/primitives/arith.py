@@ -45,7 +45,9 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
         # truncated when first used: a product only a pattern rule looks through is free
         return ctx.deferred(lambda: ctx.truncate(shares, excess), out_aval)
     x, y = ctx.secret(x), ctx.secret(y)
-    shares = ctx.protocol.bilinear(op, x.shares, y.shares)
+    fresh = next(((i, s.fresh_owner) for i, s in enumerate((x, y))
+                  if s.fresh_owner is not None), None)
+    shares = ctx.protocol.bilinear(op, x.shares, y.shares, fresh=fresh)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
     return ctx.make(ctx.truncate(shares, excess), out_aval)
 

@@ -107,42 +107,49 @@ class Protocol:
 
     # -- protocol-specific steps ----------------------------------------------------------
     steps: Steps
-    # Ideal counterparts of the interactive steps (secjax.protocols.ideal), by step name,
-    # for an emulator in ideal mode; other runtimes run ``steps``.
-    ideal: dict = {}
+
+    def _run(self, name: str, *arrays, **static):
+        """Run the step ``name`` of :attr:`steps` on the runtime."""
+        return self.runtime.run(getattr(self.steps, name), *arrays, **static)
+
+    def share_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the share array of a secret of logical ``shape``."""
+        return (self.n_parties, *shape)
 
     def share(self, x: jax.Array, owner: int) -> jax.Array:
         """Secret-share the ring array ``x`` held by party ``owner``."""
         if not 0 <= owner < self.n_parties:
             raise ValueError(f"owner {owner} is not one of the {self.n_parties} parties")
-        return self.runtime.run(self.steps.share, x, owner=owner)
+        return self._run("share", x, owner=owner)
 
     def reveal(self, shares: jax.Array, to: int | None = None) -> jax.Array:
         """Open ``shares``: to every party (``to=None``) or to party ``to`` only."""
-        return self.runtime.run(self.steps.reveal, shares, to=to)
+        return self._run("reveal", shares, to=to)
 
     def from_public(self, x: jax.Array) -> jax.Array:
         """The trivial sharing of a public ring array (no communication)."""
-        return self.runtime.run(self.steps.from_public, x)
+        return self._run("from_public", x)
 
-    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array) -> jax.Array:
-        """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation)."""
-        return self.runtime.run(self.steps.bilinear, a, b, op=op,
-                                ideal=self.ideal.get("bilinear"))
+    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array,
+                 fresh: tuple[int, int] | None = None) -> jax.Array:
+        """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation). ``fresh``:
+        ``(i, owner)`` when operand i is party owner's sharing just as ``share`` made it
+        (a protocol may take a cheaper path; the result is the same)."""
+        return self._run("bilinear", a, b, op=op, fresh=fresh)
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
         if not 0 < bits <= self.ring.bits - 2:
             raise ValueError(f"cannot truncate {bits} bits in a {self.ring.bits}-bit ring")
-        return self.runtime.run(self.steps.trunc, a, bits=bits, ideal=self.ideal.get("trunc"))
+        return self._run("trunc", a, bits=bits)
 
     def msb(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""
-        return self.runtime.run(self.steps.msb, a, ideal=self.ideal.get("msb"))
+        return self._run("msb", a)
 
     def eqz(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of ``a == 0``."""
-        return self.runtime.run(self.steps.eqz, a, ideal=self.ideal.get("eqz"))
+        return self._run("eqz", a)
 
     # -- shared by every linear secret sharing ---------------------------------------------
     def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None):

@@ -1,61 +1,55 @@
-"""Ideal counterparts of the interactive steps, for the emulator's ``ideal`` mode.
+"""The emulator's ``ideal`` mode: a protocol's functionality, computed on values.
 
-An ideal step computes what the real step's output shares stand for from the opened inputs,
-with one plain ring operation, and deals it as a fresh uniformly random sharing: the outputs
-have the distribution the real protocol gives them (bilinear maps, msb and eqz are exact; a
-truncation rounds up with probability (x mod 2^d) / 2^d, as the probabilistic truncation
-does), while no party-by-party circuit runs. The emulator still traces the real step for its
-exact messages and rounds, so cost reports do not change; only the work done to emulate
-shrinks (an aby3 product: one ring operation instead of six). The party processes of the
-network runtime always run the real steps.
-
-A protocol gives its layout as ``combine(comm, shares)`` (the value, at every party) and
-``deal(comm, value)`` (a fresh sharing); :func:`ideal_steps` builds the four ideal steps from them.
+:class:`Ideal` wraps a real protocol. A secret is held as its ring value (one "share", the
+layout of ``plain``) and every interactive step computes its result directly: bilinear maps,
+msb and eqz exactly, and a truncation by d bits rounds up with probability
+(x mod 2^d) / 2^d, as the probabilistic truncations of aby3 and semi2k do. So the outputs have
+the distribution the real protocol gives them. The real step is still traced (never run), on
+the real share layout, for its messages, so cost reports agree to the byte. No party's
+circuit runs and no share is drawn: emulation costs about what ``plain`` does. Only the
+emulator offers this mode; party processes always run the real steps.
 """
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 
 from secjax import ring as ring_ops
+from secjax.protocols.base import Protocol
+from secjax.protocols.plain import Plain
 
 
-def additive_sharing(comm, value):
-    """A fresh additive sharing of ``value`` (no party axis): parties 0..n-2 take uniform
-    shares, the last party the rest."""
-    r = comm.random(value.shape, value.dtype)
-    first = comm.party_index(r) < comm.n_parties - 1
-    drawn = comm.total(jnp.where(first, r, 0).astype(value.dtype))
-    return jnp.where(first, r, value - drawn).astype(value.dtype)
+def _trunc_step(comm, a, *, bits):
+    """floor((a + r) / 2^bits) for a uniform r in [0, 2^bits): the probabilistic truncation."""
+    low = comm.uniform(a.shape, a.dtype) & jnp.asarray((1 << bits) - 1, a.dtype)
+    return ring_ops.arshift(comm.ring, a + low, bits)
 
 
-def _uniform_value(comm, shape, dtype):
-    """One uniform array (no party axis)."""
-    r = comm.random(shape, dtype)
-    return comm.total(jnp.where(comm.party_index(r) == 0, r, 0).astype(dtype))
+# The plain protocol's steps on values, with the real protocols' rounding in truncation.
+IDEAL_STEPS = dataclasses.replace(Plain.steps, trunc=_trunc_step)
+
+# Steps whose arguments are not shares (the owner's or a public value); in every other step
+# every argument is shares.
+_VALUE_ARGUMENTS = frozenset({"share", "from_public"})
 
 
-def ideal_steps(combine, deal) -> dict:
-    """The ideal ``bilinear``, ``trunc``, ``msb`` and ``eqz`` steps of one share layout (each
-    built once per protocol module, so compiled kernels are cached by identity)."""
+class Ideal(Protocol):
+    """The functionality of ``real`` on values, with ``real``'s exact cost report."""
 
-    def bilinear(comm, x, y, *, op):
-        return deal(comm, op(combine(comm, x), combine(comm, y)))
+    share_axes = 1
+    steps = IDEAL_STEPS
 
-    def trunc(comm, x, *, bits):
-        ring = comm.ring
-        value = combine(comm, x)
-        low = _uniform_value(comm, value.shape, ring.dtype) & jnp.asarray((1 << bits) - 1,
-                                                                            ring.dtype)
-        return deal(comm, ring_ops.arshift(ring, value + low, bits))
+    def __init__(self, real: Protocol):
+        super().__init__(real.ring, real.n_parties, real.runtime)
+        self.real = real
+        self.name = real.name
 
-    def msb(comm, x):
-        return deal(comm, ring_ops.msb(comm.ring, combine(comm, x)))
-
-    def eqz(comm, x):
-        value = combine(comm, x)
-        return deal(comm, (value == 0).astype(value.dtype))
-
-    for fn in (bilinear, trunc, msb, eqz):
-        fn.__qualname__ = f"ideal.{fn.__name__}"
-    return {"bilinear": bilinear, "trunc": trunc, "msb": msb, "eqz": eqz}
-
+    def _run(self, name: str, *arrays, **static):
+        real_avals = tuple(
+            jax.ShapeDtypeStruct(a.shape if name in _VALUE_ARGUMENTS
+                                 else self.real.share_shape(self.logical_shape(a)), a.dtype)
+            for a in arrays)
+        return self.runtime.run(getattr(self.steps, name), *arrays,
+                                cost_of=(getattr(self.real.steps, name), real_avals), **static)

@@ -63,7 +63,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.protocols import binary, common
-from secjax.protocols.ideal import additive_sharing, ideal_steps
 from secjax.protocols.base import Protocol, Steps
 
 
@@ -136,7 +135,7 @@ def _beaver(comm, x, y, op):
     return c + jax.vmap(op)(e, y) + jax.vmap(op)(a, f)
 
 
-def _bilinear_step(comm, x, y, *, op):
+def _bilinear_step(comm, x, y, *, op, fresh=None):
     with comm.op("bilinear"):
         return _beaver(comm, x, y, op)
 
@@ -219,10 +218,6 @@ def _eqz_step(comm, x):
             return _b2a_bit(comm, bit)
 
 
-def _combine(comm, x):
-    return comm.total(x)
-
-
 class Semi2k(Protocol):
     """Additive sharing among N >= 2 semi-honest parties with a dealer (see module doc)."""
 
@@ -235,4 +230,3 @@ class Semi2k(Protocol):
         super().__init__(ring, n_parties, runtime)
 
     steps = Steps.of_module(__name__)
-    ideal = ideal_steps(_combine, additive_sharing)

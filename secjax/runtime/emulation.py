@@ -73,6 +73,10 @@ class EmulatedComm(Comm):
     def random(self, shape, dtype):
         return self._uniform((self.n_parties, *shape), dtype)
 
+    def uniform(self, shape, dtype):
+        """One uniform array without a party axis (the randomness of ideal steps)."""
+        return self._uniform(shape, dtype)
+
     def random_pair(self, shape, dtype):
         with_next = self._uniform((self.n_parties, *shape), dtype)
         return with_next, jnp.roll(with_next, 1, axis=0)
@@ -163,17 +167,14 @@ class Emulator:
 
     ``abstract=True`` traces steps without compiling or running them: the cost log fills in
     exactly as it would in a real run, and results are ``jax.ShapeDtypeStruct`` placeholders.
-    ``ideal=True`` runs the ideal counterpart of each interactive step where the protocol has
-    one (:mod:`secjax.protocols.ideal`): same output distribution and the same cost report
-    (the real step is still traced for its messages), far less work to compile and run.
+    Steps of :class:`secjax.protocols.ideal.Ideal` come with ``cost_of``: the real step whose
+    messages they stand for, traced (never run) for the cost log.
     """
 
-    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
-                 ideal: bool = False):
+    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False):
         self.n_parties = n_parties
         self.ring = ring
         self.abstract = abstract
-        self.ideal = ideal
         self.cost = CostLog(n_parties)
         self.compile_seconds = 0.0  # tracing, lowering and compiling new kernels
         self.kernels_compiled = 0
@@ -184,14 +185,15 @@ class Emulator:
         """Whether this runtime holds party ``party``'s private data: all of it, here."""
         return True
 
-    def run(self, step: Callable, *arrays, ideal: Callable | None = None, **static):
+    def run(self, step: Callable, *arrays, cost_of: tuple | None = None, **static):
         """Run ``step(comm, *arrays, **static)`` for every party; returns its outputs.
 
         ``static`` values must be hashable: they are part of the compiled kernel's identity.
-        ``ideal``: the step's ideal counterpart, run instead in ideal mode.
+        ``cost_of``: ``(real_step, avals)``, whose messages are recorded instead of
+        ``step``'s (an ideal step: see :mod:`secjax.protocols.ideal`).
         """
-        executed = ideal if self.ideal and ideal is not None else step
-        key = (step, executed, self.n_parties, self.ring, tuple(sorted(static.items())),
+        costed = None if cost_of is None else (cost_of[0], tuple(map(_aval_key, cost_of[1])))
+        key = (step, costed, self.n_parties, self.ring, tuple(sorted(static.items())),
                tuple(_aval_key(a) for a in arrays))
         kernel = _KERNELS.get(key)
         if kernel is None:
@@ -199,8 +201,8 @@ class Emulator:
             if len(_KERNELS) % _CHECK_EVERY == 0 and _mappings_nearly_exhausted():
                 release_kernels()
             kernel = self._trace(step, arrays, static)
-            if executed is not step and not self.abstract:
-                kernel.traced = self._trace(executed, arrays, static).traced
+            if cost_of is not None:
+                kernel.exchanges = self._trace(cost_of[0], cost_of[1], static).exchanges
             _KERNELS[key] = kernel
             self.compile_seconds += time.perf_counter() - start
         self.cost.add(kernel.exchanges)

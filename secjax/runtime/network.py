@@ -785,9 +785,8 @@ class NetworkRuntime:
         """Whether this process holds party ``party``'s private data."""
         return not self.is_dealer and party == self.index
 
-    def run(self, step, *arrays, ideal=None, **static):
-        """Run ``step(comm, *arrays, **static)`` as this party; returns its outputs. (A party
-        always runs the real step: ``ideal`` counterparts are for the emulator.)
+    def run(self, step, *arrays, **static):
+        """Run ``step(comm, *arrays, **static)`` as this party; returns its outputs.
 
         Compiled once per (step, static arguments, input shapes), as in emulation; the
         exchanges recorded while tracing are added to ``cost`` at every call. The kernel runs
