@@ -18,8 +18,8 @@ from secjax import ring as ring_ops
 from secjax.errors import EncodingError, SecjaxError
 from secjax.interpreter import Interpreter, count_equations
 from secjax.protocols import PROTOCOLS
-from secjax.ring import Ring
 from secjax.protocols.ideal import Ideal
+from secjax.ring import Ring
 from secjax.runtime.cost import CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.values import Private, Public, Secret, encodable, scale_of
@@ -255,7 +255,7 @@ class SecureFunction:
                 return Private(jax.numpy.zeros(aval.shape, aval.dtype), owner)
             encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)
             return Secret(interpreter.protocol.share(encoded, owner), tuple(aval.shape),
-                          np.dtype(aval.dtype), owner)
+                          np.dtype(aval.dtype))
         try:
             ring_ops.check_range(self.config.ring, raw, scale_of(self.config.ring, aval.dtype))
         except OverflowError as exc:

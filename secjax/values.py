@@ -47,15 +47,11 @@ class Private(_InTheClear):
 
 @dataclasses.dataclass(frozen=True)
 class Secret:
-    """A secret-shared value: protocol ``shares`` of a logical array of ``shape``/``dtype``.
-
-    ``fresh_owner``: the party whose sharing of its own value these shares are, as the
-    protocol's ``share`` made them (a protocol may exploit their structure), else None."""
+    """A secret-shared value: protocol ``shares`` of a logical array of ``shape``/``dtype``."""
 
     shares: jax.Array
     shape: tuple[int, ...]
     dtype: np.dtype
-    fresh_owner: int | None = None
 
 
 class DeferredSecret(Secret):

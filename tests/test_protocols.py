@@ -96,36 +96,6 @@ def test_bilinear_exact_in_ring(cfg, kind):
         assert (p.reveal(p.bilinear_public(op, p.share(X, 0), Y)) == expected).all()
 
 
-@pytest.mark.parametrize("kind", ["mul", "matmul", "batched_dot", "conv"])
-def test_aby3_fresh_operand_product(kind):
-    """A product with a fresh sharing (one product per party instead of two) is exact for
-    either operand and every owner, sends what the general product sends, and its output
-    shares are as uniform."""
-    ring, em, p = make("aby3", 3, 64, seed=4)
-    op, xshape, yshape = BILINEAR[kind]
-    rng = np.random.default_rng(5)
-    X = enc(ring, signed_ints(rng, ring, xshape, ring.bits - 1))
-    Y = enc(ring, signed_ints(rng, ring, yshape, ring.bits - 1))
-    expected = op(X, Y)
-    for owner in range(3):
-        x, y = p.share(X, owner), p.share(Y, (owner + 1) % 3)
-        for operand in (0, 1):
-            fresh_owner = owner if operand == 0 else (owner + 1) % 3
-            before = em.cost.report().bytes_per_party
-            out = p.bilinear(op, x, y, fresh=(operand, fresh_owner))
-            fresh_sent = [a - b for a, b in zip(em.cost.report().bytes_per_party, before)]
-            assert (p.reveal(out) == expected).all(), (owner, operand)
-            before = em.cost.report().bytes_per_party
-            p.bilinear(op, x, y)
-            general_sent = [a - b for a, b in zip(em.cost.report().bytes_per_party, before)]
-            assert fresh_sent == general_sent
-    if kind == "mul":
-        prod = _samples(p, ring, 12345, lambda p, X: p.bilinear(
-            op, p.share(X, 0), p.share(X, 1), fresh=(0, 0)))
-        for c in prod.reshape(6, -1, prod.shape[-1]):
-            assert _uniform_low_byte(c)
-
-
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_trunc_error_at_most_one_unit(cfg):
     """Documented range |x| < 2^(k-2): result is floor(x / 2^d) or one more, never worse."""

@@ -45,8 +45,6 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
         # truncated when first used: a product only a pattern rule looks through is free
         return ctx.deferred(lambda: ctx.truncate(shares, excess), out_aval)
     x, y = ctx.secret(x), ctx.secret(y)
-    # The fresh-operand product (Secret.fresh_owner) is not used here yet: a network run of
-    # the tiny BERT failed with it (a broadcast in a structural rule); see the issue note.
     shares = ctx.protocol.bilinear(op, x.shares, y.shares)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
     return ctx.make(ctx.truncate(shares, excess), out_aval)

@@ -110,7 +110,7 @@ class RuleContext:
         # (shapes only); sharing uses the owner's value alone.
         clear = value.value if held else jnp.zeros(value.shape, value.dtype)
         shares = self.protocol.share(self.encode_public(clear, scale), value.owner)
-        secret = Secret(shares, tuple(value.shape), np.dtype(value.dtype), value.owner)
+        secret = Secret(shares, tuple(value.shape), np.dtype(value.dtype))
         self._shared[id(value)] = (value, secret)
         return secret
 
@@ -118,7 +118,7 @@ class RuleContext:
         """Encode an in-range input exactly and secret-share it from party ``owner``."""
         encoded = ring_ops.encode(self.ring, array, self.scale(array.dtype), saturate=False)
         return Secret(self.protocol.share(encoded, owner), tuple(np.shape(array)),
-                      np.dtype(array.dtype), owner)
+                      np.dtype(array.dtype))
 
     def make(self, shares, aval) -> Secret:
         """A secret with the shape and dtype of ``aval``."""

@@ -34,10 +34,7 @@ and 104 n); eqz 23.3 n in 9 rounds.
 
 - **bilinear**: party i computes ``t_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i``
   with ``alpha_i = r_{i,i+1} - r_{i-1,i}`` a PRG zero sharing, and sends ``t_i`` to party
-  i - 1 (one ``shift``). Exact. When one operand is party o's fresh sharing (its
-  component o - 1 is 0: a weight matrix, a one-hot of private token ids), its six nonzero
-  cross terms take one product per party instead of two (``_fresh_cross_terms``); the
-  messages are the same.
+  i - 1 (one ``shift``). Exact.
 - **trunc**: the probabilistic truncation of :mod:`secjax.protocols.common` run by two
   parties on the 2-out-of-2 sharing ``(x_j + x_{j+1}, x_{j+2})``, with the third as the
   helper that draws the mask ``r`` from its PRG seeds with the other two and sends one of
@@ -130,37 +127,14 @@ def _reveal_step(comm, x, *, to):
 # -- bilinear maps -------------------------------------------------------------------------
 def _cross_terms(comm, x, y, op):
     vop = jax.vmap(op)
-    return _masked_reshare(comm, vop(x[:, 0], y[:, 0] + y[:, 1]) + vop(x[:, 1], y[:, 0]))
-
-
-def _fresh_cross_terms(comm, x, y, op, operand, owner):
-    """The cross terms when operand ``operand`` (0: x, 1: y) is party ``owner``'s fresh
-    sharing (:func:`_input`: its component owner - 1 is 0): of the six nonzero terms, the
-    owner takes the four of its two components in ONE product of sums, party owner + 1
-    the one of the fresh operand's component owner + 1, party owner - 1 the one of its
-    component owner. One product per party instead of two."""
-    fresh, other = (x, y) if operand == 0 else (y, x)
-    idx = comm.party_index(fresh[:, 0])
-    at_owner, at_next = idx == owner, idx == (owner + 1) % 3
-    f = jnp.where(at_owner, fresh[:, 0] + fresh[:, 1],
-                  jnp.where(at_next, fresh[:, 0], fresh[:, 1]))
-    g = jnp.where(at_owner, other[:, 0] + other[:, 1],
-                  jnp.where(at_next, other[:, 1], other[:, 0]))
-    t = jax.vmap(op)(f, g) if operand == 0 else jax.vmap(op)(g, f)
-    return _masked_reshare(comm, t)
-
-
-def _masked_reshare(comm, t):
-    """Replicated shares of sum_i t_i, re-randomised by a PRG zero sharing."""
+    t = vop(x[:, 0], y[:, 0] + y[:, 1]) + vop(x[:, 1], y[:, 0])
     with_next, with_prev = comm.random_pair(t.shape[1:], t.dtype)
     return _reshare(comm, t + with_next - with_prev)
 
 
-def _bilinear_step(comm, x, y, *, op, fresh=None):
+def _bilinear_step(comm, x, y, *, op):
     with comm.op("bilinear"):
-        if fresh is None:
-            return _cross_terms(comm, x, y, op)
-        return _fresh_cross_terms(comm, x, y, op, *fresh)
+        return _cross_terms(comm, x, y, op)
 
 
 # -- truncation ----------------------------------------------------------------------------

@@ -130,12 +130,9 @@ class Protocol:
         """The trivial sharing of a public ring array (no communication)."""
         return self._run("from_public", x)
 
-    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array,
-                 fresh: tuple[int, int] | None = None) -> jax.Array:
-        """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation). ``fresh``:
-        ``(i, owner)`` when operand i is party owner's sharing just as ``share`` made it
-        (a protocol may take a cheaper path; the result is the same)."""
-        return self._run("bilinear", a, b, op=op, fresh=fresh)
+    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array) -> jax.Array:
+        """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation)."""
+        return self._run("bilinear", a, b, op=op)
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""

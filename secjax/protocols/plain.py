@@ -23,7 +23,7 @@ def _reveal_step(comm, shares, *, to):
     return shares[0]
 
 
-def _bilinear_step(comm, a, b, *, op, fresh=None):
+def _bilinear_step(comm, a, b, *, op):
     return op(a[0], b[0])[None]
 
 

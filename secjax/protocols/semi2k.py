@@ -135,7 +135,7 @@ def _beaver(comm, x, y, op):
     return c + jax.vmap(op)(e, y) + jax.vmap(op)(a, f)
 
 
-def _bilinear_step(comm, x, y, *, op, fresh=None):
+def _bilinear_step(comm, x, y, *, op):
     with comm.op("bilinear"):
         return _beaver(comm, x, y, op)
 
