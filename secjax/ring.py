@@ -112,9 +112,11 @@ def check_range(ring: Ring, x, scale: int) -> None:
     x = np.asarray(x)
     if x.size == 0 or x.dtype == np.bool_:
         return
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+    # one pass: NaN and inf carry through to the peak (integers are widened: |int64 min|)
+    peak = float(np.max(np.abs(x if np.issubdtype(x.dtype, np.floating)
+                               else x.astype(np.float64))))
+    if not math.isfinite(peak):
         raise OverflowError("input holds inf or NaN, which no ring element represents")
-    peak = float(np.max(np.abs(x.astype(np.float64))))
     if peak >= ring.max_abs(scale):
         raise OverflowError(
             f"input magnitude {peak:.3g} does not fit a {ring.bits}-bit ring with {scale} "

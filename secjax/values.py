@@ -55,9 +55,10 @@ class Secret:
 
 
 class DeferredSecret(Secret):
-    """A secret whose shares are computed on first use. A public product's truncation is
-    deferred this way, so a value that only pattern rules look through (the ``-x / sqrt 2``
-    inside a GeLU, whose rule takes x itself) costs nothing."""
+    """A secret whose shares are computed on first use. Products with a public factor,
+    positive powers and sums of deferred values are deferred this way, so a value that only
+    pattern rules look through (the ``-x / sqrt 2`` inside an erf GeLU, the
+    ``c (x + 0.044715 x^3)`` inside a tanh GeLU, whose rules take x itself) costs nothing."""
 
     def __init__(self, compute, shape, dtype):
         object.__setattr__(self, "shape", tuple(shape))
@@ -71,6 +72,11 @@ class DeferredSecret(Secret):
             object.__setattr__(self, "_shares", self._compute())
             object.__setattr__(self, "_compute", None)
         return self._shares
+
+    @property
+    def pending(self) -> bool:
+        """Whether the shares are still to be computed."""
+        return self._shares is None
 
 
 Value = Public | Private | Secret

@@ -68,6 +68,16 @@ def test_gelu_three_pieces(protocol):
     assert worst <= 0.015
 
 
+def test_tanh_gelu_skips_its_cubic():
+    """The tanh GeLU's argument c (x + 0.044715 x^3) is only looked through by the tanh
+    rule, so x^3 is never computed: both GeLU forms cost exactly the same."""
+    x = jnp.linspace(-5.0, 5.0, 256)
+    costs = [secjax.secure_jit(lambda v, a=a: jax.nn.gelu(v, approximate=a),
+                               protocol="aby3").cost(x) for a in (False, True)]
+    assert costs[0].bytes_per_party == costs[1].bytes_per_party
+    assert costs[0].rounds == costs[1].rounds
+
+
 def test_gelu_policy_needs_one_degree_per_piece():
     with pytest.raises(ValueError, match="3 breaks bound 2 polynomials, but 1 degrees"):
         GeluPolicy(breaks=(-4.0, -2.0, 4.0), degrees=(10,))

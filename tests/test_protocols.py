@@ -96,6 +96,24 @@ def test_bilinear_exact_in_ring(cfg, kind):
         assert (p.reveal(p.bilinear_public(op, p.share(X, 0), Y)) == expected).all()
 
 
+@pytest.mark.parametrize("cfg,kind", BILINEAR_CASES,
+                         ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES])
+def test_truncated_product_error_at_most_one_unit(cfg, kind):
+    """``bilinear(..., trunc_bits=d)`` (aby3: one fused step) is floor(op(x, y) / 2^d) or one
+    more, for products in the documented range |op(x, y)| < 2^(k-2)."""
+    ring, em, p = make(*cfg)
+    op, xshape, yshape = BILINEAR[kind]
+    rng = np.random.default_rng(4)
+    half = (ring.bits - 2 - 6) // 2   # operands of this many bits: sums of <= 64 terms fit
+    x, y = signed_ints(rng, ring, xshape, half), signed_ints(rng, ring, yshape, half)
+    exact = dec(ring, op(enc(ring, x), enc(ring, y)))
+    bits = ring.frac_bits
+    out = p.bilinear(op, p.share(enc(ring, x), 0), p.share(enc(ring, y), p.n_parties - 1),
+                     trunc_bits=bits)
+    err = dec(ring, p.reveal(out)) - (exact >> bits)
+    assert set(np.unique(err)) <= ({0} if cfg[0] == "plain" else {0, 1})
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_trunc_error_at_most_one_unit(cfg):
     """Documented range |x| < 2^(k-2): result is floor(x / 2^d) or one more, never worse."""
@@ -229,11 +247,12 @@ def test_aby3_party_view_is_uniform(bits):
                         assert _uniform_low_byte(shares[party, j]), (secret, owner, party, j)
                 if party != owner:
                     assert zero.count(True) <= 1
-        prod = _samples(p, ring, secret,
-                        lambda p, X: p.bilinear(mul, p.share(X, 0), p.share(X, 2)))
-        for party in range(3):
-            for j in range(2):
-                assert _uniform_low_byte(prod[party, j])
+        for trunc_bits in (0, ring.frac_bits):   # a product, and a truncated one
+            prod = _samples(p, ring, secret, lambda p, X: p.bilinear(
+                mul, p.share(X, 0), p.share(X, 2), trunc_bits=trunc_bits))
+            for party in range(3):
+                for j in range(2):
+                    assert _uniform_low_byte(prod[party, j]), (trunc_bits, party, j)
 
 
 @pytest.mark.parametrize("name,module", [("semi2k", semi2k), ("aby3", aby3)])
@@ -287,6 +306,8 @@ OPS = {
     "mul": _Op([(N,), (N,)], lambda p, x, y: p.bilinear(Bilinear(jnp.multiply), x, y)),
     "matmul": _Op([(M, M), (M, M)], lambda p, x, y: p.bilinear(Bilinear(jnp.matmul), x, y)),
     "trunc": _Op([(N,)], lambda p, x: p.trunc(x, D)),
+    "mul_trunc": _Op([(N,), (N,)], lambda p, x, y: p.bilinear(Bilinear(jnp.multiply), x, y,
+                                                              trunc_bits=D)),
     "msb": _Op([(N,)], lambda p, x: p.msb(x)),
     "eqz": _Op([(N,)], lambda p, x: p.eqz(x)),
     "reveal": _Op([(N,)], lambda p, x: p.reveal(x)),
@@ -301,6 +322,7 @@ SEMI2K = {
     "mul": (2 * N * B, N * B, 1),
     "matmul": (2 * M * M * B, M * M * B, 1),
     "trunc": (N * B, 2 * N * B, 1),
+    "mul_trunc": (2 * N * B + N * B, N * B + 2 * N * B, 2),   # the product, then trunc
     "msb": (2 * (N * B + T * N) + PACKED, N * B + T * N + N * B, 1 + L + 1),
     "eqz": (2 * W * N + PACKED, W * N + N * B, 6 + 1),
     "reveal": (N * B, 0, 1),
@@ -316,10 +338,17 @@ THIRDS = [N // 3, 2 * N // 3 - N // 3, N - 2 * N // 3]   # elements led by P0, P
 TRUNC_BIT = 4
 # P_i is the truncation's helper in the third with offset i + 1 (roles r = party - offset)
 HELPED = [THIRDS[(i + 1) % 3] for i in range(3)]
+# A truncated product, per third: the helper sends role 0 its product share and role 1 the
+# corrections (B + TRUNC_BIT), role 1 sends role 0 its masked share (round 1); role 0 sends
+# role 1 the packed top bits of c and its masked result (round 2); role 1 answers (round 3).
+# P_i is role 0 in third i and role 1 in third i - 1.
+MUL_TRUNC = [(2 * B + TRUNC_BIT) * HELPED[i] + (-(-THIRDS[i] // 8) + B * THIRDS[i])
+             + 2 * B * THIRDS[(i - 1) % 3] for i in range(3)]
 ABY3 = {
     "mul": ([N * B] * 3, 1),
     "matmul": ([M * M * B] * 3, 1),
     "trunc": ([2 * B * (N - h) + (B + TRUNC_BIT) * h for h in HELPED], 2),
+    "mul_trunc": (MUL_TRUNC, 3),
     "msb": ([2 * N * B + T * N + 2 * B * t for t in THIRDS], 1 + 1 + L + 2),
     "eqz": ([W * N + N * B + 2 * B * t for t in THIRDS], 1 + 6 + 2),
     "reveal": ([N * B] * 3, 1),
@@ -352,6 +381,9 @@ def test_cost_figures():
     assert SEMI2K["eqz"][0] == 20 * N + PACKED
     assert ABY3["trunc"] == ([16 * N - 4 * h for h in HELPED], 2)   # 14.7 N on average
     assert ABY3["eqz"] == ([18 * N + 16 * t for t in THIRDS], 9)
+    # a truncated product: 14.7 N (and the packed bits) on average, against 8 N + 14.7 N for
+    # a product and then a truncation
+    assert sum(ABY3["mul_trunc"][0]) == 44 * N + sum(-(-t // 8) for t in THIRDS)
 
 
 def test_cost_by_op_labels():
@@ -361,6 +393,11 @@ def test_cost_by_op_labels():
     assert by_op["b2a"].sent == [PACKED, PACKED] and by_op["b2a"].rounds == 1
     report = _cost("aby3", 3, OPS["trunc"])
     assert set(report.by_op()) == {"trunc"}
+    # a truncated product counts as one product and one truncation
+    by_op = _cost("aby3", 3, OPS["mul_trunc"]).by_op()
+    assert by_op["bilinear"].calls == by_op["trunc"].calls == 1
+    assert by_op["bilinear"].sent == [B * h + B * THIRDS[(i - 1) % 3]
+                                      for i, h in enumerate(HELPED)]
 
 
 # -- the emulator's ideal mode ------------------------------------------------------------------
@@ -379,8 +416,11 @@ def test_ideal_steps_match_real_steps(name, n):
         y = p.share(enc(ring, values[::-1] >> 40), 1)
         mul = Bilinear(jnp.multiply)
         out = [dec(ring, p.reveal(op)) for op in (p.bilinear(mul, x, y), p.msb(x), p.eqz(x))]
-        trunc = dec(ring, p.reveal(p.trunc(x, D)))
-        assert ((trunc - (values >> D)) >= 0).all() and ((trunc - (values >> D)) <= 1).all()
+        product = dec(ring, enc(ring, values) * enc(ring, values[::-1] >> 40))
+        for truncated, exact in ((p.trunc(x, D), values >> D),
+                                 (p.bilinear(mul, x, y, trunc_bits=D), product >> D)):
+            err = dec(ring, p.reveal(truncated)) - exact
+            assert ((err >= 0) & (err <= 1)).all()
         results[ideal] = (out, em.cost.report().bytes_per_party, em.cost.report().rounds)
     (real, real_sent, real_rounds), (ideal, ideal_sent, ideal_rounds) = results[False], results[True]
     for a, b in zip(real, ideal):

@@ -14,15 +14,20 @@ from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.structural import freeze
 from secjax.protocols.base import Bilinear
-from secjax.values import Public, is_float
+from secjax.values import DeferredSecret, Public, Secret, is_float
 
 
 @register("add", "sub")
 def add_sub_rule(ctx, x, y, **_):
-    """Sums are local: a public operand is shared trivially at the same scale."""
-    x, y = ctx.secret(x), ctx.secret(y)
+    """Sums are local: a public operand is shared trivially at the same scale. A sum with a
+    deferred operand not computed yet is deferred too."""
     combine = ctx.protocol.add if ctx.primitive == "add" else ctx.protocol.sub
-    return ctx.make(combine(x.shares, y.shares), ctx.out_avals[0])
+
+    def compute():
+        return combine(ctx.secret(x).shares, ctx.secret(y).shares)
+    if any(isinstance(v, DeferredSecret) and v.pending for v in (x, y)):
+        return ctx.deferred(compute, ctx.out_avals[0])
+    return ctx.make(compute(), ctx.out_avals[0])
 
 
 @register("neg")
@@ -39,15 +44,18 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
         public, other, public_first = (x, y, True) if isinstance(x, Public) else (y, x, False)
         scale = ctx.public_scale(public.value)
         encoded = ctx.encode_public(public.value, scale)
-        shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
-                                              public_first=public_first)
         excess = ctx.scale(other.dtype) + scale - target
-        # truncated when first used: a product only a pattern rule looks through is free
-        return ctx.deferred(lambda: ctx.truncate(shares, excess), out_aval)
+
+        def compute():
+            shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
+                                                  public_first=public_first)
+            return ctx.truncate(shares, excess)
+        # computed when first used: a product only a pattern rule looks through is free
+        return ctx.deferred(compute, out_aval)
     x, y = ctx.secret(x), ctx.secret(y)
-    shares = ctx.protocol.bilinear(op, x.shares, y.shares)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
-    return ctx.make(ctx.truncate(shares, excess), out_aval)
+    shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0))
+    return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 
 MULTIPLY = Bilinear(jnp.multiply)
@@ -79,28 +87,35 @@ def square_rule(ctx, x, **_):
 
 @register("integer_pow")
 def integer_pow_rule(ctx, x, *, y, **_):
-    return integer_power(ctx, x, y)
+    """x**y; a positive power of a secret (products only) is deferred until first used."""
+    aval = ctx.out_avals[0]
+    if y > 1 and isinstance(x, Secret):
+        return ctx.deferred(lambda: integer_power(ctx, x, y, aval).shares, aval)
+    return integer_power(ctx, x, y, aval)
 
 
-def integer_power(ctx, x, y: int):
+def integer_power(ctx, x, y: int, aval=None):
     """x**y for an integer y: repeated squaring (about 2 log2|y| products); a negative y
-    takes the reciprocal first (secjax.primitives.transcendental), then the power."""
+    takes the reciprocal first (secjax.primitives.transcendental), then the power.
+    ``aval``: the result's (default: the current equation's output)."""
+    aval = ctx.out_avals[0] if aval is None else aval
     if y == 0:
-        return Public(jnp.ones(ctx.out_avals[0].shape, ctx.out_avals[0].dtype))
+        return Public(jnp.ones(aval.shape, aval.dtype))
     if y < 0:
-        if not is_float(ctx.out_avals[0].dtype):
+        if not is_float(aval.dtype):
             raise ctx.unsupported(f"integer_pow with exponent {y} of a secret integer")
         from secjax.primitives.transcendental import reciprocal_value
 
-        x, y = reciprocal_value(ctx, x, ctx.out_avals[0]), -y
+        x, y = reciprocal_value(ctx, x, aval), -y
     result, power, remaining = None, ctx.secret(x), y
     while True:
         if remaining & 1:
-            result = power if result is None else apply_bilinear(ctx, MULTIPLY, result, power)
+            result = (power if result is None
+                      else apply_bilinear(ctx, MULTIPLY, result, power, aval))
         remaining >>= 1
         if not remaining:
             return result
-        power = apply_bilinear(ctx, MULTIPLY, power, power)
+        power = apply_bilinear(ctx, MULTIPLY, power, power, aval)
 
 
 @register("div")

@@ -48,6 +48,15 @@ def _weighted(bits, weights):
     return jnp.sum(w * bits, axis=0, dtype=bits.dtype)
 
 
+@functools.lru_cache(maxsize=4096)
+def _encoded_constant(ring, data: bytes, shape: tuple, scale: int):
+    """Ring encoding of the float64 constant ``data``: the approximations use the same few
+    coefficients and thresholds in every layer, so each is checked and encoded once."""
+    c = np.frombuffer(data, dtype=np.float64).reshape(shape)
+    ring_ops.check_range(ring, c, scale)
+    return ring_ops.encode(ring, jnp.asarray(c), scale, saturate=False)
+
+
 class SecureOps:
     """The approximation interface over one rule context's protocol."""
 
@@ -72,8 +81,7 @@ class SecureOps:
         """A finite public constant of the algorithm at ``scale`` (which may exceed
         frac_bits: coefficients and normalisation factors are held finer)."""
         c = np.asarray(c, dtype=np.float64)
-        ring_ops.check_range(self.ring, c, scale)
-        return ring_ops.encode(self.ring, jnp.asarray(c), scale, saturate=False)
+        return _encoded_constant(self.ring, c.tobytes(), c.shape, scale)
 
     def const(self, c, shape, scale: int | None = None) -> Fx:
         scale = self.frac_bits if scale is None else scale
@@ -138,13 +146,11 @@ class SecureOps:
             excess = sa + sb - target
             if len(idx) == 1:
                 a, b = pairs[idx[0]]
-                prod = self.p.bilinear(MULTIPLY, a.shares, b.shares)
+                left, right = a.shares, b.shares
             else:
                 left = self.p.stack(*[pairs[i][0].shares for i in idx])
                 right = self.p.stack(*[pairs[i][1].shares for i in idx])
-                prod = self.p.bilinear(MULTIPLY, left, right)
-            if excess > 0:
-                prod = self.p.trunc(prod, excess)
+            prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0))
             prods = ([prod] if len(idx) == 1 else
                      list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod)))
             for i, shares in zip(idx, prods):

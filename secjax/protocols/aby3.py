@@ -21,16 +21,18 @@ bilinear ``C = op(A, B)``  |C| B (a re-sharing of C)          1
   elementwise mul          n B                                1
   m x m matmul             m^2 B                              1
 trunc                      2 n B - (B - B') n/3               2
+bilinear, truncated        2 n B - (B - B') n/3 + n/24        3
 msb                        2 n B + T + 2 B n/3                L + 4
 eqz                        n B + W + 2 B n/3                  log2 k + 3
 =========================  =================================  ==========
 
 with B' the bytes of the narrowest unsigned dtype of d + 1 bits (d = 18: B' = 4, so trunc
-sends 14.7 n bytes per party), L = log2 k levels of the carry tree, T its narrowing AND words
-(k = 64: 2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes) and W the AND tree's narrowing words
-(k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at k = 64, msb sends 40.3 n bytes
-per party in 10 rounds (with a Kogge–Stone prefix and one lead party for all elements: 120 n
-and 104 n); eqz 23.3 n in 9 rounds.
+sends 14.7 n bytes per party, and a truncated product the same plus its packed top bits,
+instead of 8 n + 14.7 n for a product and then a truncation), L = log2 k levels of the carry
+tree, T its narrowing AND words (k = 64: 2 (4 + 2 + 1 + 1 + 1) + 1 = 19 n bytes) and W the
+AND tree's narrowing words (k = 64: 4 + 2 + 1 + 1 + 1 + 1 = 10 n bytes; k = 32: 6 n): at
+k = 64, msb sends 40.3 n bytes per party in 10 rounds (with a Kogge–Stone prefix and one
+lead party for all elements: 120 n and 104 n); eqz 23.3 n in 9 rounds.
 
 - **bilinear**: party i computes ``t_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i``
   with ``alpha_i = r_{i,i+1} - r_{i-1,i}`` a PRG zero sharing, and sends ``t_i`` to party
@@ -45,6 +47,13 @@ and 104 n); eqz 23.3 n in 9 rounds.
   thirds of the elements (offset j = 0, 1, 2), so each party sends 14.7 n bytes at k = 64,
   d = 18. For ``|x| < 2^(k-2)`` the result is ``floor(x / 2^d)`` or that plus one, with no
   chance of a larger error. The helper never sees ``c``.
+- **bilinear, truncated** (``bilinear(..., trunc_bits=d)``): the same truncation fed
+  directly by the product's zero-masked 3-out-of-3 shares ``t_i``, which are never re-shared.
+  Per third, round 1: the helper sends role 0 its ``t`` and role 1 the corrections, role 1
+  sends role 0 ``t + r_1``, so role 0 alone holds ``c``; round 2: role 0 sends role 1 the top
+  bit of ``c`` (all of ``c`` that role 1's result needs; packed eight to a byte) and its masked
+  result; round 3: role 1 answers with its own. Role 0 sees ``t_2`` masked by the zero sharing
+  and ``t_1 + r_1`` masked by ``r_1``; role 1 sees a uniform bit of the uniform ``c``.
 - **msb**: each third of the elements has a lead party j = 0, 1, 2 (so all send alike). The
   lead holds ``x_j + x_{j+1}`` and binary-shares it (1 round for the three leads); with
   ``x_{j+2}`` (a binary sharing P_{j+1} and P_{j+2} hold as it stands) the generate bits and
@@ -125,11 +134,17 @@ def _reveal_step(comm, x, *, to):
 
 
 # -- bilinear maps -------------------------------------------------------------------------
-def _cross_terms(comm, x, y, op):
+def _masked_cross_terms(comm, x, y, op):
+    """Party i's ``op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i)`` plus its part of a PRG zero
+    sharing: 3-out-of-3 shares of ``op(x, y)``, each uniform on its own."""
     vop = jax.vmap(op)
     t = vop(x[:, 0], y[:, 0] + y[:, 1]) + vop(x[:, 1], y[:, 0])
     with_next, with_prev = comm.random_pair(t.shape[1:], t.dtype)
-    return _reshare(comm, t + with_next - with_prev)
+    return t + with_next - with_prev
+
+
+def _cross_terms(comm, x, y, op):
+    return _reshare(comm, _masked_cross_terms(comm, x, y, op))
 
 
 def _bilinear_step(comm, x, y, *, op):
@@ -141,42 +156,63 @@ def _bilinear_step(comm, x, y, *, op):
 # Roles rotate over thirds of the elements as in msb (see _thirds below): in the third with
 # offset j, party j + r plays role r of the protocol (roles 0 and 1 hold the 2-out-of-2
 # sharing, role 2 is the helper), so every party sends alike.
+def _roles(comm, like, j):
+    """Each party's role in the third with offset ``j``, and the parties of roles 0, 1, 2."""
+    return (comm.party_index(like) - j) % 3, j, (1 + j) % 3, (2 + j) % 3
+
+
+def _dealt_mask(comm, like, bits, j):
+    """The helper's mask ``r = r_0 + r_1`` (role r's part from its seed with the helper) and
+    roles 0 and 1's shares of ``r' >> d`` and ``msb(r)``: role 0's from its seed with the
+    helper, role 1's sent by the helper in this round (``msb(r)`` counts only times
+    ``2^(k-1-d)``, so its share travels in ``bits + 1`` bits). ``like``: a party-indexed
+    array of the third's shape. Returns ``(r_part, rc, rb)``."""
+    ring = comm.ring
+    shape = like.shape[1:]
+    role, _, second, helper = _roles(comm, like, j)
+    r0 = role == 0
+    nxt, prv = comm.random_pair(shape, ring.dtype)
+    r_part = jnp.where(r0, prv, jnp.where(role == 1, nxt, 0)).astype(ring.dtype)
+    rc_val, rb_val = common.trunc_mask(ring, nxt + prv, bits)   # meaningful at the helper
+    nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
+    got_rc = comm.send(rc_val - nxt2[:, 0], helper, second)
+    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(_narrow_dtype(ring, bits + 1)),
+                       helper, second)
+    rc = jnp.where(r0, prv2[:, 0], got_rc)
+    rb = jnp.where(r0, prv2[:, 1], got_rb.astype(ring.dtype))
+    return r_part, rc, rb
+
+
 def _trunc_open(comm, x, bits, j):
     """Round 1 for the third with role offset ``j``: the 2-out-of-2 shares of the truncated
     value (held by roles 0 and 1) and each party's role."""
     ring = comm.ring
-    shape = x.shape[2:]
-    role = (comm.party_index(x[:, 0]) - j) % 3
-    r0, r1 = role == 0, role == 1
+    role, first, second, _ = _roles(comm, x[:, 0], j)
+    r0 = role == 0
     # 2-out-of-2 between role 0 (x_j + x_{j+1}, plus the offset) and role 1 (x_{j+2}).
     two = jnp.where(r0, common.trunc_offset(ring, x[:, 0] + x[:, 1]),
-                    jnp.where(r1, x[:, 1], 0)).astype(ring.dtype)
-    # The helper's mask r = r_0 + r_1, from its seeds with roles 0 and 1.
-    nxt, prv = comm.random_pair(shape, ring.dtype)
-    r_share = jnp.where(r0, prv, jnp.where(r1, nxt, 0)).astype(ring.dtype)
-    rc_val, rb_val = common.trunc_mask(ring, nxt + prv, bits)   # meaningful at the helper
-    # Role 0's shares of (rc, rb) from its seed with the helper; the helper sends role 1 the
-    # rest. rb counts only times 2^(k-1-d), so its share travels in bits + 1 bits.
-    nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
-    narrow = _narrow_dtype(ring, bits + 1)
-    helper, first, second = (2 + j) % 3, j, (1 + j) % 3
-    masked = two + r_share
-    got_rc = comm.send(rc_val - nxt2[:, 0], helper, second)
-    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(narrow), helper, second)
-    c = _exchanged_sum(comm, masked, first, second)
-    rc = jnp.where(r0, prv2[:, 0], got_rc)
-    rb = jnp.where(r0, prv2[:, 1], got_rb.astype(ring.dtype))
+                    jnp.where(role == 1, x[:, 1], 0)).astype(ring.dtype)
+    r_part, rc, rb = _dealt_mask(comm, x[:, 0], bits, j)
+    c = _exchanged_sum(comm, two + r_part, first, second)
     return common.trunc_finish(ring, c, rc, rb, bits, r0), role
 
 
-def _trunc_reshare(comm, y, role, j):
-    """Round 2: the 2-out-of-2 result back to replicated shares, z_j = s(0,2) and
-    z_{j+2} = s(1,2) from PRG seeds, z_{j+1} = (y_0 - s(0,2)) + (y_1 - s(1,2))."""
-    r0, r1 = role == 0, role == 1
+def _to_replicated(comm, y, role, j):
+    """The 2-out-of-2 result ``y`` (roles 0 and 1) as replicated shares: z_j = s(0,2) and
+    z_{j+2} = s(1,2) from PRG seeds, z_{j+1} = (y_0 - s(0,2)) + (y_1 - s(1,2)). Returns the
+    masked ``y`` each role sends the other, and the sharing given the sum of both."""
     nxt, prv = comm.random_pair(y.shape[1:], y.dtype)
-    t = y - jnp.where(r0, prv, nxt)
-    z1 = _exchanged_sum(comm, t, j, (1 + j) % 3)
-    return _stack(jnp.where(r1, z1, prv), jnp.where(r0, z1, nxt))
+    masked = y - jnp.where(role == 0, prv, nxt)
+
+    def sharing(z1):
+        return _stack(jnp.where(role == 1, z1, prv), jnp.where(role == 0, z1, nxt))
+    return masked, sharing
+
+
+def _trunc_reshare(comm, y, role, j):
+    """Round 2: roles 0 and 1 exchange their masked results."""
+    masked, sharing = _to_replicated(comm, y, role, j)
+    return sharing(_exchanged_sum(comm, masked, j, (1 + j) % 3))
 
 
 def _exchanged_sum(comm, v, a, b):
@@ -200,6 +236,55 @@ def _trunc_step(comm, x, *, bits):
             parts = [_trunc_reshare(comm, y, role, j)
                      for (y, role), (j, _, _) in zip(opened, thirds)]
         return jnp.concatenate(parts, axis=-1).reshape(x.shape)
+
+
+# -- a product truncated in the same step --------------------------------------------------
+# The product's 3-out-of-3 shares go straight into the truncation, with no re-sharing
+# between. Per third (roles as above), round 1: the helper and role 1 send role 0 their
+# shares (role 1's masked by its part of r), so role 0 alone learns c = x + 2^(k-2) + r,
+# while the helper sends role 1 its corrections; round 2: role 0 sends role 1 the top bit of
+# c (all that role 1's result needs of c, eight to a byte) and its masked result; round 3:
+# role 1 answers with its masked result.
+def _product_open(comm, t, bits, j):
+    """Round 1: role 0's ``c``, roles 0 and 1's shares of the mask's corrections."""
+    ring = comm.ring
+    _, first, second, helper = _roles(comm, t, j)
+    r_part, rc, rb = _dealt_mask(comm, t, bits, j)
+    with comm.op("bilinear"):
+        c = (common.trunc_offset(ring, t + r_part) + comm.send(t, helper, first)
+             + comm.send(t + r_part, second, first))
+    return c, rc, rb
+
+
+def _product_result(comm, c, rc, rb, bits, j):
+    """Round 2: role 1 gets the top bit of c; both compute their results and role 0 sends
+    its masked one. Returns the masked result, what role 1 received, and the sharing."""
+    ring = comm.ring
+    k = ring.bits
+    role, first, second, _ = _roles(comm, c, j)
+    top = (c >> (k - 1)).astype(jnp.uint8)
+    got = comm.send(jnp.packbits(top, axis=-1), first, second)
+    top_at_second = jnp.unpackbits(got, axis=-1, count=c.shape[-1]).astype(ring.dtype)
+    c_view = jnp.where(role == 0, c, top_at_second << (k - 1))
+    y = common.trunc_finish(ring, c_view, rc, rb, bits, role == 0)
+    masked, sharing = _to_replicated(comm, y, role, j)
+    return masked, comm.send(masked, first, second), sharing
+
+
+def _bilinear_trunc_step(comm, x, y, *, op, bits):
+    masked_product = _masked_cross_terms(comm, x, y, op)
+    t = masked_product.reshape(masked_product.shape[0], -1)
+    thirds = _thirds(t.shape[-1])
+    with comm.op("trunc"):
+        with comm.one_round():
+            opened = [_product_open(comm, t[:, lo:hi], bits, j) for j, lo, hi in thirds]
+        with comm.one_round():
+            results = [_product_result(comm, *o, bits, j)
+                       for o, (j, _, _) in zip(opened, thirds)]
+        with comm.one_round():
+            parts = [sharing(masked + got + comm.send(masked, (1 + j) % 3, j))
+                     for (masked, got, sharing), (j, _, _) in zip(results, thirds)]
+    return jnp.concatenate(parts, axis=-1).reshape(*x.shape[:2], *masked_product.shape[1:])
 
 
 # -- binary circuits -----------------------------------------------------------------------

@@ -56,13 +56,27 @@ class Steps:
     trunc: Callable        # (comm, a, *, bits) -> shares of a / 2^bits
     msb: Callable          # (comm, a) -> 0/1 shares of [a < 0]
     eqz: Callable          # (comm, a) -> 0/1 shares of [a == 0]
+    bilinear_trunc: Callable  # (comm, a, b, *, op, bits) -> shares of op(a, b) / 2^bits
 
     @classmethod
     def of_module(cls, module_name: str) -> "Steps":
-        """The steps a protocol module defines by convention as ``_<name>_step``."""
+        """The steps a protocol module defines by convention as ``_<name>_step``; without a
+        ``_bilinear_trunc_step`` of its own, a truncated product is its bilinear step
+        followed by its trunc step."""
         module = sys.modules[module_name]
-        return cls(**{f.name: getattr(module, f"_{f.name}_step")
-                      for f in dataclasses.fields(cls)})
+        steps = {f.name: getattr(module, f"_{f.name}_step", None)
+                 for f in dataclasses.fields(cls)}
+        if steps["bilinear_trunc"] is None:
+            steps["bilinear_trunc"] = bilinear_then_trunc(steps["bilinear"], steps["trunc"])
+        return cls(**steps)
+
+
+def bilinear_then_trunc(bilinear: Callable, trunc: Callable) -> Callable:
+    """The truncated-product step of a protocol that has no fused one: one step (one kernel)
+    running ``bilinear`` and then ``trunc``, with their messages and rounds."""
+    def bilinear_trunc(comm, a, b, *, op, bits):
+        return trunc(comm, bilinear(comm, a, b, op=op), bits=bits)
+    return bilinear_trunc
 
 
 def _vmap_shares(fn, axes: int, in_axes):
@@ -130,15 +144,24 @@ class Protocol:
         """The trivial sharing of a public ring array (no communication)."""
         return self._run("from_public", x)
 
-    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array) -> jax.Array:
-        """Shares of ``op(a, b)`` for secret ``a`` and ``b`` (no truncation)."""
+    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
+                 trunc_bits: int = 0) -> jax.Array:
+        """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
+        that is positive: the product and its truncation in one step, which a protocol may
+        fuse (aby3 skips the product's re-sharing)."""
+        if trunc_bits:
+            self._check_trunc_bits(trunc_bits)
+            return self._run("bilinear_trunc", a, b, op=op, bits=trunc_bits)
         return self._run("bilinear", a, b, op=op)
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
+        self._check_trunc_bits(bits)
+        return self._run("trunc", a, bits=bits)
+
+    def _check_trunc_bits(self, bits: int) -> None:
         if not 0 < bits <= self.ring.bits - 2:
             raise ValueError(f"cannot truncate {bits} bits in a {self.ring.bits}-bit ring")
-        return self._run("trunc", a, bits=bits)
 
     def msb(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""

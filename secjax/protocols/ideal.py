@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from secjax import ring as ring_ops
-from secjax.protocols.base import Protocol
+from secjax.protocols.base import Protocol, bilinear_then_trunc
 from secjax.protocols.plain import Plain
 
 
@@ -28,7 +28,9 @@ def _trunc_step(comm, a, *, bits):
 
 
 # The plain protocol's steps on values, with the real protocols' rounding in truncation.
-IDEAL_STEPS = dataclasses.replace(Plain.steps, trunc=_trunc_step)
+IDEAL_STEPS = dataclasses.replace(
+    Plain.steps, trunc=_trunc_step,
+    bilinear_trunc=bilinear_then_trunc(Plain.steps.bilinear, _trunc_step))
 
 # Steps whose arguments are not shares (the owner's or a public value); in every other step
 # every argument is shares.
