@@ -48,7 +48,8 @@ lead party for all elements: 120 n and 104 n); eqz 23.3 n in 9 rounds.
   d = 18. For ``|x| < 2^(k-2)`` the result is ``floor(x / 2^d)`` or that plus one, with no
   chance of a larger error. The helper never sees ``c``.
 - **bilinear, truncated** (``bilinear(..., trunc_bits=d)``): the same truncation fed
-  directly by the product's zero-masked 3-out-of-3 shares ``t_i``, which are never re-shared.
+  directly by the product's zero-masked 3-out-of-3 shares ``t_i``, which are never re-shared
+  (two steps: ``product`` computes the ``t_i`` locally, ``trunc_product`` truncates them).
   Per third, round 1: the helper sends role 0 its ``t`` and role 1 the corrections, role 1
   sends role 0 ``t + r_1``, so role 0 alone holds ``c``; round 2: role 0 sends role 1 the top
   bit of ``c`` (all of ``c`` that role 1's result needs; packed eight to a byte) and its masked
@@ -271,8 +272,12 @@ def _product_result(comm, c, rc, rb, bits, j):
     return masked, comm.send(masked, first, second), sharing
 
 
-def _bilinear_trunc_step(comm, x, y, *, op, bits):
-    masked_product = _masked_cross_terms(comm, x, y, op)
+def _product_step(comm, x, y, *, op):
+    """The product's zero-masked 3-out-of-3 shares, layout ``(3, *shape)``: no messages."""
+    return _masked_cross_terms(comm, x, y, op)
+
+
+def _trunc_product_step(comm, masked_product, *, bits):
     t = masked_product.reshape(masked_product.shape[0], -1)
     thirds = _thirds(t.shape[-1])
     with comm.op("trunc"):
@@ -284,7 +289,8 @@ def _bilinear_trunc_step(comm, x, y, *, op, bits):
         with comm.one_round():
             parts = [sharing(masked + got + comm.send(masked, (1 + j) % 3, j))
                      for (masked, got, sharing), (j, _, _) in zip(results, thirds)]
-    return jnp.concatenate(parts, axis=-1).reshape(*x.shape[:2], *masked_product.shape[1:])
+    return jnp.concatenate(parts, axis=-1).reshape(
+        masked_product.shape[0], 2, *masked_product.shape[1:])
 
 
 # -- binary circuits -----------------------------------------------------------------------
@@ -388,3 +394,6 @@ class Aby3(Protocol):
 
     def share_shape(self, shape):
         return (3, 2, *shape)
+
+    def product_shape(self, shape):
+        return (3, *shape)

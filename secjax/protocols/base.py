@@ -56,27 +56,27 @@ class Steps:
     trunc: Callable        # (comm, a, *, bits) -> shares of a / 2^bits
     msb: Callable          # (comm, a) -> 0/1 shares of [a < 0]
     eqz: Callable          # (comm, a) -> 0/1 shares of [a == 0]
-    bilinear_trunc: Callable  # (comm, a, b, *, op, bits) -> shares of op(a, b) / 2^bits
+    # A truncated product is two steps, so that the truncation's kernel (most of the
+    # compiling) depends on the product's shape alone. A protocol may hand the product to its
+    # truncation before re-sharing it: ``product`` then returns an intermediate layout
+    # (``Protocol.product_shape``) that only ``trunc_product`` takes.
+    product: Callable | None = None        # (comm, a, b, *, op) -> op(a, b), intermediate
+    trunc_product: Callable | None = None  # (comm, t, *, bits) -> shares of t / 2^bits
+
+    def __post_init__(self):
+        if (self.product is None) != (self.trunc_product is None):
+            raise TypeError("a fused product needs both a product and a trunc_product step")
+        if self.product is None:   # no fusion: the product's shares, then its truncation
+            object.__setattr__(self, "product", self.bilinear)
+            object.__setattr__(self, "trunc_product", self.trunc)
 
     @classmethod
     def of_module(cls, module_name: str) -> "Steps":
-        """The steps a protocol module defines by convention as ``_<name>_step``; without a
-        ``_bilinear_trunc_step`` of its own, a truncated product is its bilinear step
-        followed by its trunc step."""
+        """The steps a protocol module defines by convention as ``_<name>_step`` (a module
+        without ``_product_step`` and ``_trunc_product_step`` has no fused product)."""
         module = sys.modules[module_name]
-        steps = {f.name: getattr(module, f"_{f.name}_step", None)
-                 for f in dataclasses.fields(cls)}
-        if steps["bilinear_trunc"] is None:
-            steps["bilinear_trunc"] = bilinear_then_trunc(steps["bilinear"], steps["trunc"])
-        return cls(**steps)
-
-
-def bilinear_then_trunc(bilinear: Callable, trunc: Callable) -> Callable:
-    """The truncated-product step of a protocol that has no fused one: one step (one kernel)
-    running ``bilinear`` and then ``trunc``, with their messages and rounds."""
-    def bilinear_trunc(comm, a, b, *, op, bits):
-        return trunc(comm, bilinear(comm, a, b, op=op), bits=bits)
-    return bilinear_trunc
+        return cls(**{f.name: getattr(module, f"_{f.name}_step", None)
+                      for f in dataclasses.fields(cls)})
 
 
 def _vmap_shares(fn, axes: int, in_axes):
@@ -130,6 +130,10 @@ class Protocol:
         """The shape of the share array of a secret of logical ``shape``."""
         return (self.n_parties, *shape)
 
+    def product_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the ``product`` step's output for a product of logical ``shape``."""
+        return self.share_shape(shape)
+
     def share(self, x: jax.Array, owner: int) -> jax.Array:
         """Secret-share the ring array ``x`` held by party ``owner``."""
         if not 0 <= owner < self.n_parties:
@@ -147,11 +151,12 @@ class Protocol:
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
                  trunc_bits: int = 0) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
-        that is positive: the product and its truncation in one step, which a protocol may
+        that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
         fuse (aby3 skips the product's re-sharing)."""
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
-            return self._run("bilinear_trunc", a, b, op=op, bits=trunc_bits)
+            return self._run("trunc_product", self._run("product", a, b, op=op),
+                             bits=trunc_bits)
         return self._run("bilinear", a, b, op=op)
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from secjax import ring as ring_ops
-from secjax.protocols.base import Protocol, bilinear_then_trunc
+from secjax.protocols.base import Protocol
 from secjax.protocols.plain import Plain
 
 
@@ -28,9 +28,7 @@ def _trunc_step(comm, a, *, bits):
 
 
 # The plain protocol's steps on values, with the real protocols' rounding in truncation.
-IDEAL_STEPS = dataclasses.replace(
-    Plain.steps, trunc=_trunc_step,
-    bilinear_trunc=bilinear_then_trunc(Plain.steps.bilinear, _trunc_step))
+IDEAL_STEPS = dataclasses.replace(Plain.steps, trunc=_trunc_step, trunc_product=_trunc_step)
 
 # Steps whose arguments are not shares (the owner's or a public value); in every other step
 # every argument is shares.
@@ -49,9 +47,15 @@ class Ideal(Protocol):
         self.name = real.name
 
     def _run(self, name: str, *arrays, **static):
-        real_avals = tuple(
-            jax.ShapeDtypeStruct(a.shape if name in _VALUE_ARGUMENTS
-                                 else self.real.share_shape(self.logical_shape(a)), a.dtype)
-            for a in arrays)
+        real_avals = tuple(jax.ShapeDtypeStruct(self._real_shape(name, a), a.dtype)
+                           for a in arrays)
         return self.runtime.run(getattr(self.steps, name), *arrays,
                                 cost_of=(getattr(self.real.steps, name), real_avals), **static)
+
+    def _real_shape(self, name: str, a) -> tuple[int, ...]:
+        """The shape the real step ``name`` takes where this one takes ``a``."""
+        if name in _VALUE_ARGUMENTS:
+            return a.shape
+        if name == "trunc_product":   # the real product step's own layout
+            return self.real.product_shape(self.logical_shape(a))
+        return self.real.share_shape(self.logical_shape(a))
