@@ -11,10 +11,11 @@
 """
 from secjax.api import Config, SecureFunction, private, public, secure_jit
 from secjax.errors import EncodingError, SecjaxError, UnsupportedError
+from secjax.runtime.disk_cache import CacheWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "EncodingError", "SecjaxError", "SecureFunction", "UnsupportedError",
+    "CacheWarning", "Config", "EncodingError", "SecjaxError", "SecureFunction", "UnsupportedError",
     "private", "public", "secure_jit",
 ]

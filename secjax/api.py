@@ -47,6 +47,9 @@ class Config:
       ``secjax.nn.DEFAULT_POLICY``): method, degree, iterations and ranges per function.
     progress: show a progress bar over the program's equations (default: on a terminal,
       for programs of more than ``PROGRESS_MIN_EQUATIONS`` equations).
+    cache: keep compiled protocol kernels on disk between processes (default on; the
+      directory is ``SECJAX_CACHE_DIR``, default ``~/.cache/secjax``; ``SECJAX_CACHE=0`` turns
+      it off for every function; ``secjax cache`` shows its size and clears it).
     emulation: how the in-process emulator runs interactive steps (products, truncations,
       comparisons): ``"protocol"`` (default) runs every party's real computation;
       ``"ideal"`` holds secrets as their values and computes each step's result directly,
@@ -66,6 +69,7 @@ class Config:
     policy: Any = None
     progress: bool | None = None
     emulation: str = "protocol"
+    cache: bool = True
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -105,12 +109,20 @@ def _is_marker(x) -> bool:
 
 @dataclasses.dataclass
 class RunStats:
-    """Where the time of the last call went, in seconds."""
+    """Where the time of the last call went, in seconds, and what its kernels cost.
+
+    trace: tracing ``f`` to a jaxpr; plan: the pass that finds the kernels a first call needs
+    (without their compiling); compile: tracing, compiling and loading protocol kernels;
+    run: the rest. kernels_compiled: executables compiled; kernels_loaded: kernels read from
+    the disk cache instead.
+    """
 
     trace: float = 0.0
+    plan: float = 0.0
     compile: float = 0.0
     run: float = 0.0
     kernels_compiled: int = 0
+    kernels_loaded: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +142,7 @@ class SecureFunction:
         self.config = config
         self.last_stats = RunStats()
         self._traces: dict = {}
+        self._planned: set = set()
 
     def __call__(self, *args, **kwargs):
         return self._execute(args, kwargs, abstract=False)
@@ -170,29 +183,30 @@ class SecureFunction:
 
     # -- running -----------------------------------------------------------------------------
     def _execute(self, args, kwargs, *, abstract: bool, runtime=None):
-        """Evaluate securely on ``runtime`` (default: a fresh :class:`Emulator`). A network
+        """Evaluate securely on ``runtime`` (default: an :class:`Emulator`). A network
         runtime (:mod:`secjax.network`) runs one party: inputs it does not hold are
         ``jax.ShapeDtypeStruct`` placeholders, and outputs are ``None`` unless it is the
-        output party."""
+        output party. An emulated first call first plans: it runs the program abstractly to
+        find the kernels it needs, and compiles the missing ones on every core at once."""
         start = time.perf_counter()
         traced, leaves, paths = self._trace(args, kwargs)
         traced_at = time.perf_counter()
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
-        with jax.enable_x64(True):
-            emulated = runtime is None
+        emulated = runtime is None
+        with jax.enable_x64(True), self._progress(traced.jaxpr.jaxpr, abstract) as progress:
+            planner = None
+            if emulated and not abstract and id(traced) not in self._planned:
+                planner = self._plan(traced, leaves, paths, seed, progress)
+                self._planned.add(id(traced))
+            planned_at = time.perf_counter()
             if emulated:
-                runtime = Emulator(config.parties, config.ring, seed, abstract=abstract)
-            protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
-            if emulated and config.emulation == "ideal" and not abstract:
-                protocol = Ideal(protocol)
-            with self._progress(traced.jaxpr.jaxpr, abstract) as advance:
-                interpreter = Interpreter(protocol, overrides=config.overrides,
-                                          policy=config.policy, on_equation=advance)
-                inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
-                          for kind, leaf, var, name in zip(traced.kinds, leaves,
-                                                           traced.jaxpr.jaxpr.invars, paths)]
-                outs = interpreter.eval_jaxpr(traced.jaxpr, inputs)
+                runtime = self._emulator(seed, abstract=abstract)
+            progress.phase("costing" if abstract else "running", count_equations(
+                traced.jaxpr.jaxpr))
+            interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
+                                                ideal=emulated and not abstract,
+                                                on_equation=progress.advance)
             if abstract:
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
             results = [self._output(interpreter, out, var.aval)
@@ -200,32 +214,65 @@ class SecureFunction:
             results = jax.block_until_ready(results)
             receives = config.output_party is None or runtime.holds(config.output_party)
         end = time.perf_counter()
-        self.last_stats = RunStats(trace=traced_at - start, compile=runtime.compile_seconds,
-                                   run=end - traced_at - runtime.compile_seconds,
-                                   kernels_compiled=runtime.kernels_compiled)
+        runtimes = [r for r in (planner, runtime) if r is not None]
+        compile_seconds = sum(r.compile_seconds for r in runtimes)
+        plan_seconds = planned_at - traced_at - (planner.compile_seconds if planner else 0.0)
+        self.last_stats = RunStats(
+            trace=traced_at - start, plan=plan_seconds, compile=compile_seconds,
+            run=end - traced_at - plan_seconds - compile_seconds,
+            kernels_compiled=sum(r.stats.compiled for r in runtimes),
+            kernels_loaded=sum(r.stats.loaded for r in runtimes))
         self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
         if not receives:
             return None
         return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
 
+    def _emulator(self, seed: int, **modes) -> Emulator:
+        config = self.config
+        return Emulator(config.parties, config.ring, seed, persistent=config.cache, **modes)
+
+    def _interpret(self, runtime, traced, leaves, paths, abstract: bool, *, ideal: bool,
+                   on_equation=None):
+        """Run the jaxpr's equations on ``runtime``; returns the interpreter and the outputs."""
+        config = self.config
+        protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
+        if ideal and config.emulation == "ideal":
+            protocol = Ideal(protocol)
+        interpreter = Interpreter(protocol, overrides=config.overrides, policy=config.policy,
+                                  on_equation=on_equation)
+        inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                  for kind, leaf, var, name in zip(traced.kinds, leaves,
+                                                   traced.jaxpr.jaxpr.invars, paths)]
+        return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
+
+    def _plan(self, traced, leaves, paths, seed, progress) -> Emulator:
+        """Run the program abstractly to find the kernels it needs, then compile the
+        missing ones concurrently; returns the planning runtime (for its statistics)."""
+        planner = self._emulator(seed, plan=True)
+        progress.phase("planning", count_equations(traced.jaxpr.jaxpr))
+        self._interpret(planner, traced, leaves, paths, abstract=True, ideal=True,
+                        on_equation=progress.advance)
+        progress.phase("compiling kernels", len(planner.pending))
+        planner.compile_pending(on_compiled=progress.advance)
+        return planner
+
     @contextlib.contextmanager
     def _progress(self, jaxpr, abstract: bool):
-        """A callback advancing a transient progress bar by one equation (or None)."""
-        total = count_equations(jaxpr)
+        """A transient progress bar over the call's phases (planning, compiling kernels,
+        running), or a silent stand-in."""
         show = self.config.progress
         if show is None:
-            show = sys.stderr.isatty() and total > PROGRESS_MIN_EQUATIONS
+            show = sys.stderr.isatty() and count_equations(jaxpr) > PROGRESS_MIN_EQUATIONS
         if not show:
-            yield None
+            yield _Silent()
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        what = "costing" if abstract else "running"
-        with Progress(f"[bold]{what}[/bold] {self.__name__} under {self.config.protocol}",
+        title = f"{self.__name__} under {self.config.protocol}"
+        with Progress("[bold]{task.description}[/bold] " + title.replace("[", r"\["),
                       BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=True) as progress:
-            task = progress.add_task("equations", total=total)
-            yield lambda: progress.advance(task)
+                      transient=True) as bar:
+            yield _Bar(bar)
 
     def _input(self, interpreter, kind, leaf, aval, name, abstract):
         raw = leaf.value if _is_marker(leaf) else leaf
@@ -272,6 +319,32 @@ class SecureFunction:
         opened = protocol.reveal(value.shares, to=to)
         return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
                                aval.dtype)
+
+
+class _Silent:
+    """The progress of a call nobody watches."""
+
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self) -> None:
+        pass
+
+
+class _Bar(_Silent):
+    """A rich progress bar: one task per phase, the previous one completed."""
+
+    def __init__(self, bar):
+        self._bar = bar
+        self._task = None
+
+    def phase(self, name: str, total: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=self._bar.tasks[-1].total)
+        self._task = self._bar.add_task(name, total=total)
+
+    def advance(self) -> None:
+        self._bar.advance(self._task)
 
 
 def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:

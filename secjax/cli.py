@@ -1,5 +1,5 @@
-"""The ``secjax`` command: what this installation supports, cost estimates, and running
-parties across machines (``keygen``, ``party``, ``launch``)."""
+"""The ``secjax`` command: what this installation supports, the compiled-kernel cache
+(``cache``), and running parties across machines (``keygen``, ``party``, ``launch``)."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,32 @@ def _info(_args) -> int:
     for name, cls in PROTOCOLS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         console.print(f"  protocol [bold]{name}[/bold]: {doc}")
+    return 0
+
+
+def _cache(args) -> int:
+    """Show the on-disk kernel cache (its size per jax version and backend) or clear it."""
+    from secjax.runtime import disk_cache
+
+    console = Console()
+    root = disk_cache.cache_root()
+    if args.action == "clear":
+        freed = disk_cache.clear(root)
+        console.print(f"cleared {root}: {freed / 2**20:.1f} MiB freed")
+        return 0
+    state = "on" if disk_cache.cache_enabled() else "off (SECJAX_CACHE=0)"
+    console.print(f"kernel cache: {root} ({state})")
+    rows = disk_cache.usage(root)
+    if not rows:
+        console.print("  empty")
+        return 0
+    table = Table()
+    table.add_column("jax, backend, device, secjax sources")
+    table.add_column("kernels", justify="right")
+    table.add_column("size", justify="right")
+    for tag, entries, size in rows:
+        table.add_row(tag, str(entries), f"{size / 2**20:.1f} MiB")
+    console.print(table)
     return 0
 
 
@@ -151,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("info", help="version, backend and protocols").set_defaults(run=_info)
     commands.add_parser("primitives", help="the primitives secjax can compute securely"
                         ).set_defaults(run=_primitives)
+    cache = commands.add_parser("cache", help="the on-disk cache of compiled kernels: show "
+                                "its size (default) or clear it")
+    cache.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
+    cache.set_defaults(run=_cache)
     keys = commands.add_parser("keygen", help="CURVE key pairs and a cluster.toml for N "
                                "parties on one host (edit addresses for real machines)")
     keys.add_argument("--out", required=True, help="directory for the keys and cluster.toml")

@@ -123,10 +123,24 @@ def check_range(ring: Ring, x, scale: int) -> None:
             f"fractional bits (limit {ring.max_abs(scale):.3g})")
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def arshift(ring: Ring, x: jax.Array, bits: int) -> jax.Array:
+def shift_amount(bits, like):
+    """``bits`` as a shift of ``like``'s elements: a Python int as it is, an array (a shift
+    passed to a compiled kernel at run time, so one kernel serves every amount) in ``like``'s
+    dtype, as JAX's shifts need."""
+    return bits if isinstance(bits, int) else jnp.asarray(bits).astype(like.dtype)
+
+
+def power_of_two(ring: Ring, exponent) -> jax.Array:
+    """``2^exponent`` as a ring element (``exponent`` an int or an integer array)."""
+    one = jnp.asarray(1, ring.dtype)
+    return one << shift_amount(exponent, one)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def arshift(ring: Ring, x: jax.Array, bits) -> jax.Array:
     """Arithmetic (sign-preserving) right shift of ring elements: floor(x / 2^bits)."""
-    return from_signed(ring, to_signed(ring, x) >> bits)
+    signed = to_signed(ring, x)
+    return from_signed(ring, signed >> shift_amount(bits, signed))
 
 
 def msb(ring: Ring, x: jax.Array) -> jax.Array:

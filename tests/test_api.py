@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import secjax
-from conftest import assert_close
+from helpers import assert_close
 
 
 def test_bare_decorator_and_pytree_outputs():
@@ -171,13 +171,14 @@ def test_cost_by_scope_follows_flax_modules():
 
 
 def test_kernels_are_released_before_memory_mappings_run_out(monkeypatch):
-    from secjax.runtime import emulation
+    from secjax.runtime import kernels
 
-    monkeypatch.setattr(emulation, "_CHECK_EVERY", 1)
-    monkeypatch.setattr(emulation, "_mappings_nearly_exhausted", lambda: True)
+    monkeypatch.setattr(kernels, "_DEFAULT", kernels.KernelCache(None))
+    monkeypatch.setattr(kernels, "_CHECK_EVERY", 1)
+    monkeypatch.setattr(kernels, "mappings_nearly_exhausted", lambda: True)
     f = secjax.secure_jit(lambda x: x * x + x, protocol="plain")
     for n in range(1, 4):
         assert_close(f(jnp.ones(n)), jnp.full(n, 2.0))
-    assert len(emulation._KERNELS) <= 1
+    assert len(kernels.default_cache()) <= 1
     monkeypatch.undo()
-    assert not emulation._mappings_nearly_exhausted()
+    assert not kernels.mappings_nearly_exhausted()

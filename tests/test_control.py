@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 import secjax
-from conftest import assert_close, run_both
+from helpers import assert_close, run_both
 
 
 @jax.custom_jvp

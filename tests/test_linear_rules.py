@@ -8,7 +8,7 @@ import pytest
 from jax import lax
 
 import secjax
-from conftest import assert_close, run_both
+from helpers import assert_close, run_both
 
 
 def _rand(seed, *shape, dtype=np.float32, scale=3.0):

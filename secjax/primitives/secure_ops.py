@@ -48,6 +48,9 @@ def _weighted(bits, weights):
     return jnp.sum(w * bits, axis=0, dtype=bits.dtype)
 
 
+_WEIGHTED = Local(_weighted)
+
+
 @functools.lru_cache(maxsize=4096)
 def _encoded_constant(ring, data: bytes, shape: tuple, scale: int):
     """Ring encoding of the float64 constant ``data``: the approximations use the same few
@@ -152,7 +155,8 @@ class SecureOps:
                 right = self.p.stack(*[pairs[i][1].shares for i in idx])
             prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0))
             prods = ([prod] if len(idx) == 1 else
-                     list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod)))
+                     list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod,
+                                       over=self.p.logical_shape(prod)[1:])))
             for i, shares in zip(idx, prods):
                 value = Fx(shares, sa + sb - max(excess, 0))
                 out[i] = self.rescale(value, target)
@@ -162,7 +166,7 @@ class SecureOps:
     def ge(self, x: Fx, consts) -> Fx:
         """Stacked bits [x >= c] for public constants ``consts``: ONE msb call."""
         n = len(consts)
-        repeated = self.p.local(Local(_repeat, (("n", n),)), x.shares)
+        repeated = self.p.local(Local(_repeat, (("n", n),)), x.shares, over=self.shape(x))
         shape = self.shape(x)
         offsets = jnp.stack([jnp.broadcast_to(self._encode(-c, x.scale), shape)
                              for c in consts])
@@ -177,7 +181,8 @@ class SecureOps:
         """base + sum_i weights[i] * bits[i], at ``scale`` (default frac_bits): local."""
         scale = self.frac_bits if scale is None else scale
         w = self._encode(np.asarray(weights, dtype=np.float64), scale)
-        shares = self.p.local(Local(_weighted), bits.shares, w, shared=(True, False))
+        shares = self.p.local(_WEIGHTED, bits.shares, w, shared=(True, False),
+                              over=self.p.logical_shape(bits.shares)[1:])
         return Fx(self.p.add_public(shares, self._encode(base, scale)), scale)
 
     def table(self, bits: Fx, vals, scale) -> Fx:
@@ -187,7 +192,8 @@ class SecureOps:
         scale = self.frac_bits if scale is None else scale
         encoded = self._encode(np.asarray(vals, dtype=np.float64), scale)
         steps = encoded[1:] - encoded[:-1]
-        shares = self.p.local(Local(_weighted), bits.shares, steps, shared=(True, False))
+        shares = self.p.local(_WEIGHTED, bits.shares, steps, shared=(True, False),
+                              over=self.p.logical_shape(bits.shares)[1:])
         return Fx(self.p.add_public(shares, encoded[0]), scale)
 
     def mask_many(self, terms) -> list[Fx]:

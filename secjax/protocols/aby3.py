@@ -177,7 +177,7 @@ def _dealt_mask(comm, like, bits, j):
     rc_val, rb_val = common.trunc_mask(ring, nxt + prv, bits)   # meaningful at the helper
     nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
     got_rc = comm.send(rc_val - nxt2[:, 0], helper, second)
-    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(_narrow_dtype(ring, bits + 1)),
+    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(_carry_dtype(ring, bits)),
                        helper, second)
     rc = jnp.where(r0, prv2[:, 0], got_rc)
     rb = jnp.where(r0, prv2[:, 1], got_rb.astype(ring.dtype))
@@ -219,6 +219,14 @@ def _trunc_reshare(comm, y, role, j):
 def _exchanged_sum(comm, v, a, b):
     """Parties ``a`` and ``b`` swap their ``v`` and each holds the sum of both."""
     return v + comm.send(v, a, b) + comm.send(v, b, a)
+
+
+def _carry_dtype(ring, bits):
+    """The dtype that ``msb(r)``'s share travels in: ``bits + 1`` bits are all that count.
+    A shift passed at run time (an emulator kernel serving every amount) sends a whole ring
+    word: the result is the same, and the emulator's cost comes from a trace at the real
+    amount."""
+    return _narrow_dtype(ring, bits + 1) if isinstance(bits, int) else ring.dtype
 
 
 def _narrow_dtype(ring, bits: int):

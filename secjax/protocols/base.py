@@ -97,6 +97,17 @@ def _index(x, *, i):
     return x[i]
 
 
+_ADD = Local(jnp.add)
+_SUBTRACT = Local(jnp.subtract)
+_NEGATE = Local(jnp.negative)
+_STACK = Local(_stack)
+
+
+def _is_elementwise(op: Bilinear, shape, other_shape) -> bool:
+    """Whether ``op`` multiplies element by element operands of one logical shape."""
+    return op.fn is jnp.multiply and not op.params and tuple(shape) == tuple(other_shape)
+
+
 def _local_step(comm, *shares, fn, axes, shared):
     in_axes = tuple(0 if s else None for s in shared)
     return _vmap_shares(fn, axes, in_axes)(*shares)
@@ -122,9 +133,11 @@ class Protocol:
     # -- protocol-specific steps ----------------------------------------------------------
     steps: Steps
 
-    def _run(self, name: str, *arrays, **static):
-        """Run the step ``name`` of :attr:`steps` on the runtime."""
-        return self.runtime.run(getattr(self.steps, name), *arrays, **static)
+    def _run(self, name: str, *arrays, elementwise: tuple[int, ...] | None = None, **static):
+        """Run the step ``name`` of :attr:`steps` on the runtime (``elementwise``: the logical
+        shape of a step that treats every element alike, see :meth:`Runtime.run`)."""
+        return self.runtime.run(getattr(self.steps, name), *arrays, elementwise=elementwise,
+                                **static)
 
     def share_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of the share array of a secret of logical ``shape``."""
@@ -138,31 +151,35 @@ class Protocol:
         """Secret-share the ring array ``x`` held by party ``owner``."""
         if not 0 <= owner < self.n_parties:
             raise ValueError(f"owner {owner} is not one of the {self.n_parties} parties")
-        return self._run("share", x, owner=owner)
+        return self._run("share", x, owner=owner, elementwise=tuple(x.shape))
 
     def reveal(self, shares: jax.Array, to: int | None = None) -> jax.Array:
         """Open ``shares``: to every party (``to=None``) or to party ``to`` only."""
-        return self._run("reveal", shares, to=to)
+        return self._run("reveal", shares, to=to, elementwise=self.logical_shape(shares))
 
     def from_public(self, x: jax.Array) -> jax.Array:
         """The trivial sharing of a public ring array (no communication)."""
-        return self._run("from_public", x)
+        return self._run("from_public", x, elementwise=tuple(x.shape))
 
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
                  trunc_bits: int = 0) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
         fuse (aby3 skips the product's re-sharing)."""
+        shape = self.logical_shape(a)
+        elementwise = shape if _is_elementwise(op, shape, self.logical_shape(b)) else None
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
-            return self._run("trunc_product", self._run("product", a, b, op=op),
-                             bits=trunc_bits)
-        return self._run("bilinear", a, b, op=op)
+            product = self._run("product", a, b, op=op, elementwise=elementwise)
+            lead = len(self.product_shape(()))
+            return self._run("trunc_product", product, bits=trunc_bits,
+                             elementwise=tuple(product.shape[lead:]))
+        return self._run("bilinear", a, b, op=op, elementwise=elementwise)
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
         self._check_trunc_bits(bits)
-        return self._run("trunc", a, bits=bits)
+        return self._run("trunc", a, bits=bits, elementwise=self.logical_shape(a))
 
     def _check_trunc_bits(self, bits: int) -> None:
         if not 0 < bits <= self.ring.bits - 2:
@@ -170,39 +187,51 @@ class Protocol:
 
     def msb(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""
-        return self._run("msb", a)
+        return self._run("msb", a, elementwise=self.logical_shape(a))
 
     def eqz(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of ``a == 0``."""
-        return self._run("eqz", a)
+        return self._run("eqz", a, elementwise=self.logical_shape(a))
 
     # -- shared by every linear secret sharing ---------------------------------------------
-    def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None):
-        """Apply the linear map ``fn`` to every share (public operands passed as they are)."""
-        shared = shared or (True,) * len(operands)
+    def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None,
+              over: tuple[int, ...] | None = None):
+        """Apply the linear map ``fn`` to every share (public operands passed as they are).
+        ``over``: a trailing logical shape whose elements ``fn`` treats alike (it acts on the
+        axes before it only: sums, stacks, weighted sums of stacked rows), so the runtime
+        may run it on blocks of those elements (see :meth:`Runtime.run`)."""
+        shared = tuple(shared or (True,) * len(operands))
+        whole = tuple(i for i, s in enumerate(shared) if not s)
         return self.runtime.run(_local_step, *operands, fn=fn, axes=self.share_axes,
-                                shared=tuple(shared))
+                                shared=shared, elementwise=over, whole=whole)
 
     def add(self, a, b):
-        return self.local(Local(jnp.add), a, b)
+        return self.local(_ADD, a, b, over=self._common_shape(a, b))
 
     def scale_up(self, a, bits: int):
         """``a * 2^bits``: re-scaling to ``bits`` more fractional bits is exact and local."""
-        return self.local(Local(_shift_left, (("bits", bits),)), a)
+        return self.local(Local(_shift_left, (("bits", bits),)), a,
+                          over=self.logical_shape(a))
+
+    def _common_shape(self, *shares) -> tuple[int, ...] | None:
+        """The logical shape of ``shares`` if they all have one (else ``None``)."""
+        shapes = {self.logical_shape(x) for x in shares}
+        return shapes.pop() if len(shapes) == 1 else None
 
     def stack(self, *shares):
         """Secrets of one shape stacked on a new leading logical axis (local)."""
-        return self.local(Local(_stack), *shares)
+        return self.local(_STACK, *shares, over=self._common_shape(*shares))
 
     def index(self, shares, i: int):
         """Row ``i`` of the leading logical axis (local)."""
-        return self.local(Local(_index, (("i", i),)), shares)
+        return self.local(Local(_index, (("i", i),)), shares,
+                          over=self.logical_shape(shares)[1:])
 
     def sub(self, a, b):
-        return self.local(Local(jnp.subtract), a, b)
+        return self.local(_SUBTRACT, a, b, over=self._common_shape(a, b))
 
     def neg(self, a):
-        return self.local(Local(jnp.negative), a)
+        return self.local(_NEGATE, a, over=self.logical_shape(a))
 
     def add_public(self, a, p):
         """``a + p`` for a public ring array ``p`` broadcastable to ``a``'s logical shape."""
@@ -210,8 +239,10 @@ class Protocol:
 
     def bilinear_public(self, op: Bilinear, a, p, *, public_first: bool = False):
         """``op(a, p)`` (or ``op(p, a)``) for public ``p``: local, no communication."""
+        shape = self.logical_shape(a)
+        elementwise = shape if _is_elementwise(op, shape, tuple(p.shape) or shape) else None
         return self.runtime.run(_bilinear_public_step, a, p, op=op, axes=self.share_axes,
-                                public_first=public_first)
+                                public_first=public_first, elementwise=elementwise)
 
     def select(self, bit, a, b):
         """``bit ? a : b`` for a secret 0/1 ``bit`` and secret ``a``, ``b`` of one shape."""

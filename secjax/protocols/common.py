@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from secjax.ring import power_of_two, shift_amount
+
 
 def at_party(comm, like, party: int, value, other=0):
     """``value`` at party ``party``, ``other`` at every other party (party axis first)."""
@@ -25,11 +27,11 @@ def at_party(comm, like, party: int, value, other=0):
     return jnp.where(idx == party, value, jnp.asarray(other, like.dtype)).astype(like.dtype)
 
 
-def trunc_mask(ring, r, bits: int):
+def trunc_mask(ring, r, bits):
     """The dealer's view: ``(r' >> bits, msb(r))`` for a uniform ``r``, ``r' = r mod 2^(k-1)``."""
     k = ring.bits
     low = r & jnp.asarray((1 << (k - 1)) - 1, r.dtype)
-    return low >> bits, r >> (k - 1)
+    return low >> shift_amount(bits, low), r >> (k - 1)
 
 
 def trunc_offset(ring, x_share_first):
@@ -37,16 +39,15 @@ def trunc_offset(ring, x_share_first):
     return x_share_first + jnp.asarray(1 << (ring.bits - 2), ring.dtype)
 
 
-def trunc_finish(ring, c, rc, rb, bits: int, first):
+def trunc_finish(ring, c, rc, rb, bits, first):
     """One party's share of the truncation given the opened ``c`` (public to it), its shares
     ``rc`` of ``r' >> bits`` and ``rb`` of ``msb(r)``, and ``first`` (bool array): whether this
     party adds the public terms."""
     k = ring.bits
     dtype = ring.dtype
-    one = jnp.asarray(1, dtype)
     ct = c >> (k - 1)
-    c_low = (c & jnp.asarray((1 << (k - 1)) - 1, dtype)) >> bits
+    c_low = (c & jnp.asarray((1 << (k - 1)) - 1, dtype)) >> shift_amount(bits, c)
     carry = jnp.where(first, ct, 0).astype(dtype) + rb - 2 * ct * rb   # ct XOR r_{k-1}
-    public = c_low - jnp.asarray(1 << (k - 2 - bits), dtype)
+    public = c_low - power_of_two(ring, k - 2 - bits)
     return (jnp.where(first, public, 0).astype(dtype) - rc
-            + carry * (one << (k - 1 - bits)))
+            + carry * power_of_two(ring, k - 1 - bits))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from secjax import ring as ring_ops
 from secjax.protocols.base import Protocol
@@ -23,7 +22,7 @@ from secjax.protocols.plain import Plain
 
 def _trunc_step(comm, a, *, bits):
     """floor((a + r) / 2^bits) for a uniform r in [0, 2^bits): the probabilistic truncation."""
-    low = comm.uniform(a.shape, a.dtype) & jnp.asarray((1 << bits) - 1, a.dtype)
+    low = comm.uniform(a.shape, a.dtype) & (ring_ops.power_of_two(comm.ring, bits) - 1)
     return ring_ops.arshift(comm.ring, a + low, bits)
 
 
@@ -46,10 +45,10 @@ class Ideal(Protocol):
         self.real = real
         self.name = real.name
 
-    def _run(self, name: str, *arrays, **static):
+    def _run(self, name: str, *arrays, elementwise=None, **static):
         real_avals = tuple(jax.ShapeDtypeStruct(self._real_shape(name, a), a.dtype)
                            for a in arrays)
-        return self.runtime.run(getattr(self.steps, name), *arrays,
+        return self.runtime.run(getattr(self.steps, name), *arrays, elementwise=elementwise,
                                 cost_of=(getattr(self.real.steps, name), real_avals), **static)
 
     def _real_shape(self, name: str, a) -> tuple[int, ...]:

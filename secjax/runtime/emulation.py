@@ -1,8 +1,18 @@
 """All parties in one process: shares carry a leading party axis, messages permute it.
 
-Protocol steps run as small jit-compiled kernels cached by (step, static arguments, input
-shapes), so the repeated layers of a model reuse the same compiled code. One jit of a whole
-model would take XLA on CPU minutes to compile; a few hundred small kernels take seconds.
+Protocol steps run as small jit-compiled kernels (one jit of a whole model would take XLA on
+CPU minutes to compile). Compiling them is most of a first call, so the emulator needs few:
+
+- a step that treats every element alike (truncation, comparison, sharing, opening, an
+  elementwise product or sum) runs on its elements flattened and cut into blocks of a few
+  fixed sizes (:data:`BLOCK_SIZES`), the last block padded with zeros: one kernel per block
+  size serves every layer and every shape. Its cost is traced at the real shape (a trace,
+  no compile), so the report counts real elements only, exactly as a party process sends
+  them;
+- every other step (matrix products, reshapes) has a kernel per input shape;
+- kernels live in a :class:`~secjax.runtime.kernels.KernelCache` that outlives the call and
+  the process (on disk), and :meth:`Emulator.compile_pending` compiles the kernels a call
+  needs, found by a planning pass, on worker threads before it runs.
 
 Randomness here comes from XLA's RngBitGenerator (ThreeFry), which models the parties' PRGs
 with the right distribution; it is a simulation device, not a cryptographic PRG, and the
@@ -10,8 +20,11 @@ network runtime does not use it.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import math
+import os
 import time
 from typing import Callable
 
@@ -20,8 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.ring import Ring
-from secjax.runtime.comm import Comm, Exchange
+from secjax.runtime.base import Runtime
+from secjax.runtime.comm import Comm
 from secjax.runtime.cost import CostLog
+from secjax.runtime.fingerprint import fingerprint
+from secjax.runtime.kernels import CacheStats, Kernel, KernelCache, default_cache
 
 
 class EmulatedComm(Comm):
@@ -99,125 +115,159 @@ def _combine(shares, xor: bool):
     return jnp.sum(shares, axis=0, dtype=shares.dtype)
 
 
-@dataclasses.dataclass
-class _Kernel:
-    exchanges: tuple[Exchange, ...]
-    out_info: object
-    traced: object
-    compiled: Callable | None = None
+# Elementwise steps run on blocks of these numbers of elements (the last is the block that
+# larger arrays are cut into). On CPU a block of 2^16 elements runs an aby3 comparison in
+# less time per element than one of 2^18 (it fits the caches) and small blocks cost little
+# to pad; accelerators want larger blocks.
+BLOCK_SIZES = {"cpu": (2**12, 2**16)}
+ACCELERATOR_BLOCK_SIZES = (2**12, 2**16, 2**20)
 
-
-# Kernels of this process. XLA's CPU executables hold memory mappings that JAX's own caches
-# keep alive (with eager ops and jitted user code, about 24 mappings per protocol kernel were
-# seen), and Linux allows 65,530 mappings per process (vm.max_map_count): past that,
-# compiling segfaults (seen in long test sessions). So every _CHECK_EVERY new kernels the
-# mappings are counted, and near the limit every kernel is dropped and jax.clear_caches()
-# releases the executables. A model's working set is a few hundred kernels; only processes
-# that run many different programs get there.
-_KERNELS: dict[tuple, _Kernel] = {}
-_CHECK_EVERY = 64
-_MAPPINGS_HIGH_WATER = 0.6
-
-
-def _mappings_nearly_exhausted() -> bool:
-    """Whether this process uses most of the memory mappings Linux allows it."""
-    try:
-        with open("/proc/sys/vm/max_map_count") as limit, open("/proc/self/maps") as maps:
-            return sum(1 for _ in maps) > _MAPPINGS_HIGH_WATER * int(limit.read())
-    except OSError:  # not Linux: no such limit to watch
-        return False
-
-# XLA's LLVM backend optimisations make protocol kernels slow to compile and fast to run.
-# Measured on 2 loaded CPU cores, aby3 msb over
-# 128x384 elements: 5.4 s to compile at the default level and 38 ms to run, 2.0 s and 195 ms
-# at level 0; over 128x1536: 6.1 s / 221 ms against 1.9 s / 745 ms; an aby3 truncation of
-# 128x1536: 1.3 s / 84 ms against 0.6 s / 248 ms. So kernels over small arrays (where run
-# time is negligible) compile at level 0, and larger ones with XLA's defaults. Set per
-# kernel: the user's own jax.jit code keeps XLA's defaults.
+# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (an aby3
+# comparison of 2^16 elements: 0.7 s to compile at level 0 and 86 ms to run, 2.0 s and 16 ms
+# at the default level), so kernels over few elements compile at level 0, larger ones with
+# XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's defaults.
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _OPTIMISE_FROM_ELEMENTS = 2**15
 
 
-def release_kernels() -> None:
-    """Drop every compiled protocol kernel of this process and JAX's caches that keep their
-    executables alive (this also empties the caches of the user's own ``jax.jit``
-    functions). Later calls compile again. For long-lived processes that run many
-    different programs."""
-    _KERNELS.clear()
-    jax.clear_caches()
-
-
-def _compiler_options(arrays) -> dict:
-    """XLA options for a kernel over ``arrays``: level 0 for small inputs, defaults else."""
-    elements = sum(math.prod(a.shape) for a in arrays)
+def _compiler_options(avals) -> dict:
+    """XLA options for a kernel over ``avals``: level 0 for small inputs, defaults else."""
+    elements = sum(math.prod(a.shape) for a in avals)
     return {} if elements >= _OPTIMISE_FROM_ELEMENTS else _FAST_COMPILE
-
-# XLA's RngBitGenerator with ThreeFry, called directly: no key-derivation hashing in the
-# kernels (jax.random's fold_in adds a ThreeFry loop per draw), and on 2 CPU cores ThreeFry
-# draws 590k uint64 words in 3 ms (RngBitGenerator's default, Philox: 11 ms; narrow uint8 or
-# uint32 draws by the default at optimisation level 0: 0.4-0.5 s).
 
 
 def _aval_key(x) -> tuple:
     return (tuple(x.shape), np.dtype(x.dtype).str)
 
 
-class Emulator:
+def _blocks(n: int, sizes: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """``(start, stop, block size)`` covering ``n`` elements: whole blocks of the largest
+    size, then the rest in the smallest size that holds it."""
+    largest = sizes[-1]
+    pieces = [(lo, lo + largest, largest) for lo in range(0, n - n % largest, largest)]
+    rest = n % largest
+    if rest or not pieces:
+        lo = n - rest
+        pieces.append((lo, n, next(size for size in sizes if size >= rest)))
+    return pieces
+
+
+class Emulator(Runtime):
     """Runs protocol steps for all parties at once and accounts for what they would send.
 
     ``abstract=True`` traces steps without compiling or running them: the cost log fills in
     exactly as it would in a real run, and results are ``jax.ShapeDtypeStruct`` placeholders.
-    Steps of :class:`secjax.protocols.ideal.Ideal` come with ``cost_of``: the real step whose
-    messages they stand for, traced (never run) for the cost log.
+    With ``plan=True`` as well, the kernels a real run would need are traced too and kept in
+    :attr:`pending` for :meth:`compile_pending`.
+    ``kernels``: where compiled steps are kept (default: the process's shared cache);
+    ``persistent``: whether they may be read from and written to its disk part.
     """
 
-    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False):
+    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
+                 plan: bool = False, kernels: KernelCache | None = None,
+                 persistent: bool = True):
         self.n_parties = n_parties
         self.ring = ring
-        self.abstract = abstract
+        self.abstract = abstract or plan
+        self.plan = plan
         self.cost = CostLog(n_parties)
-        self.compile_seconds = 0.0  # tracing, lowering and compiling new kernels
-        self.kernels_compiled = 0
+        self.kernels = kernels if kernels is not None else default_cache()
+        self.persistent = persistent
+        self.stats = CacheStats()
+        self.compile_seconds = 0.0  # tracing, lowering, compiling and loading kernels
+        self.pending: dict[int, Kernel] = {}
+        platform = jax.default_backend()
+        self.block_sizes = BLOCK_SIZES.get(platform, ACCELERATOR_BLOCK_SIZES)
+        self._host_arrays = platform == "cpu"   # block on the host: no compile per shape
+        self._timing = False
         self._seed_words = np.random.default_rng(seed).integers(0, 2**32, 2, dtype=np.uint32)
         self._calls = 0
+
+    @property
+    def kernels_compiled(self) -> int:
+        return self.stats.compiled
 
     def holds(self, party: int) -> bool:
         """Whether this runtime holds party ``party``'s private data: all of it, here."""
         return True
 
-    def run(self, step: Callable, *arrays, cost_of: tuple | None = None, **static):
-        """Run ``step(comm, *arrays, **static)`` for every party; returns its outputs.
+    def run(self, step: Callable, *arrays, cost_of: tuple | None = None,
+            elementwise: tuple[int, ...] | None = None, whole: tuple[int, ...] = (),
+            **static):
+        """See :meth:`Runtime.run`."""
+        real_step, real_avals = cost_of if cost_of is not None else (step, arrays)
+        if elementwise is None:
+            kernel = self._kernel(step, arrays, static,
+                                  None if cost_of is None else (real_step, real_avals))
+            self.cost.add(kernel.exchanges)
+            return kernel.out_info if self.abstract else self._call(kernel, arrays)
+        costed = self._kernel(real_step, real_avals, static, None, compiled=False)
+        self.cost.add(costed.exchanges)
+        if self.abstract and not self.plan and cost_of is None:
+            return costed.out_info
+        return self._run_blocks(step, arrays, static, tuple(elementwise), whole)
 
-        ``static`` values must be hashable: they are part of the compiled kernel's identity.
-        ``cost_of``: ``(real_step, avals)``, whose messages are recorded instead of
-        ``step``'s (an ideal step: see :mod:`secjax.protocols.ideal`).
-        """
-        costed = None if cost_of is None else (cost_of[0], tuple(map(_aval_key, cost_of[1])))
-        key = (step, costed, self.n_parties, self.ring, tuple(sorted(static.items())),
-               tuple(_aval_key(a) for a in arrays))
-        kernel = _KERNELS.get(key)
-        if kernel is None:
-            start = time.perf_counter()
-            if len(_KERNELS) % _CHECK_EVERY == 0 and _mappings_nearly_exhausted():
-                release_kernels()
-            kernel = self._trace(step, arrays, static)
-            if cost_of is not None:
-                kernel.exchanges = self._trace(cost_of[0], cost_of[1], static).exchanges
-            _KERNELS[key] = kernel
-            self.compile_seconds += time.perf_counter() - start
-        self.cost.add(kernel.exchanges)
-        self._calls += 1
-        if self.abstract:
-            return kernel.out_info
-        if kernel.compiled is None:
-            start = time.perf_counter()
-            kernel.compiled = kernel.traced.lower().compile(
-                compiler_options=_compiler_options(arrays))
-            self.compile_seconds += time.perf_counter() - start
-            self.kernels_compiled += 1
-        return kernel.compiled(self._seed_words, np.uint32(self._calls), *arrays)
+    # -- elementwise steps on blocks ----------------------------------------------------------
+    def _run_blocks(self, step, arrays, static, shape, whole):
+        """``step`` on blocks of the elements of ``shape``; the results as if run whole."""
+        n = math.prod(shape)
+        step, arrays, static = _shifts_at_run_time(step, arrays, static, self.ring)
+        leading = [None if i in whole else _leading_axes(a.shape, shape)
+                   for i, a in enumerate(arrays)]
+        pieces = _blocks(n, self.block_sizes)
+        if self.abstract:   # planning: the kernels of every block size, and the results' shapes
+            for size in sorted({size for _, _, size in pieces}):
+                block = [a if lead is None else jax.ShapeDtypeStruct((*lead, size), a.dtype)
+                         for a, lead in zip(arrays, leading)]
+                out = self._kernel(step, block, static, None).out_info
+            return jax.tree.map(
+                lambda o: jax.ShapeDtypeStruct((*o.shape[:-1], *shape), o.dtype), out)
+        xp = np if self._host_arrays else jnp
+        flat = [a if lead is None else xp.asarray(a).reshape((*lead, n))
+                for a, lead in zip(arrays, leading)]
+        outputs = []
+        for lo, hi, size in pieces:
+            block = [f if lead is None else _padded(xp, f[..., lo:hi], size)
+                     for f, lead in zip(flat, leading)]
+            out = self._call(self._kernel(step, block, static, None), block)
+            outputs.append(jax.tree.map(lambda o, m=hi - lo: xp.asarray(o)[..., :m], out))
 
-    def _trace(self, step, arrays, static) -> _Kernel:
+        def joined(*parts):
+            whole_array = parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
+            return whole_array.reshape((*whole_array.shape[:-1], *shape))
+        return jax.tree.map(joined, *outputs)
+
+    # -- kernels ------------------------------------------------------------------------------
+    def _kernel(self, step, arrays, static, costed, *, compiled: bool = True) -> Kernel:
+        """The kernel of ``step`` on ``arrays``' shapes (``compiled=False``: only its trace,
+        for the cost of an elementwise step at its real shape)."""
+        avals = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays)
+        key = (step, costed and (costed[0], tuple(map(_aval_key, costed[1]))), compiled,
+               self.n_parties, self.ring, tuple(sorted(static.items())),
+               tuple(map(_aval_key, avals)))
+        with self._timed():
+            kernel = self.kernels.get(key, lambda: fingerprint(key), self.persistent,
+                                      self.stats,
+                                      lambda: self._trace(step, avals, static, costed, compiled))
+        if compiled and kernel.compiled is None and self.plan:
+            self.pending[id(kernel)] = kernel
+        return kernel
+
+    @contextlib.contextmanager
+    def _timed(self):
+        """Add the time inside to ``compile_seconds`` (once, however deeply nested)."""
+        if self._timing:
+            yield
+            return
+        self._timing = True
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._timing = False
+            self.compile_seconds += time.perf_counter() - started
+
+    def _trace(self, step, avals, static, costed, compiled) -> Kernel:
         comms: list[EmulatedComm] = []
 
         def kernel(seed_words, counter, *xs):
@@ -225,8 +275,88 @@ class Emulator:
             comms.append(comm)
             return step(comm, *xs, **static)
 
-        avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
         traced = jax.jit(kernel).trace(
             jax.ShapeDtypeStruct(self._seed_words.shape, self._seed_words.dtype),
             jax.ShapeDtypeStruct((), np.uint32), *avals)
-        return _Kernel(tuple(comms[0].exchanges), traced.out_info, traced)
+        exchanges = tuple(comms[0].exchanges)
+        if costed is not None:
+            exchanges = self._kernel(costed[0], costed[1], static, None,
+                                     compiled=False).exchanges
+        return Kernel(exchanges, traced.out_info, traced if compiled else None,
+                      compiler_options=_compiler_options(avals))
+
+    def _call(self, kernel: Kernel, arrays):
+        if kernel.compiled is None:
+            with self._timed():
+                self.kernels.finish(kernel, self.stats)
+        self._calls += 1
+        return kernel.compiled(self._seed_words, np.uint32(self._calls), *arrays)
+
+    def compile_pending(self, workers: int | None = None, on_compiled=None) -> None:
+        """Compile the kernels the planning pass found missing, on ``workers`` threads
+        (default: one per CPU core); ``on_compiled()`` is called after each."""
+        pending = [k for k in self.pending.values() if k.compiled is None]
+        self.pending.clear()
+        if not pending:
+            return
+        workers = workers or os.cpu_count() or 1
+
+        def compile_one(kernel):
+            self.kernels.finish(kernel, self.stats)
+            if on_compiled is not None:
+                on_compiled()
+        with self._timed():
+            if workers == 1 or len(pending) == 1:
+                for kernel in pending:
+                    compile_one(kernel)
+            else:
+                with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                    for future in [pool.submit(compile_one, k) for k in pending]:
+                        future.result()
+
+
+# Static arguments that an elementwise step also takes as a scalar array (see
+# secjax.ring.shift_amount): every truncation then shares one kernel per block size.
+_RUN_TIME_STATICS = ("bits",)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithRunTimeArgs:
+    """``step`` taking its static arguments ``names`` from its last array arguments."""
+
+    step: Callable
+    names: tuple[str, ...]
+
+    def __call__(self, comm, *arrays, **static):
+        split = len(arrays) - len(self.names)
+        return self.step(comm, *arrays[:split], **static,
+                         **dict(zip(self.names, arrays[split:])))
+
+
+def _shifts_at_run_time(step, arrays, static, ring):
+    """``(step, arrays, static)`` with the integer :data:`_RUN_TIME_STATICS` passed as
+    scalar arrays instead of compiled in."""
+    names = tuple(n for n in _RUN_TIME_STATICS if type(static.get(n)) is int)
+    if not names:
+        return step, arrays, static
+    values = [np.asarray(static[n], ring.dtype) for n in names]
+    rest = {k: v for k, v in static.items() if k not in names}
+    return _WithRunTimeArgs(step, names), (*arrays, *values), rest
+
+
+def _leading_axes(array_shape, shape) -> tuple[int, ...] | None:
+    """The axes of an array before the logical ``shape``; ``None`` for an operand that
+    does not end in it (a scalar broadcast to every element), which is passed as it is."""
+    array_shape, shape = tuple(array_shape), tuple(shape)
+    split = len(array_shape) - len(shape)
+    if split < 0 or array_shape[split:] != shape:
+        return None
+    return array_shape[:split]
+
+
+def _padded(xp, block, size: int):
+    """``block`` with zeros appended along its last axis up to ``size`` elements."""
+    missing = size - block.shape[-1]
+    if missing == 0:
+        return block
+    return xp.concatenate([block, xp.zeros((*block.shape[:-1], missing), block.dtype)], axis=-1)

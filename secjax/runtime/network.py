@@ -73,8 +73,10 @@ from jax.experimental import io_callback
 
 from secjax.errors import SecjaxError
 from secjax.ring import Ring
+from secjax.runtime.base import Runtime
 from secjax.runtime.comm import Comm
 from secjax.runtime.cost import CostLog
+from secjax.runtime.kernels import CacheStats, Kernel, KernelCache
 from secjax.runtime import prg as prg_module
 
 DEALER = "dealer"
@@ -716,7 +718,7 @@ def _combine(shares: np.ndarray, xor: bool) -> np.ndarray:
     return np.sum(shares, axis=0, dtype=shares.dtype)
 
 
-class NetworkRuntime:
+class NetworkRuntime(Runtime):
     """Runs protocol steps in one party process (the :class:`Emulator` interface).
 
     Connects to every peer on construction, exchanges hellos (checking that everyone runs the
@@ -735,12 +737,12 @@ class NetworkRuntime:
         self.index = self.n_parties if self.is_dealer else int(self.name)
         self.cost = CostLog(self.n_parties)
         self.compile_seconds = 0.0
-        self.kernels_compiled = 0
+        self.kernels = KernelCache(None)
+        self.stats = CacheStats()
         self.abstract = False
         self.step = 0
         self.label = "(setup)"
         self.error: BaseException | None = None
-        self._kernels: dict = {}
         self.transport = Transport(cluster, self.name, secret_key_file, keys=keys,
                                    timeout=timeout)
         try:
@@ -785,41 +787,48 @@ class NetworkRuntime:
         """Whether this process holds party ``party``'s private data."""
         return not self.is_dealer and party == self.index
 
-    def run(self, step, *arrays, **static):
+    def run(self, step, *arrays, cost_of=None, elementwise=None, whole=(), **static):
         """Run ``step(comm, *arrays, **static)`` as this party; returns its outputs.
 
-        Compiled once per (step, static arguments, input shapes), as in emulation; the
-        exchanges recorded while tracing are added to ``cost`` at every call. The kernel runs
-        to completion before the next step starts (messages carry the step number).
+        Compiled once per (step, static arguments, input shapes) and kept in memory only (its
+        messages are host callbacks into this process, which no executable on disk can hold);
+        ``elementwise`` steps run at their own shape, so that what is sent is what the cost
+        report counts. The exchanges recorded while tracing are added to ``cost`` at every
+        call. The kernel runs to completion before the next step starts (messages carry the
+        step number).
         """
+        if cost_of is not None:
+            raise NetworkError("party processes run the real protocol steps only")
         key = (step, self.ring, tuple(sorted(static.items())),
                tuple((tuple(a.shape), np.dtype(a.dtype).str) for a in arrays))
         self.label = getattr(self.cost, "_label", "?")
-        kernel = self._kernels.get(key)
-        if kernel is None:
-            started = time.perf_counter()
-            comms = []
-
-            def fn(*xs):
-                comm = NetworkComm(self)
-                comms.append(comm)
-                return step(comm, *xs, **static)
-            avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
-            compiled = jax.jit(fn).trace(*avals).lower().compile()
-            kernel = self._kernels[key] = (tuple(comms[0].exchanges), compiled)
-            self.compile_seconds += time.perf_counter() - started
-            self.kernels_compiled += 1
-        exchanges, compiled = kernel
-        self.cost.add(exchanges)
+        started = time.perf_counter()
+        kernel = self.kernels.get(key, lambda: None, False, self.stats,
+                                  lambda: self._trace(step, arrays, static))
+        if kernel.compiled is None:
+            self.kernels.finish(kernel, self.stats)
+        self.compile_seconds += time.perf_counter() - started
+        self.cost.add(kernel.exchanges)
         self.step += 1
         self.error = None
         try:
-            return jax.block_until_ready(compiled(*arrays))
+            return jax.block_until_ready(kernel.compiled(*arrays))
         except Exception:
             if self.error is not None:   # the host callback's own error, not XLA's wrapper
                 error, self.error = self.error, None
                 raise error from None
             raise
+
+    def _trace(self, step, arrays, static) -> Kernel:
+        comms = []
+
+        def fn(*xs):
+            comm = NetworkComm(self)
+            comms.append(comm)
+            return step(comm, *xs, **static)
+        avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
+        traced = jax.jit(fn).trace(*avals)
+        return Kernel(tuple(comms[0].exchanges), traced.out_info, traced)
 
     def close(self, *, failed: bool = False) -> None:
         if failed:
