@@ -2,10 +2,12 @@
 kernel cache of the run's own."""
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
 
+import jax
 import pytest
 
 # (protocol, parties) combinations every rule runs under. semi2k with 3 parties exercises the
@@ -26,6 +28,16 @@ def pytest_unconfigure(config):
     own = getattr(config, "_secjax_cache", None)
     if own is not None:
         shutil.rmtree(own, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_jax_caches_after_module():
+    """The tests' own ``jax.jit`` references and eager ops fill JAX's caches (executables
+    included); a module's are not needed by the next, so they are dropped between modules.
+    secjax's kernels stay in their cache (memory and disk)."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 def pytest_addoption(parser):

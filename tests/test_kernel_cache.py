@@ -76,6 +76,11 @@ def test_arrays_larger_than_a_block_are_exact(cache):
     assert ran["reveal"].sent == [8 * n] * 3 and ran["reveal"].rounds == 1
 
 
+def test_scalar_products_truncate_with_the_amount_passed_whole(cache):
+    f = secjax.secure_jit(lambda a, b: a * b + a, protocol="aby3", seed=2)
+    assert_close(f(np.float32(2.5), np.float32(-3.0)), np.float32(-5.0), atol=1e-4)
+
+
 def test_first_call_compiles_ahead_and_second_function_reuses(cache):
     f = secjax.secure_jit(_net, protocol="aby3", seed=1)
     x = np.ones(5, np.float32)

@@ -114,6 +114,49 @@ def test_truncated_product_error_at_most_one_unit(cfg, kind):
     assert set(np.unique(err)) <= ({0} if cfg[0] == "plain" else {0, 1})
 
 
+@pytest.mark.parametrize("cfg,kind", BILINEAR_CASES,
+                         ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES])
+def test_private_product_exact_and_costs_as_share_then_product(cfg, kind):
+    """``bilinear_private``: exact in the ring for either operand order and every owner, and
+    (aby3's own step included) the bytes and rounds of sharing the operand, then the product."""
+    op, xshape, yshape = BILINEAR[kind]
+    rng = np.random.default_rng(5)
+    ring, em, p = make(*cfg)
+    X = enc(ring, signed_ints(rng, ring, xshape, ring.bits - 1))
+    Y = enc(ring, signed_ints(rng, ring, yshape, ring.bits - 1))
+    for owner in range(p.n_parties):
+        sy = p.share(Y, (owner + 1) % p.n_parties)
+        assert (p.reveal(p.bilinear_private(op, X, owner, sy)) == op(X, Y)).all()
+        sx = p.share(X, (owner + 1) % p.n_parties)
+        assert (p.reveal(p.bilinear_private(op, Y, owner, sx, private_first=False))
+                == op(X, Y)).all()
+
+    def cost(private):
+        ring, em, p = make(*cfg, abstract=True)
+        sy = p.share(jax.ShapeDtypeStruct(yshape, ring.dtype), 0)
+        em.cost = CostLog(p.n_parties)
+        x = jax.ShapeDtypeStruct(xshape, ring.dtype)
+        if private:
+            p.bilinear_private(op, x, 1 % p.n_parties, sy)
+        else:
+            p.bilinear(op, p.share(x, 1 % p.n_parties), sy)
+        report = em.cost.report()
+        return report.total.sent, report.rounds
+    assert cost(private=True) == cost(private=False)
+
+
+def test_aby3_private_product_shares_are_uniform():
+    """Each party's part of the product of the owner's operand is uniform on its own, even
+    for the most structured operand (all zeros)."""
+    ring, em, p = make("aby3", 3, 64)
+    x = jnp.zeros(SHAPE, ring.dtype)
+    y = p.share(enc(ring, np.ones(SHAPE, np.int64)), 0)
+    t = np.asarray(em.run(aby3._private_product_step, x, y, op=Bilinear(jnp.multiply),
+                          owner=0, private_first=True))
+    assert all(_uniform_low_byte(t[party]) for party in range(3))
+    assert (p.reveal(p.bilinear_private(Bilinear(jnp.multiply), x, 0, y)) == 0).all()
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_trunc_error_at_most_one_unit(cfg):
     """Documented range |x| < 2^(k-2): result is floor(x / 2^d) or one more, never worse."""

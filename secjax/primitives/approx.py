@@ -73,7 +73,9 @@ def fit_poly(target: str, lo: float, hi: float, powers: tuple, radius: float = 1
     basis = np.stack([u ** k for k in powers], axis=1)
     weights = np.ones(points)
     for _ in range(iterations):  # Lawson: reweight by the residual, towards the minimax fit
-        coef, *_ = np.linalg.lstsq(basis * weights[:, None], y * weights, rcond=None)
+        # least squares by QR (a third of the time of an SVD-based lstsq on a first call)
+        q, r = np.linalg.qr(basis * weights[:, None])
+        coef = np.linalg.solve(r, q.T @ (y * weights))
         residual = np.abs(basis @ coef - y)
         weights = weights * np.sqrt(residual + 1e-15)
         weights /= weights.max()

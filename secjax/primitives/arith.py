@@ -14,7 +14,7 @@ from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.structural import freeze
 from secjax.protocols.base import Bilinear
-from secjax.values import DeferredSecret, Public, Secret, is_float
+from secjax.values import DeferredSecret, Private, Public, Secret, is_float
 
 
 @register("add", "sub")
@@ -55,6 +55,22 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
     x, y = ctx.secret(x), ctx.secret(y)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
     shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0))
+    return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
+
+
+def apply_private_bilinear(ctx, op: Bilinear, private: Private, other, out_aval,
+                           *, private_first: bool = True):
+    """``op(private, other)`` (``op(other, private)`` unless ``private_first``) for a private
+    value used by this product alone (a one-hot of private token ids): its owner need not
+    share it first (:meth:`secjax.protocols.base.Protocol.bilinear_private`)."""
+    other = ctx.secret(other)
+    excess = ctx.scale(private.dtype) + ctx.scale(other.dtype) - ctx.scale(out_aval.dtype)
+    clear = (private.value if ctx.protocol.runtime.holds(private.owner)
+             else jnp.zeros(private.shape, private.dtype))
+    encoded = ctx.encode_public(clear, ctx.scale(private.dtype))
+    shares = ctx.protocol.bilinear_private(op, encoded, private.owner, other.shares,
+                                           private_first=private_first,
+                                           trunc_bits=max(excess, 0))
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 

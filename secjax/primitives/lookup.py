@@ -26,7 +26,7 @@ from jax.lax import GatherScatterMode
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.arith import MULTIPLY, apply_bilinear, apply_private_bilinear
 from secjax.primitives.compare import clamp_shares
 from secjax.primitives.structural import linear_rule
 from secjax.protocols.base import Bilinear, Local
@@ -180,8 +180,11 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
            else _secret_one_hot(ctx, pick, indices, mode))
     out_aval = ctx.out_avals[0]
     contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", pick.contraction),))
-    picked = apply_bilinear(ctx, contract, hot, operand,
-                            out_aval=jax.ShapeDtypeStruct(pick.result, out_aval.dtype))
+    result = jax.ShapeDtypeStruct(pick.result, out_aval.dtype)
+    if isinstance(hot, Private) and not isinstance(operand, Public):   # used here alone
+        picked = apply_private_bilinear(ctx, contract, hot, operand, result)
+    else:
+        picked = apply_bilinear(ctx, contract, hot, operand, out_aval=result)
     if pick.layout == tuple(range(len(pick.layout))) and pick.result == out_aval.shape:
         return ctx.make(picked.shares, out_aval)
     relayout = Local(_relayout, (("perm", pick.layout), ("shape", tuple(out_aval.shape))))

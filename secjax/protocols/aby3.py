@@ -280,6 +280,37 @@ def _product_result(comm, c, rc, rb, bits, j):
     return masked, comm.send(masked, first, second), sharing
 
 
+def _private_product_step(comm, x, y, *, op, owner, private_first):
+    """``op(x, y)`` (or ``op(y, x)``) for ``x`` held in the clear by party o = ``owner``, as
+    zero-masked 3-out-of-3 shares (layout ``(3, *shape)``). The owner splits
+    ``x = x_a + x_b``: ``x_a`` from its PRG seed with o + 1, ``x_b`` sent to o - 1 (the
+    replicated sharing of :func:`_input`, whose third component is zero). Then the owner
+    computes ``op(x, y_o + y_{o+1})``, o + 1 ``op(x_a, y_{o+2})`` and o - 1
+    ``op(x_b, y_{o+2})``: three local products where a secret product takes six. Each of o + 1
+    and o - 1 sees one uniform half of ``x``."""
+    nxt, prv = (owner + 1) % 3, (owner - 1) % 3
+    with comm.op("share"):
+        v = comm.broadcast(x)
+        with_next, with_prev = comm.random_pair(x.shape, x.dtype)
+        idx = comm.party_index(v)
+        x_a = jnp.where(idx == owner, with_next, with_prev)   # the owner's and o + 1's
+        x_b = comm.send(v - x_a, owner, prv)
+    held = jnp.where(idx == owner, v, jnp.where(idx == nxt, x_a, x_b))
+    y_idx = comm.party_index(y[:, 0])
+    other = jnp.where(y_idx == owner, y[:, 0] + y[:, 1],
+                      jnp.where(y_idx == nxt, y[:, 1], y[:, 0]))   # y_{o+2} at o +- 1
+    vop = jax.vmap(op)
+    t = vop(held, other) if private_first else vop(other, held)
+    with_next, with_prev = comm.random_pair(t.shape[1:], t.dtype)
+    return t + with_next - with_prev
+
+
+def _reshare_step(comm, t):
+    """Replicated shares of the zero-masked 3-out-of-3 ``t`` (one re-sharing message)."""
+    with comm.op("bilinear"):
+        return _reshare(comm, t)
+
+
 def _product_step(comm, x, y, *, op):
     """The product's zero-masked 3-out-of-3 shares, layout ``(3, *shape)``: no messages."""
     return _masked_cross_terms(comm, x, y, op)

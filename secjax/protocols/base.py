@@ -62,6 +62,11 @@ class Steps:
     # (``Protocol.product_shape``) that only ``trunc_product`` takes.
     product: Callable | None = None        # (comm, a, b, *, op) -> op(a, b), intermediate
     trunc_product: Callable | None = None  # (comm, t, *, bits) -> shares of t / 2^bits
+    # A product with an operand one party holds in the clear, in the intermediate layout,
+    # and the step that turns that layout into shares (protocols without them share the
+    # operand and take the secret product).
+    private_product: Callable | None = None  # (comm, x, b, *, op, owner, private_first)
+    reshare: Callable | None = None          # (comm, t) -> shares of t
 
     def __post_init__(self):
         if (self.product is None) != (self.trunc_product is None):
@@ -69,6 +74,8 @@ class Steps:
         if self.product is None:   # no fusion: the product's shares, then its truncation
             object.__setattr__(self, "product", self.bilinear)
             object.__setattr__(self, "trunc_product", self.trunc)
+        if (self.private_product is None) != (self.reshare is None):
+            raise TypeError("a private product needs both a private_product and a reshare step")
 
     @classmethod
     def of_module(cls, module_name: str) -> "Steps":
@@ -175,6 +182,29 @@ class Protocol:
             return self._run("trunc_product", product, bits=trunc_bits,
                              elementwise=tuple(product.shape[lead:]))
         return self._run("bilinear", a, b, op=op, elementwise=elementwise)
+
+    def bilinear_private(self, op: Bilinear, x: jax.Array, owner: int, b: jax.Array, *,
+                         private_first: bool = True, trunc_bits: int = 0) -> jax.Array:
+        """Shares of ``op(x, b)`` (``op(b, x)`` unless ``private_first``) for a ring array
+        ``x`` that party ``owner`` holds in the clear and uses in this product only, divided
+        by ``2^trunc_bits`` when that is positive. Protocols with a ``private_product`` step
+        exploit the owner's knowledge of ``x`` (aby3: three local products instead of six);
+        the others share ``x`` first."""
+        if not self._private_products():
+            shared = self.share(x, owner)
+            a, b = (shared, b) if private_first else (b, shared)
+            return self.bilinear(op, a, b, trunc_bits=trunc_bits)
+        product = self._run("private_product", x, b, op=op, owner=owner,
+                            private_first=private_first)
+        shape = tuple(product.shape[len(self.product_shape(())):])
+        if trunc_bits:
+            self._check_trunc_bits(trunc_bits)
+            return self._run("trunc_product", product, bits=trunc_bits, elementwise=shape)
+        return self._run("reshare", product, elementwise=shape)
+
+    def _private_products(self) -> bool:
+        """Whether :meth:`bilinear_private` runs this protocol's own private product."""
+        return self.steps.private_product is not None
 
     def trunc(self, a: jax.Array, bits: int) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""

@@ -26,12 +26,25 @@ def _trunc_step(comm, a, *, bits):
     return ring_ops.arshift(comm.ring, a + low, bits)
 
 
-# The plain protocol's steps on values, with the real protocols' rounding in truncation.
-IDEAL_STEPS = dataclasses.replace(Plain.steps, trunc=_trunc_step, trunc_product=_trunc_step)
+def _private_product_step(comm, x, b, *, op, owner, private_first):
+    """The product of the owner's ``x`` and the value ``b``."""
+    return (op(x, b[0]) if private_first else op(b[0], x))[None]
 
-# Steps whose arguments are not shares (the owner's or a public value); in every other step
-# every argument is shares.
-_VALUE_ARGUMENTS = frozenset({"share", "from_public"})
+
+def _reshare_step(comm, t):
+    return t
+
+
+# The plain protocol's steps on values, with the real protocols' rounding in truncation.
+IDEAL_STEPS = dataclasses.replace(Plain.steps, trunc=_trunc_step, trunc_product=_trunc_step,
+                                  private_product=_private_product_step,
+                                  reshare=_reshare_step)
+
+# Steps whose first argument is not shares (the owner's or a public value); every other
+# argument of every step is shares.
+_VALUE_FIRST = frozenset({"share", "from_public", "private_product"})
+# Steps that take the real protocol's intermediate product layout.
+_PRODUCT_LAYOUT = frozenset({"trunc_product", "reshare"})
 
 
 class Ideal(Protocol):
@@ -46,15 +59,18 @@ class Ideal(Protocol):
         self.name = real.name
 
     def _run(self, name: str, *arrays, elementwise=None, **static):
-        real_avals = tuple(jax.ShapeDtypeStruct(self._real_shape(name, a), a.dtype)
-                           for a in arrays)
+        real_avals = tuple(jax.ShapeDtypeStruct(self._real_shape(name, i, a), a.dtype)
+                           for i, a in enumerate(arrays))
         return self.runtime.run(getattr(self.steps, name), *arrays, elementwise=elementwise,
                                 cost_of=(getattr(self.real.steps, name), real_avals), **static)
 
-    def _real_shape(self, name: str, a) -> tuple[int, ...]:
+    def _private_products(self) -> bool:
+        return self.real.steps.private_product is not None
+
+    def _real_shape(self, name: str, position: int, a) -> tuple[int, ...]:
         """The shape the real step ``name`` takes where this one takes ``a``."""
-        if name in _VALUE_ARGUMENTS:
+        if name in _VALUE_FIRST and position == 0:
             return a.shape
-        if name == "trunc_product":   # the real product step's own layout
+        if name in _PRODUCT_LAYOUT:   # the real product step's own layout
             return self.real.product_shape(self.logical_shape(a))
         return self.real.share_shape(self.logical_shape(a))

@@ -211,9 +211,10 @@ class Emulator(Runtime):
     def _run_blocks(self, step, arrays, static, shape, whole):
         """``step`` on blocks of the elements of ``shape``; the results as if run whole."""
         n = math.prod(shape)
-        step, arrays, static = _shifts_at_run_time(step, arrays, static, self.ring)
         leading = [None if i in whole else _leading_axes(a.shape, shape)
                    for i, a in enumerate(arrays)]
+        step, arrays, static = _shifts_at_run_time(step, arrays, static, self.ring)
+        leading += [None] * (len(arrays) - len(leading))   # the amounts: passed whole
         pieces = _blocks(n, self.block_sizes)
         if self.abstract:   # planning: the kernels of every block size, and the results' shapes
             for size in sorted({size for _, _, size in pieces}):
