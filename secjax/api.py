@@ -112,9 +112,10 @@ class RunStats:
     """Where the time of the last call went, in seconds, and what its kernels cost.
 
     trace: tracing ``f`` to a jaxpr; plan: the pass that finds the kernels a first call needs
-    (without their compiling); compile: tracing, compiling and loading protocol kernels;
-    run: the rest. kernels_compiled: executables compiled; kernels_loaded: kernels read from
-    the disk cache instead.
+    (without tracing them); compile: tracing and loading protocol kernels, and waiting for
+    their compiling (which worker threads do while the call runs); run: the rest.
+    kernels_compiled: executables compiled; kernels_loaded: kernels read from the disk
+    cache instead.
     """
 
     trace: float = 0.0
@@ -187,7 +188,8 @@ class SecureFunction:
         runtime (:mod:`secjax.network`) runs one party: inputs it does not hold are
         ``jax.ShapeDtypeStruct`` placeholders, and outputs are ``None`` unless it is the
         output party. An emulated first call first plans: it runs the program abstractly to
-        find the kernels it needs, and compiles the missing ones on every core at once."""
+        find the kernels it needs, and compiles the missing ones on every core while it
+        runs (the run waits only for the kernel it needs next)."""
         start = time.perf_counter()
         traced, leaves, paths = self._trace(args, kwargs)
         traced_at = time.perf_counter()
@@ -195,18 +197,22 @@ class SecureFunction:
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         emulated = runtime is None
         with jax.enable_x64(True), self._progress(traced.jaxpr.jaxpr, abstract) as progress:
-            planner = None
+            planner, compiling = None, None
             if emulated and not abstract and id(traced) not in self._planned:
-                planner = self._plan(traced, leaves, paths, seed, progress)
+                planner, compiling = self._plan(traced, leaves, paths, seed, progress)
                 self._planned.add(id(traced))
             planned_at = time.perf_counter()
             if emulated:
                 runtime = self._emulator(seed, abstract=abstract)
-            progress.phase("costing" if abstract else "running", count_equations(
-                traced.jaxpr.jaxpr))
-            interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
-                                                ideal=emulated and not abstract,
-                                                on_equation=progress.advance)
+            advance = progress.phase("costing" if abstract else "running",
+                                     count_equations(traced.jaxpr.jaxpr))
+            try:
+                interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
+                                                    ideal=emulated and not abstract,
+                                                    on_equation=advance)
+            finally:
+                if compiling is not None:
+                    compiling.shutdown(wait=True, cancel_futures=True)
             if abstract:
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
             results = [self._output(interpreter, out, var.aval)
@@ -245,16 +251,17 @@ class SecureFunction:
                                                    traced.jaxpr.jaxpr.invars, paths)]
         return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
 
-    def _plan(self, traced, leaves, paths, seed, progress) -> Emulator:
-        """Run the program abstractly to find the kernels it needs, then compile the
-        missing ones concurrently; returns the planning runtime (for its statistics)."""
+    def _plan(self, traced, leaves, paths, seed, progress):
+        """Run the program abstractly to find the kernels it needs, and start compiling the
+        missing ones on worker threads; returns the planning runtime (for its statistics)
+        and the pool of workers."""
         planner = self._emulator(seed, plan=True)
-        progress.phase("planning", count_equations(traced.jaxpr.jaxpr))
+        advance = progress.phase("planning", count_equations(traced.jaxpr.jaxpr))
         self._interpret(planner, traced, leaves, paths, abstract=True, ideal=True,
-                        on_equation=progress.advance)
-        progress.phase("compiling kernels", len(planner.pending))
-        planner.compile_pending(on_compiled=progress.advance)
-        return planner
+                        on_equation=advance)
+        progress.done()
+        advance = progress.phase("compiling kernels", len(planner.pending))
+        return planner, planner.compile_pending(on_compiled=advance)
 
     @contextlib.contextmanager
     def _progress(self, jaxpr, abstract: bool):
@@ -324,27 +331,28 @@ class SecureFunction:
 class _Silent:
     """The progress of a call nobody watches."""
 
-    def phase(self, name: str, total: int) -> None:
-        pass
+    def phase(self, name: str, total: int):
+        """Start a phase of ``total`` steps; returns the callable that advances it."""
+        return None
 
-    def advance(self) -> None:
-        pass
+    def done(self) -> None:
+        """Mark the latest phase complete."""
 
 
 class _Bar(_Silent):
-    """A rich progress bar: one task per phase, the previous one completed."""
+    """A rich progress bar with one line per phase (compiling and running overlap)."""
 
     def __init__(self, bar):
         self._bar = bar
         self._task = None
 
-    def phase(self, name: str, total: int) -> None:
+    def phase(self, name: str, total: int):
+        task = self._task = self._bar.add_task(name, total=total)
+        return lambda: self._bar.advance(task)
+
+    def done(self) -> None:
         if self._task is not None:
             self._bar.update(self._task, completed=self._bar.tasks[-1].total)
-        self._task = self._bar.add_task(name, total=total)
-
-    def advance(self) -> None:
-        self._bar.advance(self._task)
 
 
 def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:

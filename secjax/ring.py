@@ -72,8 +72,7 @@ def from_signed(ring: Ring, x: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(x.astype(ring.signed_dtype), ring.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2), static_argnames=("saturate",))
-def encode(ring: Ring, x, scale: int, *, saturate: bool = True) -> jax.Array:
+def encode(ring: Ring, x, scale: int, *, saturate: bool = True):
     """Encode a real or integer array as ring elements at ``scale`` fractional bits.
 
     Booleans and integers are exact (at any scale). Floats are rounded to nearest. With
@@ -82,18 +81,31 @@ def encode(ring: Ring, x, scale: int, *, saturate: bool = True) -> jax.Array:
     cannot wrap; representable values are never altered. NaN encodes as
     0. Callers that must not saturate (secret inputs) check the range first with
     :func:`check_range`.
+
+    Concrete values (inputs, constants) are encoded with numpy, which compiles nothing: a
+    model's first call encodes dozens of shapes. Traced values are encoded with JAX.
     """
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.bool_) or jnp.issubdtype(x.dtype, jnp.integer):
-        signed = x.astype(ring.signed_dtype)
-        return from_signed(ring, signed) << scale if scale else from_signed(ring, signed)
+    xp = jnp if isinstance(x, jax.core.Tracer) else np
+    x = xp.asarray(x)
+    if x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer):
+        encoded = _as_ring(xp, ring, x)
+        if scale:
+            encoded = encoded << xp.asarray(scale, ring.dtype)
+        return np.asarray(encoded) if xp is np else encoded
     limit = ring.max_abs(scale)
-    wide = jnp.nan_to_num(x.astype(jnp.float64), nan=0.0, posinf=limit, neginf=-limit)
+    wide = xp.nan_to_num(x.astype(np.float64), nan=0.0, posinf=limit, neginf=-limit)
     if saturate:
         bound = ring.saturation_bound(scale)
-        wide = jnp.where(jnp.abs(wide) >= limit, jnp.sign(wide) * bound, wide)
-    wide = jnp.clip(wide * 2.0 ** scale, -(2.0 ** (ring.bits - 1)), 2.0 ** (ring.bits - 1) - 1)
-    return from_signed(ring, jnp.round(wide).astype(ring.signed_dtype))
+        wide = xp.where(xp.abs(wide) >= limit, xp.sign(wide) * bound, wide)
+    top = 2.0 ** (ring.bits - 1)
+    wide = xp.clip(wide * 2.0 ** scale, -top, min(top - 1, np.nextafter(top, 0.0)))
+    return _as_ring(xp, ring, xp.round(wide))
+
+
+def _as_ring(xp, ring: Ring, values):
+    """Integer-valued ``values`` as ring elements (two's complement), with numpy or JAX."""
+    signed = values.astype(ring.signed_dtype)
+    return np.asarray(signed).view(ring.dtype) if xp is np else from_signed(ring, signed)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))

@@ -57,7 +57,9 @@ def _encoded_constant(ring, data: bytes, shape: tuple, scale: int):
     coefficients and thresholds in every layer, so each is checked and encoded once."""
     c = np.frombuffer(data, dtype=np.float64).reshape(shape)
     ring_ops.check_range(ring, c, scale)
-    return ring_ops.encode(ring, jnp.asarray(c), scale, saturate=False)
+    encoded = ring_ops.encode(ring, c, scale, saturate=False)
+    encoded.flags.writeable = False   # shared by every caller
+    return encoded
 
 
 class SecureOps:
@@ -88,7 +90,7 @@ class SecureOps:
 
     def const(self, c, shape, scale: int | None = None) -> Fx:
         scale = self.frac_bits if scale is None else scale
-        enc = jnp.broadcast_to(self._encode(c, scale), tuple(shape))
+        enc = np.broadcast_to(self._encode(c, scale), tuple(shape))
         return Fx(self.p.from_public(enc), scale)
 
     def rescale(self, x: Fx, scale: int) -> Fx:
@@ -168,10 +170,10 @@ class SecureOps:
         n = len(consts)
         repeated = self.p.local(Local(_repeat, (("n", n),)), x.shares, over=self.shape(x))
         shape = self.shape(x)
-        offsets = jnp.stack([jnp.broadcast_to(self._encode(-c, x.scale), shape)
-                             for c in consts])
+        offsets = np.stack([np.broadcast_to(self._encode(-c, x.scale), shape)
+                            for c in consts])
         below = self.p.msb(self.p.add_public(repeated, offsets))
-        ones = self.p.from_public(jnp.ones((n,) + shape, self.ring.dtype))
+        ones = self.p.from_public(np.ones((n,) + shape, self.ring.dtype))
         return Fx(self.p.sub(ones, below), 0)
 
     def take(self, bits: Fx, i: int) -> Fx:

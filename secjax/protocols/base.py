@@ -18,6 +18,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from secjax.ring import Ring
 
@@ -108,6 +109,13 @@ _ADD = Local(jnp.add)
 _SUBTRACT = Local(jnp.subtract)
 _NEGATE = Local(jnp.negative)
 _STACK = Local(_stack)
+
+
+def _broadcast(x, shape):
+    """``x`` broadcast to ``shape``: a host array as a numpy view (compiling nothing)."""
+    if isinstance(x, np.ndarray) or not isinstance(x, jax.Array):
+        return np.broadcast_to(x, shape)
+    return jnp.broadcast_to(x, shape)
 
 
 def _is_elementwise(op: Bilinear, shape, other_shape) -> bool:
@@ -265,7 +273,7 @@ class Protocol:
 
     def add_public(self, a, p):
         """``a + p`` for a public ring array ``p`` broadcastable to ``a``'s logical shape."""
-        return self.add(a, self.from_public(jnp.broadcast_to(p, self.logical_shape(a))))
+        return self.add(a, self.from_public(_broadcast(p, self.logical_shape(a))))
 
     def bilinear_public(self, op: Bilinear, a, p, *, public_first: bool = False):
         """``op(a, p)`` (or ``op(p, a)``) for public ``p``: local, no communication."""

@@ -12,7 +12,7 @@ CPU minutes to compile). Compiling them is most of a first call, so the emulator
 - every other step (matrix products, reshapes) has a kernel per input shape;
 - kernels live in a :class:`~secjax.runtime.kernels.KernelCache` that outlives the call and
   the process (on disk), and :meth:`Emulator.compile_pending` compiles the kernels a call
-  needs, found by a planning pass, on worker threads before it runs.
+  needs, found by a planning pass, on worker threads while it runs.
 
 Randomness here comes from XLA's RngBitGenerator (ThreeFry), which models the parties' PRGs
 with the right distribution; it is a simulation device, not a cryptographic PRG, and the
@@ -293,27 +293,23 @@ class Emulator(Runtime):
         self._calls += 1
         return kernel.compiled(self._seed_words, np.uint32(self._calls), *arrays)
 
-    def compile_pending(self, workers: int | None = None, on_compiled=None) -> None:
-        """Compile the kernels the planning pass found missing, on ``workers`` threads
-        (default: one per CPU core); ``on_compiled()`` is called after each."""
+    def compile_pending(self, on_compiled=None) -> concurrent.futures.ThreadPoolExecutor:
+        """Start compiling the kernels the planning pass found missing, in the order the
+        program needs them, on one worker thread per CPU core; ``on_compiled()`` is called
+        after each. Returns the pool (shut it down to wait for the workers). A run started
+        meanwhile waits only for the kernel it needs next, or compiles it itself first."""
         pending = [k for k in self.pending.values() if k.compiled is None]
         self.pending.clear()
-        if not pending:
-            return
-        workers = workers or os.cpu_count() or 1
+        pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
+                                                     thread_name_prefix="secjax-compile")
 
         def compile_one(kernel):
             self.kernels.finish(kernel, self.stats)
             if on_compiled is not None:
                 on_compiled()
-        with self._timed():
-            if workers == 1 or len(pending) == 1:
-                for kernel in pending:
-                    compile_one(kernel)
-            else:
-                with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                    for future in [pool.submit(compile_one, k) for k in pending]:
-                        future.result()
+        for kernel in pending:
+            pool.submit(compile_one, kernel)
+        return pool
 
 
 # Static arguments that an elementwise step also takes as a scalar array (see

@@ -48,6 +48,8 @@ class Kernel:
     compiler_options: dict = dataclasses.field(default_factory=dict)
     stable_key: str | None = None         # its name on disk, when it has one
     persistent: bool = False              # whether to write it to disk once compiled
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False,
+                                             compare=False)   # one compile at a time
 
     def compile(self) -> None:
         """Lower and compile the traced step (safe to call from worker threads)."""
@@ -100,14 +102,17 @@ class KernelCache:
         return kernel
 
     def finish(self, kernel: Kernel, stats: CacheStats) -> None:
-        """Compile ``kernel`` if it is not, and write it to disk when it should be."""
-        if kernel.compiled is not None:
-            return
-        kernel.compile()
-        stats.compiled += 1
-        if kernel.persistent:
-            self._store(kernel)
-        kernel.traced = None   # the executable is all that is needed from now on
+        """Compile ``kernel`` if it is not, and write it to disk when it should be. Safe
+        from any thread: a kernel another thread is compiling is waited for."""
+        with kernel.lock:
+            if kernel.compiled is not None:
+                return
+            kernel.compile()
+            if kernel.persistent:
+                self._store(kernel)
+            kernel.traced = None   # the executable is all that is needed from now on
+        with self._lock:
+            stats.compiled += 1
 
     def clear(self) -> None:
         """Drop every kernel held in memory and JAX's caches that keep executables alive
