@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from secjax.protocols.ideal import Ideal
 from secjax.ring import Ring
 from secjax.runtime.cost import CostReport
 from secjax.runtime.emulation import Emulator
+from secjax.runtime.fingerprint import fingerprint
 from secjax.values import Private, Public, Secret, encodable, scale_of
 
 DEFAULT_PARTIES = {"plain": 1, "semi2k": 2, "aby3": 3}
@@ -115,7 +117,8 @@ class RunStats:
     (without tracing them); compile: tracing and loading protocol kernels, and waiting for
     their compiling (which worker threads do while the call runs); run: the rest.
     kernels_compiled: executables compiled; kernels_loaded: kernels read from the disk
-    cache instead.
+    cache instead. planned: whether the call ran the planning pass (a first call does,
+    unless a process already planned the same program and kept its kernels on disk).
     """
 
     trace: float = 0.0
@@ -124,6 +127,7 @@ class RunStats:
     run: float = 0.0
     kernels_compiled: int = 0
     kernels_loaded: int = 0
+    planned: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,13 +201,14 @@ class SecureFunction:
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         emulated = runtime is None
         with jax.enable_x64(True), self._progress(traced.jaxpr.jaxpr, abstract) as progress:
-            planner, compiling = None, None
-            if emulated and not abstract and id(traced) not in self._planned:
-                planner, compiling = self._plan(traced, leaves, paths, seed, progress)
-                self._planned.add(id(traced))
-            planned_at = time.perf_counter()
+            planner, compiling, program = None, None, None
             if emulated:
                 runtime = self._emulator(seed, abstract=abstract)
+            if emulated and not abstract and id(traced) not in self._planned:
+                program = self._program_key(traced, leaves)
+                if not runtime.kernels.planned(program):
+                    planner, compiling = self._plan(traced, leaves, paths, seed, progress)
+            planned_at = time.perf_counter()
             advance = progress.phase("costing" if abstract else "running",
                                      count_equations(traced.jaxpr.jaxpr))
             try:
@@ -219,6 +224,10 @@ class SecureFunction:
                        for out, var in zip(outs, traced.jaxpr.jaxpr.outvars)]
             results = jax.block_until_ready(results)
             receives = config.output_party is None or runtime.holds(config.output_party)
+            if emulated and id(traced) not in self._planned:
+                self._planned.add(id(traced))
+                if planner is not None:
+                    runtime.kernels.mark_planned(program)
         end = time.perf_counter()
         runtimes = [r for r in (planner, runtime) if r is not None]
         compile_seconds = sum(r.compile_seconds for r in runtimes)
@@ -227,11 +236,28 @@ class SecureFunction:
             trace=traced_at - start, plan=plan_seconds, compile=compile_seconds,
             run=end - traced_at - plan_seconds - compile_seconds,
             kernels_compiled=sum(r.stats.compiled for r in runtimes),
-            kernels_loaded=sum(r.stats.loaded for r in runtimes))
+            kernels_loaded=sum(r.stats.loaded for r in runtimes), planned=planner is not None)
         self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
         if not receives:
             return None
         return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
+
+    def _program_key(self, traced, leaves) -> str | None:
+        """A name for this program on disk: its jaxpr and constants, its public inputs'
+        values (they choose encodings, and so kernels), the kinds and shapes of the others,
+        and the configuration; ``None`` when the configuration has no stable name or the
+        disk cache is off."""
+        config_name = fingerprint(dataclasses.astuple(self.config))
+        if config_name is None or not self.config.cache:
+            return None
+        digest = hashlib.sha256(str(traced.jaxpr.jaxpr).encode())
+        publics = [leaf.value for leaf, kind in zip(leaves, traced.kinds) if kind == "public"]
+        for value in [*traced.jaxpr.consts, *publics]:
+            array = np.asarray(value)
+            digest.update(repr((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(repr(traced.kinds).encode())
+        return f"{digest.hexdigest()}:{config_name}"
 
     def _emulator(self, seed: int, **modes) -> Emulator:
         config = self.config

@@ -183,15 +183,16 @@ warnings.simplefilter("error", secjax.CacheWarning)
 f = secjax.secure_jit(lambda x: jnp.tanh(x) * x + jax.nn.sigmoid(x), protocol="aby3", seed=4)
 out = f(np.linspace(-2, 2, 9, dtype=np.float32))
 print(json.dumps({"out": np.asarray(out).tolist(), "compiled": f.last_stats.kernels_compiled,
-                  "loaded": f.last_stats.kernels_loaded}))
+                  "loaded": f.last_stats.kernels_loaded, "planned": f.last_stats.planned}))
 """
 
 
 def test_a_second_process_compiles_nothing(tmp_path):
+    """Nor plans: the first process recorded that it planned this program."""
     env = dict(os.environ, SECJAX_CACHE_DIR=str(tmp_path / "cache"), SECJAX_CACHE="1")
     runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD], env=env, check=True,
                                       capture_output=True, text=True).stdout.splitlines()[-1])
             for _ in range(2)]
-    assert runs[0]["compiled"] > 0
-    assert runs[1]["compiled"] == 0 and runs[1]["loaded"] > 0
+    assert runs[0]["compiled"] > 0 and runs[0]["planned"]
+    assert runs[1]["compiled"] == 0 and runs[1]["loaded"] > 0 and not runs[1]["planned"]
     assert runs[0]["out"] == runs[1]["out"]

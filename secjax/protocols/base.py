@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from secjax.ring import Ring
+from secjax.ring import Ring, shift_amount
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +93,8 @@ def _vmap_shares(fn, axes: int, in_axes):
     return fn
 
 
-def _shift_left(x, *, bits):
-    return x << bits
+def _scale_up_step(comm, x, *, bits):
+    return x << shift_amount(bits, x)
 
 
 def _stack(*xs):
@@ -118,9 +118,9 @@ def _broadcast(x, shape):
     return jnp.broadcast_to(x, shape)
 
 
-def _is_elementwise(op: Bilinear, shape, other_shape) -> bool:
-    """Whether ``op`` multiplies element by element operands of one logical shape."""
-    return op.fn is jnp.multiply and not op.params and tuple(shape) == tuple(other_shape)
+def _is_multiply(op: Bilinear) -> bool:
+    """Whether ``op`` multiplies element by element (with broadcasting)."""
+    return op.fn is jnp.multiply and not op.params
 
 
 def _local_step(comm, *shares, fn, axes, shared):
@@ -181,8 +181,7 @@ class Protocol:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
         fuse (aby3 skips the product's re-sharing)."""
-        shape = self.logical_shape(a)
-        elementwise = shape if _is_elementwise(op, shape, self.logical_shape(b)) else None
+        elementwise = self._common_shape(a, b) if _is_multiply(op) else None
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
             product = self._run("product", a, b, op=op, elementwise=elementwise)
@@ -248,17 +247,23 @@ class Protocol:
 
     def scale_up(self, a, bits: int):
         """``a * 2^bits``: re-scaling to ``bits`` more fractional bits is exact and local."""
-        return self.local(Local(_shift_left, (("bits", bits),)), a,
-                          over=self.logical_shape(a))
+        return self.runtime.run(_scale_up_step, a, bits=bits,
+                                elementwise=self.logical_shape(a))
 
     def _common_shape(self, *shares) -> tuple[int, ...] | None:
-        """The logical shape of ``shares`` if they all have one (else ``None``)."""
-        shapes = {self.logical_shape(x) for x in shares}
-        return shapes.pop() if len(shapes) == 1 else None
+        """The shape that ``shares``' logical shapes (of one rank) broadcast to, or ``None``."""
+        shapes = [self.logical_shape(x) for x in shares]
+        if len({len(shape) for shape in shapes}) != 1:
+            return None
+        try:
+            return tuple(np.broadcast_shapes(*shapes))
+        except ValueError:
+            return None
 
     def stack(self, *shares):
         """Secrets of one shape stacked on a new leading logical axis (local)."""
-        return self.local(_STACK, *shares, over=self._common_shape(*shares))
+        shapes = {self.logical_shape(x) for x in shares}
+        return self.local(_STACK, *shares, over=shapes.pop() if len(shapes) == 1 else None)
 
     def index(self, shares, i: int):
         """Row ``i`` of the leading logical axis (local)."""
@@ -278,7 +283,7 @@ class Protocol:
     def bilinear_public(self, op: Bilinear, a, p, *, public_first: bool = False):
         """``op(a, p)`` (or ``op(p, a)``) for public ``p``: local, no communication."""
         shape = self.logical_shape(a)
-        elementwise = shape if _is_elementwise(op, shape, tuple(p.shape) or shape) else None
+        elementwise = shape if _is_multiply(op) and tuple(p.shape) in ((), shape) else None
         return self.runtime.run(_bilinear_public_step, a, p, op=op, axes=self.share_axes,
                                 public_first=public_first, elementwise=elementwise)
 

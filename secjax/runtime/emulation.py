@@ -224,7 +224,8 @@ class Emulator(Runtime):
             return jax.tree.map(
                 lambda o: jax.ShapeDtypeStruct((*o.shape[:-1], *shape), o.dtype), out)
         xp = np if self._host_arrays else jnp
-        flat = [a if lead is None else xp.asarray(a).reshape((*lead, n))
+        flat = [a if lead is None else
+                xp.broadcast_to(xp.asarray(a), (*lead, *shape)).reshape((*lead, n))
                 for a, lead in zip(arrays, leading)]
         outputs = []
         for lo, hi, size in pieces:
@@ -342,11 +343,12 @@ def _shifts_at_run_time(step, arrays, static, ring):
 
 
 def _leading_axes(array_shape, shape) -> tuple[int, ...] | None:
-    """The axes of an array before the logical ``shape``; ``None`` for an operand that
-    does not end in it (a scalar broadcast to every element), which is passed as it is."""
+    """The axes of an array before the logical ``shape`` (its trailing axes equal to
+    ``shape``'s or of size 1, broadcast); ``None`` for an operand of another rank (a scalar
+    broadcast to every element), which is passed as it is."""
     array_shape, shape = tuple(array_shape), tuple(shape)
     split = len(array_shape) - len(shape)
-    if split < 0 or array_shape[split:] != shape:
+    if split < 0 or not all(a in (s, 1) for a, s in zip(array_shape[split:], shape)):
         return None
     return array_shape[:split]
 

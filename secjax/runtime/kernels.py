@@ -114,6 +114,17 @@ class KernelCache:
         with self._lock:
             stats.compiled += 1
 
+    def planned(self, program: str | None) -> bool:
+        """Whether a process has planned the program named ``program`` and kept its kernels
+        on disk (a first call may then skip planning: every kernel it needs loads)."""
+        return (program is not None and self.disk is not None
+                and self.disk.load(_PLAN_PREFIX + program) is not None)
+
+    def mark_planned(self, program: str | None) -> None:
+        """Record on disk that ``program``'s kernels were planned and kept."""
+        if program is not None and self.disk is not None:
+            self.disk.store(_PLAN_PREFIX + program, True)
+
     def clear(self) -> None:
         """Drop every kernel held in memory and JAX's caches that keep executables alive
         (the user's own ``jax.jit`` caches too); the disk cache is kept."""
@@ -164,6 +175,7 @@ class KernelCache:
                                             "executable": executable})
 
 
+_PLAN_PREFIX = "planned program: "
 _DEFAULT: KernelCache | None = None
 
 
