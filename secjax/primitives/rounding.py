@@ -24,7 +24,6 @@ as every truncation in secjax must be (inputs themselves may reach 2^45 there).
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
