@@ -15,7 +15,7 @@ import numpy as np
 
 from secjax.primitives import register
 from secjax.primitives.arith import MULTIPLY, apply_bilinear
-from secjax.protocols.base import Local
+from secjax.protocols.base import Local, array_namespace
 from secjax.values import Public
 
 
@@ -163,8 +163,11 @@ def clamp_rule(ctx, lo, x, hi, **_):
 # -- reductions ---------------------------------------------------------------------------------
 
 
+# Layout maps of whole share arrays (leading share axes left alone), numpy or JAX alike.
 def _to_last(x, *, perm, shape):
-    return jnp.reshape(jnp.transpose(x, perm), shape)
+    lead = x.ndim - len(perm)
+    moved = array_namespace(x).transpose(x, (*range(lead), *(lead + p for p in perm)))
+    return moved.reshape(x.shape[:lead] + tuple(shape))
 
 
 def _halves(x, *, h):
@@ -175,11 +178,15 @@ def _halves(x, *, h):
 
 
 def _concat_last(a, b):
-    return jnp.concatenate([a, b], axis=-1)
+    return array_namespace(a).concatenate([a, b], axis=-1)
 
 
-def _squeeze_last(x, *, shape):
-    return jnp.reshape(x, shape)
+def _squeeze_last(x):
+    return x[..., 0]
+
+
+_CONCAT_LAST = Local(_concat_last, on_shares=True)
+_SQUEEZE_LAST = Local(_squeeze_last, on_shares=True)
 
 
 def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
@@ -191,31 +198,31 @@ def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     perm = tuple(keep) + tuple(axes)
     n = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
     kept_shape = tuple(x.shape[d] for d in keep)
-    values = p.local(Local(_to_last, (("perm", perm), ("shape", kept_shape + (n,)))),
-                     x.shares)
+    values = p.local(Local(_to_last, (("perm", perm), ("shape", kept_shape + (n,))),
+                           on_shares=True), x.shares)
     index = None
     if with_index:
         iota = jnp.broadcast_to(jnp.arange(n, dtype=ctx.ring.dtype), kept_shape + (n,))
         index = p.from_public(iota)
     while n > 1:
         h = n // 2
-        lv, rv, rest_v = p.local(Local(_halves, (("h", h),)), values)
+        lv, rv, rest_v = p.local(Local(_halves, (("h", h),), on_shares=True), values)
         diff = p.sub(lv, rv)
         # keep the left (lower-index) element when it is >= (max) or <= (min) the right one
         below = p.msb(diff if largest else p.neg(diff))
         keep_left = _not(ctx, below, kept_shape + (h,))
         if with_index:
-            li, ri, rest_i = p.local(Local(_halves, (("h", h),)), index)
+            li, ri, rest_i = p.local(Local(_halves, (("h", h),), on_shares=True), index)
             moves = p.bilinear(MULTIPLY, p.stack(keep_left, keep_left),
                                p.stack(diff, p.sub(li, ri)))
             move_v, move_i = p.local(Local(_unstack2), moves)
-            index = p.local(Local(_concat_last), p.add(ri, move_i), rest_i)
+            index = p.local(_CONCAT_LAST, p.add(ri, move_i), rest_i)
         else:
             move_v = p.bilinear(MULTIPLY, keep_left, diff)
-        values = p.local(Local(_concat_last), p.add(rv, move_v), rest_v)
+        values = p.local(_CONCAT_LAST, p.add(rv, move_v), rest_v)
         n = h + (n - 2 * h)
-    squeeze = Local(_squeeze_last, (("shape", kept_shape),))
-    return p.local(squeeze, values), (p.local(squeeze, index) if with_index else None)
+    return p.local(_SQUEEZE_LAST, values), (p.local(_SQUEEZE_LAST, index) if with_index
+                                            else None)
 
 
 @register("reduce_max", "reduce_min")

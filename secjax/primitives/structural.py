@@ -7,7 +7,7 @@ import jax
 from jax.extend.core import Primitive
 
 from secjax.primitives import register
-from secjax.protocols.base import Local
+from secjax.protocols.base import Local, array_namespace
 from secjax.values import Public, Secret
 
 # Operands that pick positions rather than carry data: they must be public.
@@ -47,9 +47,55 @@ def _scatter(operand, indices, updates, *, combine, params):
     return combine(operand, indices, updates, **dict(params))
 
 
-def local_primitive(primitive: Primitive, params: dict) -> Local:
-    """The equation ``primitive[params]`` as a per-share linear map on ring arrays."""
+def _reshape_shares(x, *, new_sizes, rank):
+    return x.reshape(x.shape[:x.ndim - rank] + tuple(new_sizes))
+
+
+def _transpose_shares(x, *, permutation):
+    lead = x.ndim - len(permutation)
+    return array_namespace(x).transpose(x, (*range(lead), *(lead + p for p in permutation)))
+
+
+def _broadcast_shares(x, *, shape, broadcast_dimensions):
+    lead = x.ndim - len(broadcast_dimensions)
+    placed = [1] * len(shape)
+    for i, d in enumerate(broadcast_dimensions):
+        placed[d] = x.shape[lead + i]
+    kept = x.reshape(x.shape[:lead] + tuple(placed))
+    return array_namespace(x).broadcast_to(kept, x.shape[:lead] + tuple(shape))
+
+
+def _squeeze_shares(x, *, dimensions, rank):
+    lead = x.ndim - rank
+    return array_namespace(x).squeeze(x, axis=tuple(lead + d for d in dimensions))
+
+
+def _reduce_sum_shares(x, *, axes, rank):
+    lead = x.ndim - rank
+    return array_namespace(x).sum(x, axis=tuple(lead + a for a in axes), dtype=x.dtype)
+
+
+# Primitives whose per-share map is written for whole share arrays (numpy or JAX), so the
+# emulator runs them on the host without compiling: (function, the parameters it takes,
+# whether it needs the operand's logical rank).
+_ON_SHARES = {
+    "reshape": (_reshape_shares, ("new_sizes",), True),
+    "transpose": (_transpose_shares, ("permutation",), False),
+    "broadcast_in_dim": (_broadcast_shares, ("shape", "broadcast_dimensions"), False),
+    "squeeze": (_squeeze_shares, ("dimensions",), True),
+    "reduce_sum": (_reduce_sum_shares, ("axes",), True),
+}
+
+
+def local_primitive(primitive: Primitive, params: dict, rank: int | None = None) -> Local:
+    """The equation ``primitive[params]`` as a per-share linear map on ring arrays
+    (``rank``: its operand's logical rank, for the maps that run on whole share arrays)."""
     name = primitive.name
+    on_shares = _ON_SHARES.get(name)
+    if on_shares is not None and rank is not None and params.get("dimensions") is None:
+        fn, taken, needs_rank = on_shares
+        kept = {k: freeze(params[k]) for k in taken} | ({"rank": rank} if needs_rank else {})
+        return Local(fn, tuple(sorted(kept.items())), on_shares=True)
     if name in ("scatter-add", "scatter"):
         # The equation's update_jaxpr is typed for floats; lax rebuilds one for the ring.
         kept = {k: params[k] for k in ("dimension_numbers", "indices_are_sorted",
@@ -74,8 +120,9 @@ def linear_rule(ctx, *operands, **params):
     prepared = [op.value if i in positions else ctx.secret(op).shares
                 for i, op in enumerate(operands)]
     shared = tuple(i not in positions for i in range(len(operands)))
-    out = ctx.protocol.local(local_primitive(ctx.eqn.primitive, params), *prepared,
-                             shared=shared)
+    out = ctx.protocol.local(local_primitive(ctx.eqn.primitive, params,
+                                             rank=len(operands[0].shape)),
+                             *prepared, shared=shared)
     if ctx.eqn.primitive.multiple_results:
         return [ctx.make(s, aval) for s, aval in zip(out, ctx.out_avals)]
     return ctx.make(out, ctx.out_avals[0])

@@ -294,8 +294,9 @@ def secret_division(ctx, x, y):
                               positive=normalising or _known_positive(ctx, var),
                               scale=ctx.ring.bits - 4 - o.frac_bits if normalising else None)
     if broadcast is not None:
-        shares = ctx.protocol.local(local_primitive(broadcast.primitive, broadcast.params),
-                                    r.shares)
+        shares = ctx.protocol.local(
+            local_primitive(broadcast.primitive, broadcast.params,
+                            rank=len(ctx.protocol.logical_shape(r.shares))), r.shares)
         r = Fx(shares, r.scale)
     out_aval = ctx.out_avals[0]
     if normalising:

@@ -36,10 +36,16 @@ class Bilinear:
 
 @dataclasses.dataclass(frozen=True)
 class Local:
-    """A hashable linear map applied to every share alike: ``fn(*xs, **params)``."""
+    """A hashable linear map applied to every share alike: ``fn(*xs, **params)``.
+
+    ``on_shares``: ``fn`` takes the whole share arrays (leading share axes included, which it
+    leaves alone: it addresses the logical axes from the end or by their count) and works on
+    numpy and JAX arrays alike (:func:`array_namespace`), so the emulator may run it on the
+    host without compiling anything (reshapes, transposes, broadcasts, sums over axes)."""
 
     fn: Callable
     params: tuple = ()
+    on_shares: bool = False
 
     def __call__(self, *xs):
         return self.fn(*xs, **dict(self.params))
@@ -87,6 +93,11 @@ class Steps:
                       for f in dataclasses.fields(cls)})
 
 
+def array_namespace(x):
+    """numpy for host arrays, ``jax.numpy`` for everything else (device arrays, tracers)."""
+    return np if isinstance(x, np.ndarray) else jnp
+
+
 def _vmap_shares(fn, axes: int, in_axes):
     for _ in range(axes):
         fn = jax.vmap(fn, in_axes=in_axes)
@@ -121,6 +132,10 @@ def _broadcast(x, shape):
 def _is_multiply(op: Bilinear) -> bool:
     """Whether ``op`` multiplies element by element (with broadcasting)."""
     return op.fn is jnp.multiply and not op.params
+
+
+def _shares_step(comm, *shares, fn):
+    return fn(*shares)
 
 
 def _local_step(comm, *shares, fn, axes, shared):
@@ -238,6 +253,8 @@ class Protocol:
         axes before it only: sums, stacks, weighted sums of stacked rows), so the runtime
         may run it on blocks of those elements (see :meth:`Runtime.run`)."""
         shared = tuple(shared or (True,) * len(operands))
+        if fn.on_shares and all(shared):
+            return self.runtime.run(_shares_step, *operands, fn=fn, on_host=True)
         whole = tuple(i for i, s in enumerate(shared) if not s)
         return self.runtime.run(_local_step, *operands, fn=fn, axes=self.share_axes,
                                 shared=shared, elementwise=over, whole=whole)

@@ -33,7 +33,7 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def run(self, step: Callable, *arrays, cost_of: tuple | None = None,
             elementwise: tuple[int, ...] | None = None, whole: tuple[int, ...] = (),
-            **static):
+            on_host: bool = False, **static):
         """Run ``step(comm, *arrays, **static)``; returns its outputs.
 
         ``static`` values must be hashable: they are part of the compiled kernel's identity.
@@ -45,4 +45,6 @@ class Runtime(abc.ABC):
         any grouping of those elements (the emulator runs it on padded blocks of a few fixed
         sizes, so one kernel serves every shape); the cost recorded is always that of the
         arrays as given.
+        ``on_host``: the step sends nothing and works on numpy arrays as on JAX arrays (a
+        change of layout, a sum over axes), so a runtime may run it on the host directly.
         """

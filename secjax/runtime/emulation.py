@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -193,8 +194,13 @@ class Emulator(Runtime):
 
     def run(self, step: Callable, *arrays, cost_of: tuple | None = None,
             elementwise: tuple[int, ...] | None = None, whole: tuple[int, ...] = (),
-            **static):
+            on_host: bool = False, **static):
         """See :meth:`Runtime.run`."""
+        if on_host and self._host_arrays and cost_of is None:
+            if self.abstract:
+                return _host_shapes(step, tuple(map(_aval_key, arrays)),
+                                    tuple(sorted(static.items())))
+            return step(None, *map(np.asarray, arrays), **static)
         real_step, real_avals = cost_of if cost_of is not None else (step, arrays)
         if elementwise is None:
             kernel = self._kernel(step, arrays, static,
@@ -340,6 +346,13 @@ def _shifts_at_run_time(step, arrays, static, ring):
     values = [np.asarray(static[n], ring.dtype) for n in names]
     rest = {k: v for k, v in static.items() if k not in names}
     return _WithRunTimeArgs(step, names), (*arrays, *values), rest
+
+
+@functools.lru_cache(maxsize=8192)
+def _host_shapes(step, avals, static):
+    """The result shapes of a host step on arrays of ``avals`` (traced once per shape)."""
+    return jax.eval_shape(lambda *xs: step(None, *xs, **dict(static)),
+                          *[jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals])
 
 
 def _leading_axes(array_shape, shape) -> tuple[int, ...] | None:

@@ -787,7 +787,8 @@ class NetworkRuntime(Runtime):
         """Whether this process holds party ``party``'s private data."""
         return not self.is_dealer and party == self.index
 
-    def run(self, step, *arrays, cost_of=None, elementwise=None, whole=(), **static):
+    def run(self, step, *arrays, cost_of=None, elementwise=None, whole=(), on_host=False,
+            **static):
         """Run ``step(comm, *arrays, **static)`` as this party; returns its outputs.
 
         Compiled once per (step, static arguments, input shapes) and kept in memory only (its
