@@ -69,7 +69,7 @@ class CacheStats:
 class KernelCache:
     """Kernels by key, in memory (at most ``capacity``) and on disk (``disk``, if any)."""
 
-    def __init__(self, disk: disk_cache.DiskCache | None, capacity: int = 2048):
+    def __init__(self, disk: disk_cache.DiskCache | None, capacity: int = 1024):
         self.disk = disk
         self.capacity = capacity
         self._kernels: collections.OrderedDict[tuple, Kernel] = collections.OrderedDict()
