@@ -76,8 +76,8 @@ class Interpreter:
         return [read(v) for v in jaxpr.outvars]
 
     def _advance(self, eqn) -> None:
-        if self.on_equation is not None and not jaxprs_in_params(eqn.params):
-            self.on_equation()
+        if self.on_equation is not None and next(jaxprs_in_params(eqn.params), None) is None:
+            self.on_equation()   # (jaxprs_in_params is a generator: always truthy itself)
 
     def _eval_eqn(self, eqn, values: list[Value], producers: dict,
                   sub: nn.Substitution | None = None) -> list[Value]:

@@ -127,16 +127,26 @@ def test_unknown_emulation_mode():
         secjax.secure_jit(lambda x: x, emulation="fast")
 
 
-def test_progress_bar_counts_every_equation(capsys):
+def test_progress_bar_counts_every_equation(monkeypatch):
+    from secjax import api
     from secjax.interpreter import count_equations
+
+    phases = {}
+
+    def phase(self, name, total):
+        phases[name] = [0, total]
+        return lambda: phases[name].__setitem__(0, phases[name][0] + 1)
+    monkeypatch.setattr(api._Bar, "phase", phase)
 
     def f(x):
         return jax.lax.scan(lambda c, v: (c + v, c * 2), 0.0, x)
 
     x = jnp.ones(5)
-    g = secjax.secure_jit(f, protocol="plain", progress=True)
+    g = secjax.secure_jit(f, protocol="plain", progress=True, cache=False)
     assert_close(g(x), jax.jit(f)(x))
     assert count_equations(jax.make_jaxpr(f)(x).jaxpr) == 15  # 3 body equations x 5 steps
+    assert phases["planning"] == phases["running"] == [15, 15]
+    assert phases["compiling kernels"][0] == phases["compiling kernels"][1]
 
 
 def test_unused_computation_costs_nothing():

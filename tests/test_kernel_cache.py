@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import secjax
 from secjax import cli
 from secjax.runtime import disk_cache, kernels
 from secjax.runtime.emulation import _blocks
 from secjax.runtime.fingerprint import fingerprint
-from helpers import assert_close
 
 
 def _net(x):

@@ -38,6 +38,7 @@ import numpy as np
 from secjax.primitives.policy import (ExpPolicy, GeluPolicy, LogPolicy, NormalisePolicy,
                                       OddSigmoidPolicy, ReciprocalPolicy, RsqrtPolicy,
                                       SiluPolicy, SoftmaxPolicy)
+from secjax.runtime.kernels import default_cache
 
 # -- fitted polynomials ---------------------------------------------------------------------
 
@@ -66,7 +67,13 @@ TARGETS = {
 def fit_poly(target: str, lo: float, hi: float, powers: tuple, radius: float = 1.0,
              points: int = 4001, iterations: int = 200) -> tuple[float, ...]:
     """Coefficients (index = power of u = x / radius, 0 where a power is unused) of the
-    near-minimax polynomial in the given ``powers`` fitting ``TARGETS[target]`` on [lo, hi]."""
+    near-minimax polynomial in the given ``powers`` fitting ``TARGETS[target]`` on [lo, hi].
+    Kept in the disk cache: a fit takes about a tenth of a second, a model needs several."""
+    args = (target, lo, hi, tuple(powers), radius, points, iterations)
+    return default_cache().remembered(f"fit_poly{args!r}", lambda: _fit_poly(*args))
+
+
+def _fit_poly(target, lo, hi, powers, radius, points, iterations) -> tuple[float, ...]:
     x = np.linspace(lo, hi, points)
     y = TARGETS[target](x)
     u = x / radius

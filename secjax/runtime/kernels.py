@@ -114,6 +114,19 @@ class KernelCache:
         with self._lock:
             stats.compiled += 1
 
+    def remembered(self, key: str, compute: Callable[[], Any]):
+        """``compute()``, kept on disk under ``key`` when the disk cache is on: for slow,
+        deterministic set-up work of secjax's own (fitting the approximations' polynomials),
+        which a new process then need not redo."""
+        if self.disk is None:
+            return compute()
+        found = self.disk.load(_VALUE_PREFIX + key)
+        if found is not None:
+            return found
+        value = compute()
+        self.disk.store(_VALUE_PREFIX + key, value)
+        return value
+
     def planned(self, program: str | None) -> bool:
         """Whether a process has planned the program named ``program`` and kept its kernels
         on disk (a first call may then skip planning: every kernel it needs loads)."""
@@ -176,6 +189,7 @@ class KernelCache:
 
 
 _PLAN_PREFIX = "planned program: "
+_VALUE_PREFIX = "value: "
 _DEFAULT: KernelCache | None = None
 
 
