@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from secjax.protocols import binary, common
 from secjax.protocols.base import Protocol, Steps
@@ -436,3 +437,10 @@ class Aby3(Protocol):
 
     def product_shape(self, shape):
         return (3, *shape)
+
+    def value_of(self, shares, *, product: bool = False):
+        """``x_0 + x_1 + x_2``: the first component of every party's pair (the product
+        layout holds one 3-out-of-3 share per party)."""
+        if product:
+            return super().value_of(shares, product=True)
+        return super().value_of(np.asarray(shares)[:, 0])
