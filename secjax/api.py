@@ -5,9 +5,11 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -16,12 +18,13 @@ from jax._src.interpreters import partial_eval as pe
 from jax.extend.core import ClosedJaxpr
 
 from secjax import ring as ring_ops
-from secjax.errors import EncodingError, SecjaxError
+from secjax.errors import EncodingError, RangeWarning, SecjaxError
 from secjax.interpreter import Interpreter, count_equations
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.ideal import Clear, Ideal
 from secjax.protocols.ranges import GUARD_MODES, RangeMonitor, warn_if_narrow
 from secjax.ring import Ring
+from secjax.ranges import RangeReport
 from secjax.runtime.cost import CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.runtime.fingerprint import fingerprint
@@ -182,6 +185,45 @@ class SecureFunction:
         Secret arguments may be ``jax.ShapeDtypeStruct``; public ones must be concrete.
         """
         return self._execute(args, kwargs, abstract=True)
+
+    def ranges(self, *args, search: bool = True, **kwargs) -> RangeReport:
+        """How close every truncation, product and comparison comes to its bound, computed
+        in the clear (:mod:`secjax.ranges`): per model scope, the first site past its bound
+        with its source line, and (``search``) the largest ``frac_bits`` that fits every
+        site, found by running again at the settings the headroom suggests."""
+        report = self._range_report(args, kwargs)
+        if search:
+            report.largest_frac_bits = self._largest_fitting_frac_bits(report, args, kwargs)
+        return report
+
+    def _range_report(self, args, kwargs) -> RangeReport:
+        monitor = self._execute(args, kwargs, abstract=False, clear=True)
+        return RangeReport(list(monitor.sites.values()), self.config.ring,
+                           title=f"{self.__name__}: ranges under {self.config.protocol} "
+                                 f"(frac_bits={self.config.frac_bits})")
+
+    def _largest_fitting_frac_bits(self, report: RangeReport, args, kwargs) -> int | None:
+        """Products at twice the fractional bits lose two bits of headroom per bit: start
+        from half the least headroom, then step until the run agrees."""
+        ring = self.config.ring
+        tight = report.tightest
+        frac = ring.frac_bits + (0 if tight is None else math.floor(tight.headroom / 2))
+        frac = max(0, min(frac, ring.bits // 2 - 4))
+        fits: dict[int, bool] = {ring.frac_bits: report.fits}
+        for _ in range(4):
+            if frac not in fits:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RangeWarning)
+                    other = SecureFunction(self.fun, dataclasses.replace(self.config,
+                                                                         frac_bits=frac))
+                fits[frac] = other._range_report(args, kwargs).fits
+            if fits[frac] and fits.get(frac + 1) is False or fits[frac] and (
+                    frac == ring.bits // 2 - 4):
+                return frac
+            frac = frac + 1 if fits[frac] else frac - 1
+            if frac < 0:
+                return None
+        return max((f for f, ok in fits.items() if ok), default=None)
 
     # -- tracing -----------------------------------------------------------------------------
     def _trace(self, args, kwargs) -> tuple[_Traced, list, list]:

@@ -13,6 +13,7 @@ through ONE ``bilinear`` call, so they cost one round.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -81,6 +82,13 @@ class SecureOps:
 
     def shape(self, x: Fx) -> tuple:
         return self.p.logical_shape(x.shares)
+
+    def masked_afterwards(self):
+        """A context for values that are multiplied by 0 wherever they may pass a ring
+        bound: the range guard checks nothing inside (see
+        :meth:`secjax.protocols.ranges.RangeMonitor.suspended`)."""
+        monitor = self.p.monitor
+        return monitor.suspended() if monitor is not None else contextlib.nullcontext()
 
     def _encode(self, c, scale: int):
         """A finite public constant of the algorithm at ``scale`` (which may exceed
