@@ -22,6 +22,10 @@ from secjax.text import render
 _BOUNDED = frozenset({"truncation", "safe truncation", "product"})
 
 
+def _layer(site: Site, depth: int | None) -> str:
+    return "/".join(site.scope.split("/")[:depth]) or "(top level)"
+
+
 @dataclasses.dataclass
 class RangeReport:
     """The sites of one program with the magnitudes that reached them (program order).
@@ -37,7 +41,9 @@ class RangeReport:
 
     @property
     def bounded(self) -> list[Site]:
-        return [site for site in self.sites if site.kind in _BOUNDED]
+        """Sites a value can pass whose magnitudes depend on the data (not those inside
+        approximations, which fill the ring up to the bound by design: ``Site.planned``)."""
+        return [site for site in self.sites if site.kind in _BOUNDED and not site.planned]
 
     @property
     def fits(self) -> bool:
@@ -54,15 +60,23 @@ class RangeReport:
         """The bounded site with the least headroom."""
         return min(self.bounded, key=lambda site: site.headroom, default=None)
 
-    def by_layer(self, depth: int | None = 4) -> dict[str, Site]:
+    def by_layer(self, depth: int | None = 4, *, planned: bool = False) -> dict[str, Site]:
         """The tightest bounded site of each model scope, cut to its first ``depth`` parts
-        (4 groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``)."""
+        (4 groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``); ``planned``:
+        of the sites inside approximations instead."""
+        sites = ([site for site in self.sites if site.planned and site.kind in _BOUNDED]
+                 if planned else self.bounded)
         layers: dict[str, Site] = {}
-        for site in self.bounded:
-            layer = "/".join(site.scope.split("/")[:depth]) or "(top level)"
+        for site in sites:
+            layer = _layer(site, depth)
             if layer not in layers or site.headroom < layers[layer].headroom:
                 layers[layer] = site
         return layers
+
+    def suggested_safe_scopes(self) -> tuple[str, ...]:
+        """The scopes of every site past its bound, in program order: what to pass as
+        ``Config(safe_truncation=...)`` so that only they pay for the safe truncation."""
+        return tuple(dict.fromkeys(site.scope for site in self.sites if site.past))
 
     def comparisons(self) -> dict[str, float]:
         """The least headroom of the comparisons' operands per primitive."""
@@ -83,8 +97,10 @@ class RangeReport:
                 f" Least headroom: {tight.headroom:.1f} bits at {tight.label} in "
                 f"{tight.scope or '(top level)'}.")
             return f"Every value stays inside its bound.{room}{fits}"
+        scopes = self.suggested_safe_scopes()
         return (f"First past its bound: {first.label} at {first.source or 'unknown source'}: "
-                f"{explain(first, self.ring)}.{fits}")
+                f"{explain(first, self.ring)}.{fits} The safe truncation where needed: "
+                f"Config(safe_truncation={scopes!r}).")
 
     def table(self, depth: int | None = 4):
         """A ``rich`` table: the tightest site of each layer, then the advice."""
@@ -93,15 +109,20 @@ class RangeReport:
         table = Table(title=self.title, caption=self.advice(), caption_justify="left")
         for column, justify in (("scope", "left"), ("tightest site", "left"),
                                 ("kind", "left"), ("peak", "right"), ("bound", "right"),
-                                ("headroom (bits)", "right"), ("past", "right")):
+                                ("headroom (bits)", "right"), ("past", "right"),
+                                ("in approximations (bits)", "right")):
             table.add_column(column, justify=justify)
+        inner = self.by_layer(depth, planned=True)
         for layer, site in self.by_layer(depth).items():
             bound = 2.0 ** site.bound_bits
             peak, limit = (site.real(site.peak), site.real(bound)) if site.scale is not None \
                 else (site.peak, bound)
             unit = "" if site.scale is not None else " (ring)"
+            least = inner.get(layer)
             table.add_row(layer, site.label, site.kind, f"{peak:.3g}{unit}",
-                          f"{limit:.3g}{unit}", f"{site.headroom:.1f}", str(site.past))
+                          f"{limit:.3g}{unit}", f"{site.headroom:.1f}",
+                          str(site.past + (least.past if least else 0)),
+                          "" if least is None else f"{least.headroom:.1f}")
         return table
 
     def __str__(self) -> str:

@@ -106,7 +106,7 @@ class SecureOps:
             return x
         if scale > x.scale:
             return Fx(self.p.scale_up(x.shares, scale - x.scale), scale)
-        return Fx(self.p.trunc(x.shares, x.scale - scale, scale=x.scale), scale)
+        return Fx(self.p.trunc(x.shares, x.scale - scale, scale=x.scale, planned=True), scale)
 
     # -- affine maps (local) ----------------------------------------------------------------
     def _align(self, a: Fx, b: Fx):
@@ -137,8 +137,8 @@ class SecureOps:
             shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, 0))
             return Fx(shares, a.scale)
         shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, self.frac_bits))
-        return Fx(self.p.trunc(shares, self.frac_bits, scale=a.scale + self.frac_bits),
-                  a.scale)
+        return Fx(self.p.trunc(shares, self.frac_bits, scale=a.scale + self.frac_bits,
+                               planned=True), a.scale)
 
     # -- products ----------------------------------------------------------------------------
     def _target(self, a: Fx, b: Fx, scale):
@@ -165,7 +165,7 @@ class SecureOps:
                 left = self.p.stack(*[pairs[i][0].shares for i in idx])
                 right = self.p.stack(*[pairs[i][1].shares for i in idx])
             prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
-                                   scale=sa + sb)
+                                   scale=sa + sb, planned=True)
             prods = ([prod] if len(idx) == 1 else
                      list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod,
                                        over=self.p.logical_shape(prod)[1:])))

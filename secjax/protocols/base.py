@@ -203,12 +203,14 @@ class Protocol:
         return self._run("from_public", x, elementwise=tuple(x.shape))
 
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
-                 trunc_bits: int = 0, scale: int | None = None) -> jax.Array:
+                 trunc_bits: int = 0, scale: int | None = None,
+                 planned: bool = False) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
         fuse (aby3 skips the product's re-sharing), or the product and the safe truncation
-        where that is chosen (:meth:`trunc`). ``scale``: the product's fractional bits, for
-        the range guard's messages."""
+        where that is chosen (:meth:`trunc`). ``scale``: the product's fractional bits;
+        ``planned``: the caller chose the scales to fit a bound it knows (an approximation's
+        internals): both for the range guard's report."""
         elementwise = self._common_shape(a, b) if _is_multiply(op) else None
         fused = bool(trunc_bits) and not self._safe_here()
         if trunc_bits:
@@ -218,7 +220,7 @@ class Protocol:
         if self._watching():
             self._watch_product(op, self.value_of(a), self.value_of(b),
                                 self.value_of(out, product=fused), trunc_bits=trunc_bits,
-                                fused=fused, scale=scale)
+                                fused=fused, scale=scale, planned=planned)
         return self._truncated_product(out, trunc_bits, fused=fused)
 
     def bilinear_private(self, op: Bilinear, x: jax.Array, owner: int, b: jax.Array, *,
@@ -242,7 +244,8 @@ class Protocol:
             other = self.value_of(b)
             left, right = (x, other) if private_first else (other, x)
             self._watch_product(op, left, right, self.value_of(product, product=True),
-                                trunc_bits=trunc_bits, fused=fused, scale=scale)
+                                trunc_bits=trunc_bits, fused=fused, scale=scale,
+                                planned=False)
         if not fused:
             shape = tuple(product.shape[len(self.product_shape(())):])
             product = self._run("reshare", product, elementwise=shape)
@@ -257,27 +260,29 @@ class Protocol:
         return self._trunc_safe(product, trunc_bits) if trunc_bits else product
 
     def _watch_product(self, op, left, right, value, *, trunc_bits: int, fused: bool,
-                       scale) -> None:
+                       scale, planned: bool) -> None:
         """Show the guard the product ``op(left, right)`` of ring values, whose ring value
         is ``value``, going on to the probabilistic truncation (``fused``), the safe one, or
         none (no ``trunc_bits``)."""
         self.monitor.product(op, left, right, value, truncated=bool(trunc_bits),
-                             safe=bool(trunc_bits) and not fused, scale=scale)
+                             safe=bool(trunc_bits) and not fused, scale=scale, planned=planned)
 
     def _private_products(self) -> bool:
         """Whether :meth:`bilinear_private` runs this protocol's own private product."""
         return self.steps.private_product is not None
 
-    def trunc(self, a: jax.Array, bits: int, *, scale: int | None = None) -> jax.Array:
+    def trunc(self, a: jax.Array, bits: int, *, scale: int | None = None,
+              planned: bool = False) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error:
         floor or floor + 1 for ``|a| < 2^(k-2)``. Where the safe truncation is chosen
         (:attr:`safe_truncation`: everywhere, or the model scopes whose name stack contains
         one of the paths given), it is correct on the whole ring, at the price of a sign
-        test (:meth:`_trunc_safe`). ``scale``: ``a``'s fractional bits, for the guard."""
+        test (:meth:`_trunc_safe`). ``scale``, ``planned``: for the range guard, as in
+        :meth:`bilinear`."""
         self._check_trunc_bits(bits)
         safe = self._safe_here()
         if self._watching():
-            self.monitor.truncation(self.value_of(a), safe=safe, scale=scale)
+            self.monitor.truncation(self.value_of(a), safe=safe, scale=scale, planned=planned)
         if safe:
             return self._trunc_safe(a, bits)
         return self._run("trunc", a, bits=bits, elementwise=self.logical_shape(a))

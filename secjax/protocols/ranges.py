@@ -53,7 +53,9 @@ class Site:
     must stay below; ``scale``: the fractional bits of the checked value, when known;
     ``past``: elements at or past the bound; ``expected_wrong``: for a probabilistic
     truncation, the expected number of those the real protocols get wrong (every one for
-    a product that wraps the ring).
+    a product that wraps the ring); ``planned``: a step inside an approximation whose scale
+    the rule chose to fill the ring up to the bound for the inputs it allows, so that
+    little headroom there is by design.
     """
 
     kind: str
@@ -67,6 +69,7 @@ class Site:
     past: int = 0
     expected_wrong: float = 0.0
     calls: int = 0
+    planned: bool = False
 
     @property
     def headroom(self) -> float:
@@ -108,37 +111,40 @@ class RangeMonitor:
             self._suspended -= 1
 
     # -- what protocols report -----------------------------------------------------------
-    def truncation(self, value, *, safe: bool, scale: int | None = None) -> None:
-        """``value``: the ring elements about to be truncated."""
+    def truncation(self, value, *, safe: bool, scale: int | None = None,
+                   planned: bool = False) -> None:
+        """``value``: the ring elements about to be truncated (``planned``: see
+        :class:`Site`)."""
         k = self.ring.bits
         magnitude = self._magnitude(value)
         if safe:   # correct on the whole ring: only recorded for the range report
-            self._check(SAFE_TRUNCATION, magnitude, k - 1, scale, wrong=np.zeros(()))
+            self._check(SAFE_TRUNCATION, magnitude, k - 1, scale, planned, wrong=np.zeros(()))
             return
         wrong = np.clip((magnitude - 2.0 ** (k - 2)) / 2.0 ** (k - 1), 0.0, 1.0)
-        self._check(TRUNCATION, magnitude, k - 2, scale, wrong=wrong)
+        self._check(TRUNCATION, magnitude, k - 2, scale, planned, wrong=wrong)
 
     def product(self, op, a, b, product, *, truncated: bool, safe: bool = False,
-                scale: int | None = None) -> None:
-        """A product ``op(a, b)`` of ring values ``a`` and ``b`` (either may be ``None``
-        where unknown) whose ring value is ``product``; ``truncated``: it goes on to a
-        probabilistic truncation (``safe``: to the safe one)."""
+                scale: int | None = None, planned: bool = False) -> None:
+        """A product ``op(a, b)`` of ring values ``a`` and ``b`` whose ring value is
+        ``product``; ``truncated``: it goes on to a probabilistic truncation (``safe``: to
+        the safe one)."""
         k = self.ring.bits
         magnitude = self._magnitude(product)
-        if a is not None and b is not None and not _fits(op, a, b, self.ring):
+        if not _fits(op, a, b, self.ring):
             magnitude = np.abs(_float_product(op, self._signed(a), self._signed(b)))
         if truncated and not safe:
             wrong = np.where(magnitude >= 2.0 ** (k - 1), 1.0, np.clip(
                 (magnitude - 2.0 ** (k - 2)) / 2.0 ** (k - 1), 0.0, 1.0))
-            self._check(TRUNCATION, magnitude, k - 2, scale, wrong=wrong)
+            self._check(TRUNCATION, magnitude, k - 2, scale, planned, wrong=wrong)
         else:
-            self._check(PRODUCT, magnitude, k - 1, scale, wrong=magnitude >= 2.0 ** (k - 1))
+            self._check(PRODUCT, magnitude, k - 1, scale, planned,
+                        wrong=magnitude >= 2.0 ** (k - 1))
 
     def comparison(self, value) -> None:
         """An operand of a sign test: recorded for the range report (a ring element has a
         sign whatever its magnitude, so nothing here can be past a bound)."""
         if self.mode == "record":
-            self._check(COMPARISON, self._magnitude(value), self.ring.bits - 1, None,
+            self._check(COMPARISON, self._magnitude(value), self.ring.bits - 1, None, False,
                         wrong=np.zeros(()))
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -148,7 +154,7 @@ class RangeMonitor:
     def _magnitude(self, x) -> np.ndarray:
         return np.abs(self._signed(x))
 
-    def _check(self, kind, magnitude, bound_bits, scale, *, wrong) -> None:
+    def _check(self, kind, magnitude, bound_bits, scale, planned, *, wrong) -> None:
         if self._suspended:
             return
         past = magnitude >= 2.0 ** bound_bits
@@ -156,8 +162,9 @@ class RangeMonitor:
         if not n_past and self.mode != "record":
             return
         label, scope, source = self.locate()
-        site = self.sites.setdefault((kind, label, scope, source, bound_bits),
-                                     Site(kind, label, scope, source, bound_bits, scale))
+        site = self.sites.setdefault(
+            (kind, label, scope, source, bound_bits, planned),
+            Site(kind, label, scope, source, bound_bits, scale, planned=planned))
         site.calls += 1
         site.elements += int(magnitude.size)
         site.peak = max(site.peak, float(np.max(magnitude, initial=0.0)))
