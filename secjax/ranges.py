@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import math
 
-from secjax.protocols.ranges import COMPARISON, Site, explain
+from secjax.protocols.ranges import COMPARISON, PRODUCT, TRUNCATION, Site, explain
 from secjax.ring import Ring
 from secjax.text import render
 
@@ -74,9 +74,16 @@ class RangeReport:
         return layers
 
     def suggested_safe_scopes(self) -> tuple[str, ...]:
-        """The scopes of every site past its bound, in program order: what to pass as
-        ``Config(safe_truncation=...)`` so that only they pay for the safe truncation."""
-        return tuple(dict.fromkeys(site.scope for site in self.sites if site.past))
+        """The scopes of every truncation past its bound, in program order: what to pass as
+        ``Config(safe_truncation=...)`` so that only they pay for the safe truncation (a
+        product that wraps the ring needs fewer fractional bits instead)."""
+        return tuple(dict.fromkeys(site.scope for site in self.sites
+                                   if site.past and site.kind == TRUNCATION))
+
+    @property
+    def wraps(self) -> bool:
+        """Whether some product wraps the ring (no truncation can fix that)."""
+        return any(site.past and site.kind == PRODUCT for site in self.sites)
 
     def comparisons(self) -> dict[str, float]:
         """The least headroom of the comparisons' operands per primitive."""
@@ -98,9 +105,10 @@ class RangeReport:
                 f"{tight.scope or '(top level)'}.")
             return f"Every value stays inside its bound.{room}{fits}"
         scopes = self.suggested_safe_scopes()
+        safe = ("" if not scopes or self.wraps else
+                f" The safe truncation where needed: Config(safe_truncation={scopes!r}).")
         return (f"First past its bound: {first.label} at {first.source or 'unknown source'}: "
-                f"{explain(first, self.ring)}.{fits} The safe truncation where needed: "
-                f"Config(safe_truncation={scopes!r}).")
+                f"{explain(first, self.ring)}.{fits}{safe}")
 
     def table(self, depth: int | None = 4):
         """A ``rich`` table: the tightest site of each layer, then the advice."""

@@ -52,10 +52,11 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
             return ctx.truncate(shares, excess, scale=target + excess)
         # computed when first used: a product only a pattern rule looks through is free
         return ctx.deferred(compute, out_aval)
+    square = x is y and op == MULTIPLY   # nonnegative: truncated correctly up to 2^(k-1)
     x, y = ctx.secret(x), ctx.secret(y)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
     shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0),
-                                   scale=target + excess)
+                                   scale=target + excess, nonnegative=square)
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from secjax.protocols import common
 from secjax.ring import Ring, shift_amount
 
 
@@ -60,7 +61,8 @@ class Steps:
     reveal: Callable       # (comm, shares, *, to) -> the value (at ``to``, or at every party)
     from_public: Callable  # (comm, x) -> the trivial sharing of a public x
     bilinear: Callable     # (comm, a, b, *, op) -> shares of op(a, b)
-    trunc: Callable        # (comm, a, *, bits) -> shares of a / 2^bits
+    # (comm, a, *, bits, offset) -> shares of a / 2^bits, for 0 <= a + offset < 2^(k-1)
+    trunc: Callable
     msb: Callable          # (comm, a) -> 0/1 shares of [a < 0]
     eqz: Callable          # (comm, a) -> 0/1 shares of [a == 0]
     # A truncated product is two steps, so that the truncation's kernel (most of the
@@ -68,7 +70,7 @@ class Steps:
     # truncation before re-sharing it: ``product`` then returns an intermediate layout
     # (``Protocol.product_shape``) that only ``trunc_product`` takes.
     product: Callable | None = None        # (comm, a, b, *, op) -> op(a, b), intermediate
-    trunc_product: Callable | None = None  # (comm, t, *, bits) -> shares of t / 2^bits
+    trunc_product: Callable | None = None  # (comm, t, *, bits, offset), as trunc
     # A product with an operand one party holds in the clear, in the intermediate layout,
     # and the step that turns that layout into shares (protocols without them share the
     # operand and take the secret product).
@@ -203,25 +205,27 @@ class Protocol:
         return self._run("from_public", x, elementwise=tuple(x.shape))
 
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
-                 trunc_bits: int = 0, scale: int | None = None,
-                 planned: bool = False) -> jax.Array:
+                 trunc_bits: int = 0, scale: int | None = None, planned: bool = False,
+                 nonnegative: bool = False) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
         fuse (aby3 skips the product's re-sharing), or the product and the safe truncation
         where that is chosen (:meth:`trunc`). ``scale``: the product's fractional bits;
         ``planned``: the caller chose the scales to fit a bound it knows (an approximation's
-        internals): both for the range guard's report."""
+        internals): both for the range guard's report. ``nonnegative``: the product cannot
+        be negative (a square), so its truncation is correct up to 2^(k-1), at no cost."""
         elementwise = self._common_shape(a, b) if _is_multiply(op) else None
-        fused = bool(trunc_bits) and not self._safe_here()
+        fused = bool(trunc_bits) and (nonnegative or not self._safe_here())
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
         out = self._run("product" if fused else "bilinear", a, b, op=op,
                         elementwise=elementwise)
         if self._watching():
-            self._watch_product(op, self.value_of(a), self.value_of(b),
-                                self.value_of(out, product=fused), trunc_bits=trunc_bits,
-                                fused=fused, scale=scale, planned=planned)
-        return self._truncated_product(out, trunc_bits, fused=fused)
+            self.monitor.product(op, self.value_of(a), self.value_of(b),
+                                 self.value_of(out, product=fused), truncated=bool(trunc_bits),
+                                 safe=bool(trunc_bits) and not fused, nonnegative=nonnegative,
+                                 scale=scale, planned=planned)
+        return self._truncated_product(out, trunc_bits, fused=fused, nonnegative=nonnegative)
 
     def bilinear_private(self, op: Bilinear, x: jax.Array, owner: int, b: jax.Array, *,
                          private_first: bool = True, trunc_bits: int = 0,
@@ -243,49 +247,47 @@ class Protocol:
         if self._watching():
             other = self.value_of(b)
             left, right = (x, other) if private_first else (other, x)
-            self._watch_product(op, left, right, self.value_of(product, product=True),
-                                trunc_bits=trunc_bits, fused=fused, scale=scale,
-                                planned=False)
+            self.monitor.product(op, left, right, self.value_of(product, product=True),
+                                 truncated=bool(trunc_bits),
+                                 safe=bool(trunc_bits) and not fused, scale=scale)
         if not fused:
             shape = tuple(product.shape[len(self.product_shape(())):])
             product = self._run("reshare", product, elementwise=shape)
         return self._truncated_product(product, trunc_bits, fused=fused)
 
-    def _truncated_product(self, product, trunc_bits: int, *, fused: bool):
-        """A product's shares (``fused``: in the product layout) divided by 2^trunc_bits."""
+    def _truncated_product(self, product, trunc_bits: int, *, fused: bool,
+                           nonnegative: bool = False):
+        """A product's shares divided by 2^trunc_bits: ``fused``, in the product layout and
+        by the probabilistic truncation, else by the safe one."""
         if fused:
             lead = len(self.product_shape(()))
             return self._run("trunc_product", product, bits=trunc_bits,
+                             offset=common.offset_for(self.ring, nonnegative),
                              elementwise=tuple(product.shape[lead:]))
         return self._trunc_safe(product, trunc_bits) if trunc_bits else product
-
-    def _watch_product(self, op, left, right, value, *, trunc_bits: int, fused: bool,
-                       scale, planned: bool) -> None:
-        """Show the guard the product ``op(left, right)`` of ring values, whose ring value
-        is ``value``, going on to the probabilistic truncation (``fused``), the safe one, or
-        none (no ``trunc_bits``)."""
-        self.monitor.product(op, left, right, value, truncated=bool(trunc_bits),
-                             safe=bool(trunc_bits) and not fused, scale=scale, planned=planned)
 
     def _private_products(self) -> bool:
         """Whether :meth:`bilinear_private` runs this protocol's own private product."""
         return self.steps.private_product is not None
 
     def trunc(self, a: jax.Array, bits: int, *, scale: int | None = None,
-              planned: bool = False) -> jax.Array:
+              planned: bool = False, nonnegative: bool = False) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error:
         floor or floor + 1 for ``|a| < 2^(k-2)``. Where the safe truncation is chosen
         (:attr:`safe_truncation`: everywhere, or the model scopes whose name stack contains
         one of the paths given), it is correct on the whole ring, at the price of a sign
-        test (:meth:`_trunc_safe`). ``scale``, ``planned``: for the range guard, as in
-        :meth:`bilinear`."""
+        test (:meth:`_trunc_safe`). ``nonnegative``: ``a`` cannot be negative, so the
+        probabilistic truncation is correct up to 2^(k-1), and safe, at no extra cost.
+        ``scale``, ``planned``: for the range guard, as in :meth:`bilinear`."""
         self._check_trunc_bits(bits)
-        safe = self._safe_here()
+        safe = self._safe_here() and not nonnegative
         if self._watching():
-            self.monitor.truncation(self.value_of(a), safe=safe, scale=scale, planned=planned)
+            self.monitor.truncation(self.value_of(a), safe=safe, nonnegative=nonnegative,
+                                    scale=scale, planned=planned)
         if safe:
             return self._trunc_safe(a, bits)
-        return self._run("trunc", a, bits=bits, elementwise=self.logical_shape(a))
+        return self._run("trunc", a, bits=bits, offset=common.offset_for(self.ring, nonnegative),
+                         elementwise=self.logical_shape(a))
 
     def _trunc_safe(self, a: jax.Array, bits: int) -> jax.Array:
         """``a / 2^bits`` for any ring element ``a``: with ``m = [a < 0]`` (one msb),
@@ -297,7 +299,8 @@ class Protocol:
         negative = self._run("msb", a, elementwise=shape)
         lifted = self.add_public(self.add(a, self.scale_up(negative, k - 1)),
                                  _ring_constant(self.ring, -(1 << (k - 2))))
-        t = self._run("trunc", lifted, bits=bits, elementwise=shape)
+        t = self._run("trunc", lifted, bits=bits, offset=common.offset_for(self.ring, False),
+                      elementwise=shape)
         return self.sub(self.add_public(t, _ring_constant(self.ring, 1 << (k - 2 - bits))),
                         self.scale_up(negative, k - 1 - bits))
 

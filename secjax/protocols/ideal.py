@@ -21,7 +21,7 @@ from secjax.protocols.base import Protocol
 from secjax.protocols.plain import Plain
 
 
-def _trunc_step(comm, a, *, bits):
+def _trunc_step(comm, a, *, bits, offset):
     """The probabilistic truncation of aby3 and semi2k computed on the value: the opened
     ``c = a + 2^(k-2) + r`` for a uniform ``r`` and the result formula of
     :func:`secjax.protocols.common.trunc_finish`, with one party holding every term. Its
@@ -31,8 +31,8 @@ def _trunc_step(comm, a, *, bits):
     ring = comm.ring
     r = comm.uniform(a.shape, a.dtype)
     below, top = common.trunc_mask(ring, r, bits)
-    c = common.trunc_offset(ring, a) + r
-    return common.trunc_finish(ring, c, below, top, bits, True)
+    c = common.trunc_offset(ring, a, offset) + r
+    return common.trunc_finish(ring, c, below, top, bits, True, offset)
 
 
 def _private_product_step(comm, x, b, *, op, owner, private_first):

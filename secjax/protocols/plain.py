@@ -27,7 +27,8 @@ def _bilinear_step(comm, a, b, *, op):
     return op(a[0], b[0])[None]
 
 
-def _trunc_step(comm, a, *, bits):
+def _trunc_step(comm, a, *, bits, offset):
+    """The exact arithmetic shift (``offset`` matters to the secure protocols only)."""
     return ring_ops.arshift(comm.ring, a, bits)
 
 

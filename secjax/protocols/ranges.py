@@ -111,34 +111,40 @@ class RangeMonitor:
             self._suspended -= 1
 
     # -- what protocols report -----------------------------------------------------------
-    def truncation(self, value, *, safe: bool, scale: int | None = None,
-                   planned: bool = False) -> None:
-        """``value``: the ring elements about to be truncated (``planned``: see
-        :class:`Site`)."""
+    def truncation(self, value, *, safe: bool, nonnegative: bool = False,
+                   scale: int | None = None, planned: bool = False) -> None:
+        """``value``: the ring elements about to be truncated, by the safe truncation or
+        the probabilistic one (for ``nonnegative`` values: correct up to 2^(k-1));
+        ``planned``: see :class:`Site`."""
         k = self.ring.bits
-        magnitude = self._magnitude(value)
         if safe:   # correct on the whole ring: only recorded for the range report
-            self._check(SAFE_TRUNCATION, magnitude, k - 1, scale, planned, wrong=np.zeros(()))
-            return
-        wrong = np.clip((magnitude - 2.0 ** (k - 2)) / 2.0 ** (k - 1), 0.0, 1.0)
-        self._check(TRUNCATION, magnitude, k - 2, scale, planned, wrong=wrong)
+            self._check(SAFE_TRUNCATION, self._magnitude(value), k - 1, scale, planned,
+                        wrong=np.zeros(()))
+        elif nonnegative:   # a negative value here is a square that wrapped the ring
+            signed = self._signed(value)
+            self._check(PRODUCT, np.abs(signed), k - 1, scale, planned,
+                        wrong=(signed < 0).astype(np.float64))
+        else:
+            magnitude = self._magnitude(value)
+            self._check(TRUNCATION, magnitude, k - 2, scale, planned,
+                        wrong=_failure_probability(magnitude, k))
 
     def product(self, op, a, b, product, *, truncated: bool, safe: bool = False,
-                scale: int | None = None, planned: bool = False) -> None:
+                nonnegative: bool = False, scale: int | None = None,
+                planned: bool = False) -> None:
         """A product ``op(a, b)`` of ring values ``a`` and ``b`` whose ring value is
         ``product``; ``truncated``: it goes on to a probabilistic truncation (``safe``: to
-        the safe one)."""
+        the safe one; ``nonnegative``: a square, correct up to 2^(k-1))."""
         k = self.ring.bits
         magnitude = self._magnitude(product)
         if not _fits(op, a, b, self.ring):
             magnitude = np.abs(_float_product(op, self._signed(a), self._signed(b)))
-        if truncated and not safe:
-            wrong = np.where(magnitude >= 2.0 ** (k - 1), 1.0, np.clip(
-                (magnitude - 2.0 ** (k - 2)) / 2.0 ** (k - 1), 0.0, 1.0))
+        wraps = magnitude >= 2.0 ** (k - 1)
+        if truncated and not safe and not nonnegative:
+            wrong = np.where(wraps, 1.0, _failure_probability(magnitude, k))
             self._check(TRUNCATION, magnitude, k - 2, scale, planned, wrong=wrong)
-        else:
-            self._check(PRODUCT, magnitude, k - 1, scale, planned,
-                        wrong=magnitude >= 2.0 ** (k - 1))
+        else:   # untruncated, safe, or a square (correct up to 2^(k-1)): only wraps fail
+            self._check(PRODUCT, magnitude, k - 1, scale, planned, wrong=wraps)
 
     def comparison(self, value) -> None:
         """An operand of a sign test: recorded for the range report (a ring element has a
@@ -157,7 +163,7 @@ class RangeMonitor:
     def _check(self, kind, magnitude, bound_bits, scale, planned, *, wrong) -> None:
         if self._suspended:
             return
-        past = magnitude >= 2.0 ** bound_bits
+        past = np.broadcast_to(wrong > 0, magnitude.shape)   # a chance of a wrong result
         n_past = int(np.count_nonzero(past))
         if not n_past and self.mode != "record":
             return
@@ -219,20 +225,26 @@ def explain(site: Site, ring: Ring) -> str:
     seen = (f"reaches {site.peak:.3g} ring units (2^{math.log2(site.peak):.1f}"
             + (f"; {real:.3g} at {site.scale} fractional bits" if real is not None else "") + ")")
     bound = f"2^{site.bound_bits} = {2.0 ** site.bound_bits:.3g}"
+    tools = ("`f.ranges(*args)` lists every site and the largest frac_bits that fits, and "
+             "Config(range_guard='count') runs on and counts instead")
     if site.kind == TRUNCATION:
         error = "" if site.scale is None else f" ({2.0 ** (k - site.scale):.3g})"
-        what = (f"a truncation's input{where} {seen}, past the bound {bound} within which "
+        safe = f"({site.scope!r},)" if site.scope else "True"
+        return (f"a truncation's input{where} {seen}, past the bound {bound} within which "
                 f"the probabilistic truncation of aby3 and semi2k is correct: they would "
                 f"return {site.expected_wrong:.3g} of these {site.elements} elements (in "
-                f"expectation) off by 2^(k-d) ring units{error}")
-    else:
-        what = (f"a product{where} {seen}, past {bound}: it wraps the {k}-bit ring, and "
-                f"every protocol returns a wrong value")
-    safe = f"({site.scope!r},)" if site.scope else "True"
-    return (f"{what}. Fixes: the safe truncation for this scope "
-            f"(Config(safe_truncation={safe})), fewer fractional bits than "
-            f"{d}, or smaller values; `f.ranges(*args)` lists every site, and "
-            f"Config(range_guard='count') runs on and counts instead")
+                f"expectation) off by 2^(k-d) ring units{error}. Fixes: the safe truncation "
+                f"for this scope (Config(safe_truncation={safe})), fewer fractional bits "
+                f"than {d}, or smaller values; {tools}")
+    return (f"a product{where} {seen}, past {bound}: it wraps the {k}-bit ring, and every "
+            f"protocol returns a wrong value. Fixes: fewer fractional bits than {d} (each "
+            f"one doubles a product's room), or smaller values; {tools}")
+
+
+def _failure_probability(magnitude, k: int):
+    """The chance that the probabilistic truncation (offset 2^(k-2)) of an element of
+    ``magnitude`` is off by 2^(k-d): 0 up to 2^(k-2), then (|x| - 2^(k-2)) / 2^(k-1)."""
+    return np.clip((magnitude - 2.0 ** (k - 2)) / 2.0 ** (k - 1), 0.0, 1.0)
 
 
 def _fan_in(op, a_shape, b_shape) -> int | None:
