@@ -71,15 +71,17 @@ def cost_table(n: int) -> Table:
 
 
 def bounds_table() -> Table:
-    table = Table(title="where the default truncation is correct: |x| < 2^(k-2) in the ring")
-    for column in ("ring bits", "frac_bits", "value at frac_bits below",
-                   "product of two values below"):
+    table = Table(title="where values fit: |x| < 2^(k-1); the default truncation: |x| < "
+                        "2^(k-2) in the ring, a square's: x < 2^(k-1)")
+    for column in ("ring bits", "frac_bits", "a value (its encoding) below",
+                   "a product of two values below", "a square below"):
         table.add_column(column, justify="right")
     for bits, fracs in ((64, (12, 14, 16, 18, 20, 22, 24, 26, 28)), (32, (8, 10, 12))):
         for frac in fracs:
             ring = Ring(bits, frac)
-            table.add_row(str(bits), str(frac), f"{2.0 ** (bits - 2 - frac):.3g}",
-                          f"{2.0 ** product_range_bits(ring):.3g}")
+            table.add_row(str(bits), str(frac), f"{ring.max_abs(frac):.3g}",
+                          f"{2.0 ** product_range_bits(ring):.3g}",
+                          f"{2.0 ** (product_range_bits(ring) + 1):.3g}")
     return table
 
 

@@ -119,7 +119,7 @@ class RangeReport:
                                 ("kind", "left"), ("peak", "right"), ("bound", "right"),
                                 ("headroom (bits)", "right"), ("past", "right"),
                                 ("in approximations (bits)", "right")):
-            table.add_column(column, justify=justify)
+            table.add_column(column, justify=justify, overflow="fold")
         inner = self.by_layer(depth, planned=True)
         for layer, site in self.by_layer(depth).items():
             bound = 2.0 ** site.bound_bits
