@@ -432,7 +432,10 @@ class Aby3(Protocol):
             raise ValueError(f"aby3 is a protocol for exactly 3 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    steps = Steps.of_module(__name__)
+    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
+                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step,
+                  product=_product_step, trunc_product=_trunc_product_step,
+                  private_product=_private_product_step, reshare=_reshare_step)
 
     def share_shape(self, shape):
         return (3, 2, *shape)

@@ -13,7 +13,6 @@ cross terms work for any bilinear map, so one code path serves all three.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Callable
 
 import jax
@@ -55,7 +54,8 @@ class Local:
 @dataclasses.dataclass(frozen=True)
 class Steps:
     """A protocol's own operations, each a step ``step(comm, *arrays, **static)`` run on the
-    runtime (module-level functions, so compiled kernels are cached by identity)."""
+    runtime (module-level functions, so compiled kernels are cached by identity). Each
+    protocol lists its steps by name: a missing one fails when its module is imported."""
 
     share: Callable        # (comm, x, *, owner) -> shares of x, held by party owner
     reveal: Callable       # (comm, shares, *, to) -> the value (at ``to``, or at every party)
@@ -86,13 +86,6 @@ class Steps:
         if (self.private_product is None) != (self.reshare is None):
             raise TypeError("a private product needs both a private_product and a reshare step")
 
-    @classmethod
-    def of_module(cls, module_name: str) -> "Steps":
-        """The steps a protocol module defines by convention as ``_<name>_step`` (a module
-        without ``_product_step`` and ``_trunc_product_step`` has no fused product)."""
-        module = sys.modules[module_name]
-        return cls(**{f.name: getattr(module, f"_{f.name}_step", None)
-                      for f in dataclasses.fields(cls)})
 
 
 def array_namespace(x):

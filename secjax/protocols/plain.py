@@ -45,4 +45,5 @@ class Plain(Protocol):
 
     name = "plain"
 
-    steps = Steps.of_module(__name__)
+    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
+                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step)

@@ -229,4 +229,5 @@ class Semi2k(Protocol):
             raise ValueError(f"semi2k needs at least 2 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    steps = Steps.of_module(__name__)
+    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
+                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step)
