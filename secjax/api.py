@@ -14,12 +14,12 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from jax._src.interpreters import partial_eval as pe
 from jax.extend.core import ClosedJaxpr
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, RangeWarning, SecjaxError
 from secjax.interpreter import Interpreter, count_equations
+from secjax.jax_internals import drop_dead_code
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.ideal import Clear, Ideal
 from secjax.protocols.ranges import GUARD_MODES, RangeMonitor, warn_if_narrow
@@ -472,8 +472,7 @@ class _Bar(_Silent):
 def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
     """Drop equations no output depends on: under MPC they would still cost messages
     (Hugging Face models compute a pooler even when only the hidden states are used)."""
-    jaxpr, _ = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars), instantiate=True)
-    return ClosedJaxpr(jaxpr, closed.consts)
+    return ClosedJaxpr(drop_dead_code(closed.jaxpr), closed.consts)
 
 
 def _argument_name(path) -> str:

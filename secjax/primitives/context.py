@@ -7,11 +7,11 @@ from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
-from jax._src import source_info_util
 from jax.extend.core import Literal
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
+from secjax.jax_internals import user_frames
 from secjax.protocols.base import Protocol
 from secjax.values import DeferredSecret, Private, Public, Secret, Value, encodable, scale_of
 
@@ -49,7 +49,7 @@ class RuleContext:
         Equations inside library jits (``jnp.sort`` is one) carry no frame of their own, so
         the nearest enclosing call's frames are used."""
         for eqn in reversed(self.eqn_stack):
-            frames = list(source_info_util.user_frames(eqn.source_info.traceback))
+            frames = user_frames(eqn.source_info.traceback)
             if frames:
                 return _describe_frames(frames)
         return None

@@ -73,7 +73,7 @@ def _split_scalar_mul(found):
 
 
 _TRANSPARENT = ("broadcast_in_dim", "reshape", "copy", "stop_gradient", "squeeze",
-                "expand_dims", "convert_element_type")
+                "convert_element_type")
 
 
 def through(producer, var):
