@@ -13,7 +13,7 @@ import numpy as np
 from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.structural import freeze
-from secjax.protocols.base import Bilinear
+from secjax.protocols.base import MULTIPLY, Bilinear
 from secjax.values import DeferredSecret, Private, Public, Secret, is_float
 
 
@@ -75,9 +75,6 @@ def apply_private_bilinear(ctx, op: Bilinear, private: Private, other, out_aval,
                                            trunc_bits=max(excess, 0),
                                            scale=ctx.scale(out_aval.dtype) + excess)
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
-
-
-MULTIPLY = Bilinear(jnp.multiply)
 
 
 @register("mul")

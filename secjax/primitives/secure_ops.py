@@ -22,10 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax import ring as ring_ops
-from secjax.protocols.base import Bilinear, Local
+from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Secret, Value
 
-MULTIPLY = Bilinear(jnp.multiply)
 
 
 @dataclasses.dataclass(frozen=True)

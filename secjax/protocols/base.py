@@ -34,6 +34,10 @@ class Bilinear:
         return self.fn(x, y, **dict(self.params))
 
 
+# The elementwise product (with broadcasting): the bilinear map of ``mul``.
+MULTIPLY = Bilinear(jnp.multiply)
+
+
 @dataclasses.dataclass(frozen=True)
 class Local:
     """A hashable linear map applied to every share alike: ``fn(*xs, **params)``.
@@ -394,7 +398,7 @@ class Protocol:
 
     def select(self, bit, a, b):
         """``bit ? a : b`` for a secret 0/1 ``bit`` and secret ``a``, ``b`` of one shape."""
-        return self.add(b, self.bilinear(Bilinear(jnp.multiply), bit, self.sub(a, b)))
+        return self.add(b, self.bilinear(MULTIPLY, bit, self.sub(a, b)))
 
     def logical_shape(self, shares) -> tuple[int, ...]:
         return tuple(shares.shape[self.share_axes:])
