@@ -26,7 +26,7 @@ def register(*names: str):
 
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
-    from secjax.primitives import (arith, compare, control, lookup, rounding,  # noqa: F401
-                                   structural, transcendental)
+    from secjax.primitives import (arith, compare, control, gradients, lookup,  # noqa: F401
+                                   rounding, structural, transcendental)
 
     return RULES
