@@ -133,3 +133,49 @@ def test_is_finite_is_public_true():
         return jnp.where(jnp.isfinite(x), x, 0.0), jnp.isfinite(x)
 
     assert_close(*run_both(f, jnp.linspace(-3, 3, 4), protocol="aby3", seed=6))
+
+
+def _load_example():
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "train_mlp.py"
+    spec = importlib.util.spec_from_file_location("train_mlp", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_mlp"] = module     # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_example(**overrides):
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    options = dict(model="mlp", protocol="aby3", epochs=1, batch=16, hidden=16, lr=None,
+                   steps=2, seed=0) | overrides
+    return _load_example().run_training(argparse.Namespace(**options),
+                                        Console(file=io.StringIO()))
+
+
+@pytest.mark.parametrize("model", [pytest.param("mlp", marks=pytest.mark.slow), "logreg"])
+def test_training_example_smoke(model):
+    """A few steps of examples/train_mlp.py: the secret model tracks plaintext training.
+    (The MLP's first run compiles about a minute of kernels on 2 cores: --runslow.)"""
+    secure, plain, step_cost = _run_example(model=model)
+    assert_close(secure[0], plain[0], atol=1e-3)
+    np.testing.assert_allclose(secure[1], plain[1], atol=1e-3)
+    assert abs(float(secure[2][0]) - float(plain[2][0])) <= 1   # test rows correct
+    assert step_cost.rounds > 0 and max(step_cost.bytes_per_party) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mlp", "logreg"])
+def test_training_example_reaches_plaintext_accuracy(model):
+    """The example's default run: secure test accuracy within one point of plaintext."""
+    secure, plain, _ = _run_example(model=model, epochs=5, batch=64, hidden=32, steps=None)
+    n_test = {"mlp": 359, "logreg": 113}[model]
+    assert abs(float(secure[2][-1]) - float(plain[2][-1])) / n_test <= 0.01
+    assert float(plain[2][-1]) / n_test > 0.9
