@@ -27,6 +27,6 @@ def register(*names: str):
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
     from secjax.primitives import (arith, compare, control, gradients, lookup,  # noqa: F401
-                                   rounding, structural, transcendental)
+                                   pooling, rounding, structural, transcendental)
 
     return RULES

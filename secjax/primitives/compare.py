@@ -189,7 +189,7 @@ _CONCAT_LAST = Local(_concat_last, on_shares=True)
 _SQUEEZE_LAST = Local(_squeeze_last, on_shares=True)
 
 
-def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
+def tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     """Max (or min) of ``x`` over ``axes`` by a log-depth tree of pairwise comparisons; the
     index of the first extreme element when ``with_index`` (ties keep the lower index)."""
     p = ctx.protocol
@@ -227,7 +227,7 @@ def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
 
 @register("reduce_max", "reduce_min")
 def reduce_max_rule(ctx, x, *, axes, **_):
-    values, _ = _tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max",
+    values, _ = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max",
                              with_index=False)
     return ctx.make(values, ctx.out_avals[0])
 
@@ -236,6 +236,6 @@ def reduce_max_rule(ctx, x, *, axes, **_):
 def argmax_rule(ctx, x, *, axes, **_):
     """Index of the first maximum (minimum): the tree carries indices along, selected by
     the same bits in the same product call as the values."""
-    _, index = _tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax",
+    _, index = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax",
                             with_index=True)
     return ctx.make(index, ctx.out_avals[0])
