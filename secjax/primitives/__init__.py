@@ -27,6 +27,7 @@ def register(*names: str):
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
     from secjax.primitives import (arith, compare, control, gradients, lookup,  # noqa: F401
-                                   pooling, rounding, structural, transcendental)
+                                   pooling, reductions, rounding, sorting,
+                                   structural, transcendental)
 
     return RULES
