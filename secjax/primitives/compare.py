@@ -1,4 +1,5 @@
-"""Rules for comparisons, logic, max/min, abs/sign, clamp and max/min/argmax reductions.
+"""Rules for comparisons, max/min, abs/sign, clamp and max/min/argmax reductions (logic:
+:mod:`secjax.primitives.bitwise`).
 
 Every comparison is ``protocol.msb`` of a difference (1 where it is negative), exact while
 the difference of the two operands, at their fixed-point scale s, stays below
@@ -61,36 +62,6 @@ def equality_rule(ctx, a, b, **_):
     if ctx.primitive == "ne":
         bits = _not(ctx, bits, ctx.out_avals[0].shape)
     return ctx.make(bits, ctx.out_avals[0])
-
-
-def _check_bool(ctx):
-    if not jnp.issubdtype(ctx.out_avals[0].dtype, jnp.bool_):
-        raise ctx.unsupported("bitwise operations on secret integers need a bit "
-                              "decomposition secjax does not provide; only booleans")
-
-
-@register("and")
-def and_rule(ctx, a, b, **_):
-    _check_bool(ctx)
-    return apply_bilinear(ctx, MULTIPLY, a, b)
-
-
-@register("or", "xor")
-def or_xor_rule(ctx, a, b, **_):
-    """a or b = a + b - ab; a xor b = a + b - 2ab (0/1 secrets)."""
-    _check_bool(ctx)
-    shape = ctx.out_avals[0].shape
-    product = apply_bilinear(ctx, MULTIPLY, a, b).shares
-    if ctx.primitive == "xor":
-        product = ctx.protocol.add(product, product)
-    total = ctx.protocol.add(_operand(ctx, a, shape), _operand(ctx, b, shape))
-    return ctx.make(ctx.protocol.sub(total, product), ctx.out_avals[0])
-
-
-@register("not")
-def not_rule(ctx, a, **_):
-    _check_bool(ctx)
-    return ctx.make(_not(ctx, ctx.secret(a).shares, a.shape), ctx.out_avals[0])
 
 
 def _infinite(value, sign: int) -> bool:
