@@ -26,8 +26,8 @@ def register(*names: str):
 
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
-    from secjax.primitives import (arith, bitwise, compare, control, gradients,  # noqa: F401
-                                   lookup, pooling, reductions, rounding, sorting,
-                                   structural, transcendental)
+    from secjax.primitives import (arith, bitwise, compare, control,  # noqa: F401
+                                   division, gradients, lookup, pooling, reductions,
+                                   rounding, sorting, structural, transcendental)
 
     return RULES
