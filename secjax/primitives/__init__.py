@@ -28,6 +28,7 @@ def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
     from secjax.primitives import (arith, bitwise, compare, control,  # noqa: F401
                                    division, gradients, lookup, pooling, reductions,
-                                   rounding, sorting, structural, transcendental)
+                                   rounding, sorting, structural, transcendental,
+                                   trigonometric)
 
     return RULES
