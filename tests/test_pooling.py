@@ -33,6 +33,7 @@ def test_max_pool_gradient(padding):
     assert_close(*run_both(f, x, ct, protocol="aby3", seed=2))
 
 
+@pytest.mark.slow
 def test_cnn_gradient():
     class CNN(nn.Module):
         @nn.compact
