@@ -46,3 +46,30 @@ def test_cnn_gradient():
     params = model.init(jax.random.key(0), X)
     loss = lambda p, x: jnp.mean(model.apply(p, x) ** 2)
     assert_close(*run_both(jax.grad(loss), params, X, protocol="semi2k", seed=3), atol=2e-3)
+
+
+def _hf_vision(name):
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*TensorFlow and JAX classes are deprecated.*")
+    from transformers import (CLIPVisionConfig, FlaxCLIPVisionModel, FlaxResNetModel,
+                              ResNetConfig)
+
+    if name == "resnet":     # max pooling (3x3, stride 2, padded) in its embeddings
+        model = FlaxResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16],
+                                             depths=[1, 1], layer_type="basic"), seed=0)
+        return model, lambda p, x: model(x, params=p, train=False).pooler_output
+    model = FlaxCLIPVisionModel(CLIPVisionConfig(   # tile in its embeddings
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=32, patch_size=8), seed=0)
+    return model, lambda p, x: model(x, params=p).pooler_output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet", "clip_vision"])
+def test_hugging_face_vision_models(name):
+    """Tiny random-init Hugging Face Flax vision models outside the zoo: ResNet (max
+    pooling) and CLIP's vision tower (tile), under aby3."""
+    model, f = _hf_vision(name)
+    x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
+    assert_close(*run_both(f, model.params, x, protocol="aby3", seed=0), atol=1e-3)

@@ -17,8 +17,11 @@ may be off by one or two; r = |x| - q |y| is exact in the ring (q is an integer)
 correction steps (each one comparison call for r < 0 and r >= |y| and one product) bring
 r into [0, |y|). The result is then the exact remainder of the fixed-point encodings of
 x and y while |x / y| stays within the reciprocal's accuracy (the quotient's error below
-one unit: |x / y| < 2^12 at the default policy). y = 0 has no NaN in the ring: its result
-is an unspecified finite value.
+one unit: |x / y| < 2^12 at the default policy). Where x / y is within the encodings'
+rounding (2^-18) of an integer, float's remainder and the encodings' can lie on the two
+sides of the jump: they then differ by |y| (fmod(7.0, 0.7) is 1e-7 in float32, whose 0.7
+is below 0.7, and 0.7000008 in the ring, whose 0.7 is above). y = 0 has no NaN in the
+ring: its result is an unspecified finite value.
 """
 from __future__ import annotations
 
