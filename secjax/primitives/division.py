@@ -9,7 +9,8 @@ drops by that bit times |y| 2^i: w rounds of ONE comparison and ONE product (the
 is local when y is public, and a public y skips the positions where |y| 2^i > 2^(w-1)).
 Then the signs: q (1 - 2 [x < 0 xor y < 0]) and r (1 - 2 [x < 0]) in one product call.
 A zero divisor gives XLA's results, x / 0 = -1 and x % 0 = x (one equality test and one
-product). Exact for every input.
+product). Exact for every input. ``div`` and ``rem`` of the same operands (``jnp.floor_divide``,
+``divmod`` and ``mod`` take both) share one long division.
 
 Floats: rem(x, y) = sign(x) (|x| - q |y|) with q = floor(|x| / |y|): the quotient is
 estimated through the reciprocal of |y| (exact for a public y) and a truncation, so it
@@ -66,7 +67,33 @@ def _signs(ctx, shares):
 
 
 def integer_division(ctx, x, y, *, remainder: bool):
-    """Shares of lax.div(x, y) (or lax.rem when ``remainder``) for integer x, y."""
+    """Shares of lax.div(x, y) (or lax.rem when ``remainder``) for integer x, y. The long
+    division of one pair of operands runs once per evaluation, for div and rem alike."""
+    key = ("long_division", id(x), id(y))
+    if key not in ctx.memo:
+        ctx.memo[key] = (x, y, _long_division(ctx, x, y))
+    x_negative, y_negative, q, r = ctx.memo[key][2]
+    p = ctx.protocol
+    shape = tuple(ctx.out_avals[0].shape)
+    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
+    if remainder:
+        sign = p.sub(ones, p.add(x_negative, x_negative))
+        return p.bilinear(MULTIPLY, sign, r)
+    both = p.bilinear(MULTIPLY, x_negative, y_negative)
+    differ = p.sub(p.add(x_negative, y_negative), p.add(both, both))    # xor
+    q = p.bilinear(MULTIPLY, p.sub(ones, p.add(differ, differ)), q)
+    # x / 0 = -1: q + [y == 0] (-1 - q)
+    if isinstance(y, Public):
+        zero = (np.broadcast_to(np.asarray(y.value), shape) == 0).astype(np.int64)
+        if not zero.any():
+            return q
+        return p.add(q, p.bilinear_public(MULTIPLY, p.sub(p.neg(ones), q), _ring(ctx, zero)))
+    zero = p.eqz(_operand(ctx, y, shape))
+    return p.add(q, p.bilinear(MULTIPLY, zero, p.sub(p.neg(ones), q)))
+
+
+def _long_division(ctx, x, y):
+    """([x < 0], [y < 0], |x| // |y|, |x| % |y|) as shares (module docstring)."""
     p = ctx.protocol
     aval = ctx.out_avals[0]
     shape = tuple(aval.shape)
@@ -86,38 +113,20 @@ def integer_division(ctx, x, y, *, remainder: bool):
         (x_negative, y_negative), (a, b) = _signs(
             ctx, [_operand(ctx, x, shape), _operand(ctx, y, shape)])
         positions = range(w - 1, -1, -1)
-    r = a
-    q_bits = []
+    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
+    r, q = a, None
     for i in positions:
         if public_y:
             shifted = _ring(ctx, b_public * (1 << i))
-            take = p.sub(p.from_public(np.ones(shape, ctx.ring.dtype)),
-                         p.msb(p.add_public(r, _ring(ctx, -(b_public * (1 << i))))))
+            take = p.sub(ones, p.msb(p.add_public(r, _ring(ctx, -(b_public * (1 << i))))))
             r = p.sub(r, p.bilinear_public(MULTIPLY, take, shifted))
         else:
             shifted = p.scale_up(b, i) if i else b
-            take = p.sub(p.from_public(np.ones(shape, ctx.ring.dtype)),
-                         p.msb(p.sub(r, shifted)))
+            take = p.sub(ones, p.msb(p.sub(r, shifted)))
             r = p.sub(r, p.bilinear(MULTIPLY, take, shifted))
-        q_bits.append(p.scale_up(take, i) if i else take)
-    q = q_bits[0]
-    for bit in q_bits[1:]:
-        q = p.add(q, bit)
-    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
-    if remainder:
-        sign = p.sub(ones, p.add(x_negative, x_negative))
-        return p.bilinear(MULTIPLY, sign, r)
-    both = p.bilinear(MULTIPLY, x_negative, y_negative)
-    differ = p.sub(p.add(x_negative, y_negative), p.add(both, both))    # xor
-    q = p.bilinear(MULTIPLY, p.sub(ones, p.add(differ, differ)), q)
-    # x / 0 = -1: q + [y == 0] (-1 - q)
-    if public_y:
-        zero = (yv == 0).astype(np.int64)
-        if not zero.any():
-            return q
-        return p.add(q, p.bilinear_public(MULTIPLY, p.sub(p.neg(ones), q), _ring(ctx, zero)))
-    zero = p.eqz(_operand(ctx, y, shape))
-    return p.add(q, p.bilinear(MULTIPLY, zero, p.sub(p.neg(ones), q)))
+        bit = p.scale_up(take, i) if i else take
+        q = bit if q is None else p.add(q, bit)
+    return x_negative, y_negative, q, r
 
 
 def _float_remainder(ctx, x, y):
