@@ -29,24 +29,9 @@ import numpy as np
 
 from secjax.primitives import register
 from secjax.primitives.arith import MULTIPLY, apply_bilinear
-from secjax.protocols.base import Bilinear, Local
+from secjax.primitives.compare import broadcast_operand, ones_shares
+from secjax.protocols.base import Local
 from secjax.values import Public
-
-
-def _broadcast_to(x, *, shape):
-    return jnp.broadcast_to(x, shape)
-
-
-def _operand(ctx, value, shape):
-    """Shares of ``value`` (of any kind) broadcast to ``shape``."""
-    secret = ctx.secret(value)
-    if tuple(secret.shape) == tuple(shape):
-        return secret.shares
-    return ctx.protocol.local(Local(_broadcast_to, (("shape", tuple(shape)),)), secret.shares)
-
-
-def _ones(ctx, shape):
-    return ctx.protocol.from_public(np.ones(tuple(shape), ctx.ring.dtype))
 
 
 def _is_bool(dtype) -> bool:
@@ -124,7 +109,7 @@ def logic_rule(ctx, a, b, **_):
             return ctx.make(product, aval)
         if name == "xor":
             product = ctx.protocol.add(product, product)
-        total = ctx.protocol.add(_operand(ctx, a, aval.shape), _operand(ctx, b, aval.shape))
+        total = ctx.protocol.add(broadcast_operand(ctx, a, aval.shape), broadcast_operand(ctx, b, aval.shape))
         return ctx.make(ctx.protocol.sub(total, product), aval)
     return ctx.make(_integer_logic(ctx, name, a, b, aval), aval)
 
@@ -136,14 +121,14 @@ def _integer_logic(ctx, name, a, b, aval):
     positions = tuple(range(w))
     secrets = [v for v in (a, b) if not isinstance(v, Public)]
     if len(secrets) == 2:
-        both = bits_of(ctx, p.stack(_operand(ctx, a, shape), _operand(ctx, b, shape)),
+        both = bits_of(ctx, p.stack(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape)),
                        positions)                                   # (w, 2, ...)
         x = p.local(Local(_index_second, (("i", 0),)), both)
         y = p.local(Local(_index_second, (("i", 1),)), both)
         product = p.bilinear(MULTIPLY, x, y)
     else:
         public = a if isinstance(a, Public) else b
-        x = bits_of(ctx, _operand(ctx, secrets[0], shape), positions)
+        x = bits_of(ctx, broadcast_operand(ctx, secrets[0], shape), positions)
         c = _public_bits(public.value, w, shape).astype(ctx.ring.dtype)
         product = p.bilinear_public(MULTIPLY, x, c)
         y = p.from_public(c)
@@ -168,7 +153,7 @@ def not_rule(ctx, a, **_):
     p = ctx.protocol
     shares = ctx.secret(a).shares
     if _is_bool(aval.dtype):
-        return ctx.make(p.sub(_ones(ctx, aval.shape), shares), aval)
+        return ctx.make(p.sub(ones_shares(ctx, aval.shape), shares), aval)
     w = _width(ctx, aval.dtype)
     top = -1 if _signed(aval.dtype) else (1 << w) - 1
     constant = _ring_array(ctx, np.full(tuple(aval.shape), top, dtype=object))
@@ -221,7 +206,7 @@ def shift_rule(ctx, x, amount, **_):
     used = tuple(i for i in range(w) if np.any(weights[i] != 0))
     if not used:
         return Public(jnp.zeros(shape, aval.dtype))
-    bits = bits_of(ctx, _operand(ctx, x, shape), used)
+    bits = bits_of(ctx, broadcast_operand(ctx, x, shape), used)
     return ctx.make(_recompose(ctx, bits, weights[list(used)]), aval)
 
 

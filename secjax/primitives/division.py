@@ -27,25 +27,13 @@ ring: its result is an unspecified finite value.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.arith import MULTIPLY, apply_bilinear
-from secjax.protocols.base import Local
+from secjax.primitives.compare import broadcast_operand
 from secjax.values import Public, is_float
-
-
-def _broadcast_to(x, *, shape):
-    return jnp.broadcast_to(x, shape)
-
-
-def _operand(ctx, value, shape):
-    secret = ctx.secret(value)
-    if tuple(secret.shape) == tuple(shape):
-        return secret.shares
-    return ctx.protocol.local(Local(_broadcast_to, (("shape", tuple(shape)),)), secret.shares)
 
 
 def _ring(ctx, values) -> np.ndarray:
@@ -88,7 +76,7 @@ def integer_division(ctx, x, y, *, remainder: bool):
         if not zero.any():
             return q
         return p.add(q, p.bilinear_public(MULTIPLY, p.sub(p.neg(ones), q), _ring(ctx, zero)))
-    zero = p.eqz(_operand(ctx, y, shape))
+    zero = p.eqz(broadcast_operand(ctx, y, shape))
     return p.add(q, p.bilinear(MULTIPLY, zero, p.sub(p.neg(ones), q)))
 
 
@@ -104,14 +92,14 @@ def _long_division(ctx, x, y):
     public_y = isinstance(y, Public)
     if public_y:
         yv = np.broadcast_to(np.asarray(y.value).astype(np.int64), shape)
-        (x_negative,), (a,) = _signs(ctx, [_operand(ctx, x, shape)])
+        (x_negative,), (a,) = _signs(ctx, [broadcast_operand(ctx, x, shape)])
         y_negative = p.from_public(_ring(ctx, (yv < 0).astype(np.int64)))
         b_public = np.abs(yv).astype(object)
         top = max(int(b_public.max(initial=0)), 1).bit_length() - 1
         positions = range(max(w - 1 - top, 0), -1, -1)
     else:
         (x_negative, y_negative), (a, b) = _signs(
-            ctx, [_operand(ctx, x, shape), _operand(ctx, y, shape)])
+            ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
         positions = range(w - 1, -1, -1)
     ones = p.from_public(np.ones(shape, ctx.ring.dtype))
     r, q = a, None
@@ -137,7 +125,7 @@ def _float_remainder(ctx, x, y):
     float_aval = jax.ShapeDtypeStruct(shape, aval.dtype)
     if isinstance(y, Public):
         yv = np.broadcast_to(np.asarray(y.value, dtype=np.float64), shape)
-        (x_negative,), (a,) = _signs(ctx, [_operand(ctx, x, shape)])
+        (x_negative,), (a,) = _signs(ctx, [broadcast_operand(ctx, x, shape)])
         b_enc = ring_ops.encode(ctx.ring, np.abs(yv), d)
         b_float = np.asarray(b_enc).astype(np.float64) / 2.0 ** d    # |y| as encoded
         with np.errstate(divide="ignore"):
@@ -150,7 +138,7 @@ def _float_remainder(ctx, x, y):
         from secjax.primitives.transcendental import reciprocal_value
 
         (x_negative, _), (a, b_shares) = _signs(
-            ctx, [_operand(ctx, x, shape), _operand(ctx, y, shape)])
+            ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
         inverse = reciprocal_value(ctx, ctx.make(b_shares, float_aval), float_aval,
                                    positive=True)
         t = apply_bilinear(ctx, MULTIPLY, ctx.make(a, float_aval), inverse, float_aval)

@@ -20,6 +20,7 @@ import numpy as np
 
 from secjax.primitives import register
 from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.compare import CONCAT_LAST, SQUEEZE_LAST, pair_halves, to_last
 from secjax.protocols.base import Local, array_namespace
 from secjax.values import Public
 
@@ -69,24 +70,6 @@ def reduce_xor_rule(ctx, x, *, axes, **_):
     return ctx.make(ctx.protocol.msb(shifted), ctx.out_avals[0])
 
 
-def _to_last(x, *, perm, shape):
-    lead = x.ndim - len(perm)
-    moved = array_namespace(x).transpose(x, (*range(lead), *(lead + p for p in perm)))
-    return moved.reshape(x.shape[:lead] + tuple(shape))
-
-
-def _halves(x, *, h):
-    return x[..., 0:2 * h:2], x[..., 1:2 * h:2], x[..., 2 * h:]
-
-
-def _concat_last(a, b):
-    return array_namespace(a).concatenate([a, b], axis=-1)
-
-
-def _squeeze_last(x):
-    return x[..., 0]
-
-
 @register("reduce_prod")
 def reduce_prod_rule(ctx, x, *, axes, **_):
     """Pairwise products, level by level: ceil(log2 n) product calls."""
@@ -97,18 +80,18 @@ def reduce_prod_rule(ctx, x, *, axes, **_):
     n = int(np.prod([secret.shape[d] for d in axes], dtype=np.int64))
     if n == 0:
         return Public(jnp.ones(ctx.out_avals[0].shape, ctx.out_avals[0].dtype))
-    shares = p.local(Local(_to_last, (("perm", tuple(keep) + tuple(axes)),
+    shares = p.local(Local(to_last, (("perm", tuple(keep) + tuple(axes)),
                                       ("shape", kept_shape + (n,))), on_shares=True),
                      secret.shares)
     while n > 1:
         h = n // 2
-        left, right, rest = p.local(Local(_halves, (("h", h),), on_shares=True), shares)
+        left, right, rest = p.local(Local(pair_halves, (("h", h),), on_shares=True), shares)
         aval = jax.ShapeDtypeStruct(kept_shape + (h,), secret.dtype)
         product = apply_bilinear(ctx, MULTIPLY, ctx.make(left, aval), ctx.make(right, aval),
                                  out_aval=aval)
-        shares = p.local(Local(_concat_last, on_shares=True), product.shares, rest)
+        shares = p.local(CONCAT_LAST, product.shares, rest)
         n = h + (n - 2 * h)
-    return ctx.make(p.local(Local(_squeeze_last, on_shares=True), shares), ctx.out_avals[0])
+    return ctx.make(p.local(SQUEEZE_LAST, shares), ctx.out_avals[0])
 
 
 def _shift_along(x, *, axis, d, reverse):

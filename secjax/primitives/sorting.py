@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 
-import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
@@ -82,10 +81,6 @@ def _slice_last(x, *, stop):
     return x[..., :stop]
 
 
-def _unstack(x, *, n):
-    return tuple(x[i] for i in range(n))
-
-
 def _largest(ctx) -> int:
     """The largest ring value a comparison can still subtract any encodable value from."""
     return (1 << (ctx.ring.bits - 3)) - 1
@@ -118,11 +113,8 @@ def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
             swap = p.add(greater, p.bilinear(MULTIPLY, tie, later))
         else:
             swap = p.msb(d[0])
-        stacked = p.stack(*d)
-        shape = p.logical_shape(stacked)
-        moves = p.bilinear(MULTIPLY, p.local(Local(_repeat, (("n", len(d)),)), swap,
-                                             over=shape[1:]), stacked)
-        moves = p.local(Local(_unstack, (("n", len(d)),)), moves, over=shape[1:])
+        moves = p.bilinear(MULTIPLY, p.stack(*[swap] * len(d)), p.stack(*d))
+        moves = [p.index(moves, i) for i in range(len(d))]
         order = tuple(int(i) for i in np.argsort(np.asarray(low + high)))
         place = Local(_place_last, (("order", order),), on_shares=True)
         carried = [p.local(place, p.add(ax, m), p.sub(bx, m))
@@ -132,10 +124,6 @@ def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
         result = [p.local(Local(_slice_last, (("stop", size),), on_shares=True), x)
                   for x in result]
     return result
-
-
-def _repeat(x, *, n):
-    return jnp.broadcast_to(x[None], (n,) + x.shape)
 
 
 def _rows(p, stacked, n: int) -> list:
