@@ -61,6 +61,7 @@ def _silu(x):
 TARGETS = {
     "exp": np.exp, "log": np.log, "tanh": np.tanh, "erf": _erf, "gelu": _gelu,
     "silu": _silu, "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "sin_pi": lambda x: np.sin(np.pi * x), "atan": np.arctan,
 }
 
 

@@ -140,7 +140,9 @@ def div_rule(ctx, x, y, **_):
     divisor: one secret reciprocal of the divisor (taken before a broadcast_in_dim, so
     softmax computes one per row), then a product (secjax.primitives.transcendental)."""
     if not is_float(ctx.out_avals[0].dtype):
-        raise ctx.unsupported("integer division of a secret rounds data-dependently")
+        from secjax.primitives.division import integer_division   # exact long division
+
+        return ctx.make(integer_division(ctx, x, y, remainder=False), ctx.out_avals[0])
     if not isinstance(y, Public):
         from secjax.primitives.transcendental import secret_division
 

@@ -32,6 +32,10 @@ class RuleContext:
         self.eqn_stack: list = []  # the equation being evaluated, innermost last
         self.producers: dict = {}
         self._shared: dict[int, tuple[Private, Secret]] = {}
+        # intermediate results rules share within this evaluation (jnp.floor_divide takes
+        # div and rem of the same operands: one long division), keyed by the rule's name and
+        # its operands' identities; the entries hold the operands, so the ids stay theirs
+        self.memo: dict = {}
 
     # -- where we are -----------------------------------------------------------------------
     @property

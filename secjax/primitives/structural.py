@@ -131,7 +131,7 @@ def linear_rule(ctx, *operands, **params):
 register(
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "slice", "rev",
     "reduce_sum", "cumsum", "concatenate", "stack", "pad", "dynamic_slice",
-    "dynamic_update_slice", "scatter-add", "scatter", "split",
+    "dynamic_update_slice", "scatter", "split",
 )(linear_rule)
 
 
