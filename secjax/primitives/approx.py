@@ -36,9 +36,17 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from secjax.primitives.policy import (ExpPolicy, GeluPolicy, LogPolicy, NormalisePolicy,
-                                      OddSigmoidPolicy, ReciprocalPolicy, RsqrtPolicy,
-                                      SiluPolicy, SoftmaxPolicy)
+from secjax.primitives.policy import (
+    ExpPolicy,
+    GeluPolicy,
+    LogPolicy,
+    NormalisePolicy,
+    OddSigmoidPolicy,
+    ReciprocalPolicy,
+    RsqrtPolicy,
+    SiluPolicy,
+    SoftmaxPolicy,
+)
 from secjax.runtime.kernels import default_cache
 
 # -- fitted polynomials ---------------------------------------------------------------------

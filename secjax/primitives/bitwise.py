@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.bilinear import apply_bilinear
 from secjax.primitives.compare import broadcast_operand, ones_shares
-from secjax.protocols.base import Local
+from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Public
 
 

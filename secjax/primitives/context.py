@@ -13,7 +13,15 @@ from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
 from secjax.jax_internals import user_frames
 from secjax.protocols.base import Protocol
-from secjax.values import DeferredSecret, Private, Public, Secret, Value, encodable, scale_of
+from secjax.values import (
+    DeferredSecret,
+    Private,
+    Public,
+    Secret,
+    Value,
+    encodable,
+    scale_of,
+)
 
 
 class RuleContext:

@@ -32,10 +32,10 @@ from jax.lax import GatherDimensionNumbers, GatherScatterMode
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear, apply_private_bilinear
+from secjax.primitives.bilinear import apply_bilinear, apply_private_bilinear
 from secjax.primitives.compare import clamp_shares
 from secjax.primitives.structural import linear_rule
-from secjax.protocols.base import Bilinear, Local
+from secjax.protocols.base import MULTIPLY, Bilinear, Local
 from secjax.values import Private, Public, Secret
 
 

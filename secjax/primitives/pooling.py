@@ -25,10 +25,9 @@ import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY
 from secjax.primitives.compare import tree_reduce
 from secjax.primitives.structural import linear_rule
-from secjax.protocols.base import Local
+from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Secret
 
 register("tile", "reduce_window_sum")(linear_rule)

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.bilinear import apply_bilinear
 from secjax.primitives.compare import CONCAT_LAST, SQUEEZE_LAST, pair_halves, to_last
-from secjax.protocols.base import Local, array_namespace
+from secjax.protocols.base import MULTIPLY, Local, array_namespace
 from secjax.values import Public
 
 

@@ -26,7 +26,6 @@ from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Secret, Value
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Fx:
     """Shares of a fixed-point array at ``scale`` fractional bits."""

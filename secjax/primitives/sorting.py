@@ -25,8 +25,7 @@ import functools
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY
-from secjax.protocols.base import Local, array_namespace
+from secjax.protocols.base import MULTIPLY, Local, array_namespace
 
 
 @functools.lru_cache(maxsize=64)

@@ -19,10 +19,11 @@ import numpy as np
 from jax.extend.core import Literal
 
 from secjax.primitives import approx, register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.bilinear import apply_bilinear, positive_power
 from secjax.primitives.policy import DEFAULT_POLICY
 from secjax.primitives.secure_ops import Fx, SecureOps
 from secjax.primitives.structural import local_primitive
+from secjax.protocols.base import MULTIPLY
 from secjax.values import Public, is_float
 
 
@@ -308,6 +309,20 @@ def secret_division(ctx, x, y):
     return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
 
 
+def integer_power(ctx, x, y: int, aval=None):
+    """x**y for an integer y: repeated squaring (about 2 log2|y| products); a negative y
+    takes the reciprocal first, then the power. ``aval``: the result's (default: the current
+    equation's output)."""
+    aval = ctx.out_avals[0] if aval is None else aval
+    if y == 0:
+        return Public(np.ones(aval.shape, aval.dtype))
+    if y < 0:
+        if not is_float(aval.dtype):
+            raise ctx.unsupported(f"integer_pow with exponent {y} of a secret integer")
+        x, y = reciprocal_value(ctx, x, aval), -y
+    return positive_power(ctx, x, y, aval)
+
+
 @register("pow")
 def pow_rule(ctx, x, y, **_):
     """x ** y: a public exponent that is an integer or +-1/2 takes the integer power, sqrt
@@ -317,8 +332,6 @@ def pow_rule(ctx, x, y, **_):
     k = _public_scalar(y)
     if k is not None:
         if k == round(k):
-            from secjax.primitives.arith import integer_power
-
             return integer_power(ctx, x, int(round(k)))
         if k == 0.5:
             return run_approx(ctx, x, lambda o, v: approx.sqrt(o, v, pol.rsqrt))
