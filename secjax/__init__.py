@@ -10,8 +10,13 @@
     print(f.cost(params, x))            # bytes and rounds per party, without running
 """
 from secjax.api import Config, SecureFunction, private, public, secure_jit
-from secjax.errors import (EncodingError, RangeError, RangeWarning, SecjaxError,
-                           UnsupportedError)
+from secjax.errors import (
+                           EncodingError,
+                           RangeError,
+                           RangeWarning,
+                           SecjaxError,
+                           UnsupportedError,
+)
 from secjax.runtime.disk_cache import CacheWarning
 
 __version__ = "0.1.0"

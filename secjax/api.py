@@ -23,8 +23,8 @@ from secjax.jax_internals import drop_dead_code
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.ideal import Clear, Ideal
 from secjax.protocols.ranges import GUARD_MODES, RangeMonitor, warn_if_narrow
-from secjax.ring import Ring
 from secjax.ranges import RangeReport
+from secjax.ring import Ring
 from secjax.runtime.cost import CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.runtime.fingerprint import fingerprint
@@ -387,7 +387,12 @@ class SecureFunction:
         if not show:
             yield _Silent()
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+        )
 
         title = f"{self.__name__} under {self.config.protocol}"
         with Progress("[bold]{task.description}[/bold] " + title.replace("[", r"\["),

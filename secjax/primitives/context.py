@@ -12,6 +12,7 @@ from jax.extend.core import Literal
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
 from secjax.jax_internals import user_frames
+from secjax.primitives.policy import DEFAULT_POLICY
 from secjax.protocols.base import Protocol
 from secjax.values import (
     DeferredSecret,
@@ -33,8 +34,8 @@ class RuleContext:
 
     def __init__(self, protocol: Protocol, eval_jaxpr: Callable, policy=None):
         self.protocol = protocol
-        # secjax.primitives.policy.Policy of the nonlinear approximations (None: defaults)
-        self.policy = policy
+        # the approximations of nonlinear functions (secjax.primitives.policy.Policy)
+        self.policy = policy or DEFAULT_POLICY
         self.ring = protocol.ring
         self.eval_jaxpr = eval_jaxpr
         self.eqn_stack: list = []  # the equation being evaluated, innermost last
@@ -76,11 +77,12 @@ class RuleContext:
     def out_avals(self):
         return [v.aval for v in self.eqn.outvars]
 
-    def producer(self, operand: int):
-        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed the
-        current equation's operand ``operand``, or None for inputs and literals. Lets a rule
-        see patterns such as ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s``."""
-        var = self.eqn.invars[operand]
+    def producer(self, operand):
+        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed
+        ``operand`` (a variable, or the index of one of the current equation's operands), or
+        None for inputs and literals. Lets a rule see patterns such as
+        ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s`` (:mod:`.patterns`)."""
+        var = self.eqn.invars[operand] if isinstance(operand, int) else operand
         return self.producers.get(var) if not isinstance(var, Literal) else None
 
     def unsupported(self, reason: str) -> UnsupportedError:

@@ -23,7 +23,7 @@ import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.protocols.base import MULTIPLY, Local
-from secjax.values import Secret, Value
+from secjax.values import Secret, Value, is_float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,3 +367,20 @@ def plan_powers(polys: tuple, bits: int) -> PowerPlan:
     """The shift (-8..16) with the least predicted error (:func:`_plan_for_shift`)."""
     return min((_plan_for_shift(polys, bits, t) for t in range(-8, 17)),
                key=lambda plan: plan.error)
+
+
+def require_float_output(ctx) -> None:
+    """A clear error unless the current equation's output is a float (approximations of
+    real functions have no integer form)."""
+    dtype = ctx.out_avals[0].dtype
+    if not is_float(dtype):
+        raise ctx.unsupported(f"{ctx.primitive} of a secret needs a floating dtype, got {dtype}")
+
+
+def run_approx(ctx, x, algorithm):
+    """Apply ``algorithm(ops, fx)`` (a description of :mod:`secjax.primitives.approx`) to the
+    value ``x`` under the session's protocol: a secret of the current equation's output,
+    which must be a float."""
+    require_float_output(ctx)
+    o = SecureOps(ctx)
+    return o.leave(algorithm(o, o.enter(x)), ctx.out_avals[0])
