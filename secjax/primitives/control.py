@@ -119,5 +119,5 @@ def _broadcast_bit(ctx, bit_shares, index, aval):
     """The scalar branch bit broadcast to the shape of the selected output."""
     if tuple(aval.shape) == tuple(index.shape):
         return bit_shares
-    return ctx.protocol.local(Local(jnp.broadcast_to, (("shape", tuple(aval.shape)),)),
+    return ctx.protocol.local(Local.of(jnp.broadcast_to, shape=tuple(aval.shape)),
                               bit_shares)

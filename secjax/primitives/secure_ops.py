@@ -165,7 +165,7 @@ class SecureOps:
             prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
                                    scale=sa + sb, planned=True)
             prods = ([prod] if len(idx) == 1 else
-                     list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod,
+                     list(self.p.local(Local.of(_unstack, n=len(idx)), prod,
                                        over=self.p.logical_shape(prod)[1:])))
             for i, shares in zip(idx, prods):
                 value = Fx(shares, sa + sb - max(excess, 0))
@@ -176,7 +176,7 @@ class SecureOps:
     def ge(self, x: Fx, consts) -> Fx:
         """Stacked bits [x >= c] for public constants ``consts``: ONE msb call."""
         n = len(consts)
-        repeated = self.p.local(Local(_repeat, (("n", n),)), x.shares, over=self.shape(x))
+        repeated = self.p.local(Local.of(_repeat, n=n), x.shares, over=self.shape(x))
         shape = self.shape(x)
         offsets = np.stack([np.broadcast_to(self._encode(-c, x.scale), shape)
                             for c in consts])

@@ -51,6 +51,11 @@ class Local:
     params: tuple = ()
     on_shares: bool = False
 
+    @classmethod
+    def of(cls, fn: Callable, *, on_shares: bool = False, **params) -> "Local":
+        """``fn`` with its keyword parameters (hashable values), in a canonical order."""
+        return cls(fn, tuple(sorted(params.items())), on_shares)
+
     def __call__(self, *xs):
         return self.fn(*xs, **dict(self.params))
 
@@ -372,7 +377,7 @@ class Protocol:
 
     def index(self, shares, i: int):
         """Row ``i`` of the leading logical axis (local)."""
-        return self.local(Local(_index, (("i", i),)), shares,
+        return self.local(Local.of(_index, i=i), shares,
                           over=self.logical_shape(shares)[1:])
 
     def sub(self, a, b):
