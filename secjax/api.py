@@ -277,17 +277,14 @@ class SecureFunction:
     def _kept_outputs(self, out_tree) -> list[bool]:
         """For each output leaf, whether it stays secret (``secret_outputs``, a prefix of
         the output pytree, broadcast to its leaves)."""
-        n = out_tree.num_leaves
-        positions = jax.tree.unflatten(out_tree, range(n))
-        kept = [False] * n
+        outputs = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
         try:
-            jax.tree.map(lambda flag, sub: [kept.__setitem__(i, bool(flag))
-                                            for i in jax.tree.leaves(sub)],
-                         self.secret_outputs, positions)
+            flags = jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: bool(flag), sub),
+                                 self.secret_outputs, outputs)
         except ValueError as exc:
             raise SecjaxError(f"secret_outputs={self.secret_outputs!r} is not a prefix of "
                               f"{self.__name__}'s outputs {out_tree}: {exc}") from None
-        return kept
+        return jax.tree.leaves(flags)
 
     def _program_key(self, traced, leaves) -> str | None:
         """A name for this program on disk: its jaxpr and constants, its public inputs'
