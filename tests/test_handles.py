@@ -158,3 +158,17 @@ def test_secret_outputs_must_fit_the_outputs():
                           protocol="aby3")
     with pytest.raises(secjax.SecjaxError, match="not a prefix"):
         f(np.float32(1.0))
+
+
+def test_a_runtime_that_names_no_party_set_refuses_handles():
+    """A runtime keeps secrets between calls only if it names its party set (a party
+    process opts in, see docs/design.md); otherwise secret outputs are a clear error."""
+    from secjax.runtime.emulation import Emulator
+
+    class Forgetful(Emulator):
+        party_set = None
+
+    f = secjax.secure_jit(lambda x: x * 2, secret_outputs=True, protocol="aby3")
+    runtime = Forgetful(3, f.config.ring, seed=0)
+    with pytest.raises(secjax.SecjaxError, match="Forgetful keeps no secret between calls"):
+        f._execute((np.float32(1.0),), {}, abstract=False, runtime=runtime)
