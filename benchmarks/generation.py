@@ -3,6 +3,7 @@ MiniLM-128 with its weights shared once.
 
     python benchmarks/generation.py [--protocol aby3] [--emulation ideal] [--tokens 16]
                                     [--no-tiny] [--no-gpt2-base] [--no-minilm]
+                                    [--run-gpt2-base TOKENS]
 
 1. Tiny random-init GPT-2 and LLaMA (``examples/gpt2_generate.py``, ``examples/llama.py``):
    greedy generation of ``--tokens`` tokens with the secret cache and by recomputing the
@@ -12,6 +13,7 @@ MiniLM-128 with its weights shared once.
    of 32 tokens through the model into the cache and the first token (PUMA's "one token
    after 32": 15.5 s and 3.8 GB on a LAN), then one step of decoding with the cache, with
    the weights shared beforehand (abstract handles); the LAN estimate is 5 Gbps, 1 ms.
+   ``--run-gpt2-base N`` also runs it for N tokens and checks them against ``jax.jit``.
 3. all-MiniLM-L6-v2 on 128 tokens (the model of ``benchmarks/minilm.py``): the weights
    shared once by their owner, then queries on the handles; the per-query bytes measured
    against the cost report's figure with the inputs' sharing subtracted.
@@ -97,6 +99,49 @@ def gpt2_base(args, console) -> None:
                       format_bytes(phases["revealing"].max_sent),
                       f"{report.estimate_seconds():.2f}")
     console.print(table)
+    if args.run_gpt2_base:
+        run_gpt2_base(args, console)
+
+
+def run_gpt2_base(args, console) -> None:
+    """GPT-2-base generating ``--run-gpt2-base`` tokens after a random 32-token prompt with
+    the secret cache, run (emulated as ``--emulation``), beside ``jax.jit``."""
+    import time
+
+    from transformers import FlaxGPT2LMHeadModel, GPT2Config
+
+    model = FlaxGPT2LMHeadModel(GPT2Config(), seed=0)
+    prompt = [int(t) for t in np.random.default_rng(0).integers(0, 50257, GPT2_PROMPT)]
+    new_tokens = args.run_gpt2_base
+    total = GPT2_PROMPT + new_tokens
+    options = dict(protocol=args.protocol, emulation=args.emulation, seed=0)
+    weights = secjax.share(model.params, **options)
+    ways = {"secure": generation.secure_decode_step(model, **options),
+            "jit": jax.jit(generation.decode_step(model))}
+    rows = {way: [] for way in ways}
+    tokens = {}
+    for way, step in ways.items():
+        def timed(*step_args, way=way, step=step):
+            start = time.perf_counter()
+            out = jax.block_until_ready(step(*step_args))
+            rows[way].append((time.perf_counter() - start,
+                              getattr(step, "last_cost", None)))
+            return out
+
+        tokens[way] = generation.greedy(timed, weights if way == "secure" else model.params,
+                                        model.init_cache(1, total), prompt, new_tokens,
+                                        secure=way == "secure")
+    table = Table(title=f"GPT-2-base run with the secret cache (cache of {total}), "
+                        f"{args.protocol}, {args.emulation} emulation: tokens "
+                        f"{tokens['secure']}, jax.jit's {tokens['jit']}")
+    for column in ("step", "s (first of its shape compiles)", "busiest party", "rounds",
+                   "jax.jit s"):
+        table.add_column(column, justify="right")
+    for i, ((seconds, report), (jit_seconds, _)) in enumerate(zip(rows["secure"],
+                                                                  rows["jit"])):
+        table.add_row(str(i + 1), f"{seconds:.1f}", f"{report.total.max_sent:,} B",
+                      str(report.rounds), f"{jit_seconds:.3f}")
+    console.print(table)
 
 
 def minilm(args, console) -> None:
@@ -144,6 +189,8 @@ def main() -> None:
     parser.add_argument("--no-tiny", action="store_true")
     parser.add_argument("--no-gpt2-base", action="store_true")
     parser.add_argument("--no-minilm", action="store_true")
+    parser.add_argument("--run-gpt2-base", type=int, default=0, metavar="TOKENS",
+                        help="also run GPT-2-base for TOKENS tokens (about 4 GB of memory)")
     args = parser.parse_args()
     console = Console(width=160)
     if not args.no_tiny:
