@@ -74,7 +74,7 @@ def gpt2_base(args, console) -> None:
         cache = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
         if position:   # a cache written up to ``position``: secret keys and values
             cache = jax.tree_util.tree_map_with_path(
-                lambda path, leaf: secjax.public(np.int32(position))
+                lambda path, leaf, position=position: secjax.public(np.int32(position))
                 if "cache_index" in jax.tree_util.keystr(path) else
                 secjax.share(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), **options), cache)
             ids = secjax.public(np.zeros((1, feed), np.int32))   # the revealed last token

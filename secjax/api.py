@@ -435,7 +435,7 @@ class SecureFunction:
         nothing), marked so that passing it back in keeps it public; one party's private
         value is shared by its owner."""
         if isinstance(value, Public):
-            return Public(value.value)
+            return Public(jax.numpy.asarray(value.value, aval.dtype))
         if isinstance(value, Private):
             with interpreter.protocol.runtime.cost.label(SHARING):
                 value = interpreter.ctx.secret(value)
@@ -448,14 +448,14 @@ class SecureFunction:
     def _output(self, interpreter, value, aval, abstract: bool):
         """An output revealed to ``output_party`` (every party when ``None``)."""
         protocol, to = interpreter.protocol, self.config.output_party
-        if isinstance(value, Secret):
-            value.shares   # a deferred value is computed as part of the computation
+        # a deferred secret's shares are computed here, outside the reveal: computing
+        shares = value.shares if isinstance(value, Secret) else None
         with protocol.runtime.cost.label(REVEALING):
             if isinstance(value, Private) and to is not None and value.owner != to:
-                value = interpreter.ctx.secret(value)   # the owner shares it, then opens it
-            if not isinstance(value, Secret):
+                shares = interpreter.ctx.secret(value).shares   # the owner shares it
+            if shares is None:
                 return jax.numpy.asarray(value.value, aval.dtype)
-            opened = protocol.reveal(value.shares, to=to)
+            opened = protocol.reveal(shares, to=to)
         if abstract:
             return jax.ShapeDtypeStruct(aval.shape, aval.dtype)
         return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),

@@ -89,6 +89,7 @@ def test_outputs_computed_in_the_clear_stay_public(protocol):
     f = secjax.secure_jit(lambda i, x: (i + 1, x * 2), secret_outputs=True, **protocol)
     index, doubled = f(secjax.public(np.int32(3)), np.float32(1.5))
     assert isinstance(index, Public) and int(index.value) == 4
+    assert index.value.dtype == np.int32   # its own dtype, whatever x64 does inside
     assert isinstance(doubled, secjax.Handle)
     again, quadrupled = f(index, doubled)
     assert int(secjax.reveal(again)) == 5
