@@ -52,6 +52,15 @@ def test_shared_once_used_twice_costs_no_sharing(protocol):
         assert reused.phases()["sharing"].sent == [8 * x.size, 0, 0]
 
 
+def test_a_function_shares_under_its_own_configuration():
+    w, x = _data()
+    f = secjax.secure_jit(_layer, protocol="aby3", input_party=2)
+    weights = f.share(w)
+    assert weights.domain.protocol == "aby3" and weights.domain.holders == (0, 1, 2)
+    assert_close(f(weights, x), jax.jit(_layer)(w, x), atol=2e-3)
+    assert f.last_cost.phases()["sharing"].sent == [0, 0, 8 * x.size]   # x, by party 2
+
+
 def test_phases_add_up_to_the_total(protocol):
     w, x = _data()
     report = secjax.secure_jit(_layer, **protocol).cost(w, x)
