@@ -13,13 +13,15 @@
     y = f(weights, x)
 """
 from secjax.api import Config, SecureFunction, private, public, reveal, secure_jit, share
-from secjax.errors import EncodingError, SecjaxError, UnsupportedError
+from secjax.errors import (EncodingError, RangeError, RangeWarning, SecjaxError,
+                           UnsupportedError)
 from secjax.handles import Domain, Handle
 from secjax.runtime.disk_cache import CacheWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CacheWarning", "Config", "Domain", "EncodingError", "Handle", "SecjaxError",
-    "SecureFunction", "UnsupportedError", "private", "public", "reveal", "secure_jit", "share",
+    "CacheWarning", "Config", "Domain", "EncodingError", "Handle", "RangeError",
+    "RangeWarning", "SecjaxError", "SecureFunction", "UnsupportedError",
+    "private", "public", "reveal", "secure_jit", "share",
 ]

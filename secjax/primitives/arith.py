@@ -13,7 +13,7 @@ import numpy as np
 from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.structural import freeze
-from secjax.protocols.base import Bilinear
+from secjax.protocols.base import MULTIPLY, Bilinear
 from secjax.values import DeferredSecret, Private, Public, Secret, is_float
 
 
@@ -49,12 +49,14 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
         def compute():
             shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
                                                   public_first=public_first)
-            return ctx.truncate(shares, excess)
+            return ctx.truncate(shares, excess, scale=target + excess)
         # computed when first used: a product only a pattern rule looks through is free
         return ctx.deferred(compute, out_aval)
+    square = x is y and op == MULTIPLY   # nonnegative: truncated correctly up to 2^(k-1)
     x, y = ctx.secret(x), ctx.secret(y)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
-    shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0))
+    shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0),
+                                   scale=target + excess, nonnegative=square)
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 
@@ -70,11 +72,9 @@ def apply_private_bilinear(ctx, op: Bilinear, private: Private, other, out_aval,
     encoded = ctx.encode_public(clear, ctx.scale(private.dtype))
     shares = ctx.protocol.bilinear_private(op, encoded, private.owner, other.shares,
                                            private_first=private_first,
-                                           trunc_bits=max(excess, 0))
+                                           trunc_bits=max(excess, 0),
+                                           scale=ctx.scale(out_aval.dtype) + excess)
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
-
-
-MULTIPLY = Bilinear(jnp.multiply)
 
 
 @register("mul")
@@ -140,7 +140,9 @@ def div_rule(ctx, x, y, **_):
     divisor: one secret reciprocal of the divisor (taken before a broadcast_in_dim, so
     softmax computes one per row), then a product (secjax.primitives.transcendental)."""
     if not is_float(ctx.out_avals[0].dtype):
-        raise ctx.unsupported("integer division of a secret rounds data-dependently")
+        from secjax.primitives.division import integer_division   # exact long division
+
+        return ctx.make(integer_division(ctx, x, y, remainder=False), ctx.out_avals[0])
     if not isinstance(y, Public):
         from secjax.primitives.transcendental import secret_division
 

@@ -7,11 +7,11 @@ from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
-from jax._src import source_info_util
 from jax.extend.core import Literal
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
+from secjax.jax_internals import user_frames
 from secjax.protocols.base import Protocol
 from secjax.values import DeferredSecret, Private, Public, Secret, Value, encodable, scale_of
 
@@ -32,6 +32,10 @@ class RuleContext:
         self.eqn_stack: list = []  # the equation being evaluated, innermost last
         self.producers: dict = {}
         self._shared: dict[int, tuple[Private, Secret]] = {}
+        # intermediate results rules share within this evaluation (jnp.floor_divide takes
+        # div and rem of the same operands: one long division), keyed by the rule's name and
+        # its operands' identities; the entries hold the operands, so the ids stay theirs
+        self.memo: dict = {}
 
     # -- where we are -----------------------------------------------------------------------
     @property
@@ -49,10 +53,16 @@ class RuleContext:
         Equations inside library jits (``jnp.sort`` is one) carry no frame of their own, so
         the nearest enclosing call's frames are used."""
         for eqn in reversed(self.eqn_stack):
-            frames = list(source_info_util.user_frames(eqn.source_info.traceback))
+            frames = user_frames(eqn.source_info.traceback)
             if frames:
                 return _describe_frames(frames)
         return None
+
+    def site(self) -> tuple[str, str, str | None]:
+        """``(label, scope, source)`` of the equation being evaluated: its primitive (or
+        named function), its model scope and its source line (the range guard's sites)."""
+        label, scope = self.protocol.runtime.cost.current_label()
+        return label or "(inputs and outputs)", scope, self.source if self.eqn_stack else None
 
     @property
     def out_avals(self):
@@ -136,13 +146,14 @@ class RuleContext:
 
         return DeferredSecret(run, aval.shape, aval.dtype)
 
-    def truncate(self, shares, bits: int):
+    def truncate(self, shares, bits: int, *, scale: int | None = None):
         """Drop ``bits`` fractional bits (after a product of two scaled values); a negative
         ``bits`` adds fractional bits instead (an integer times an integral constant that
-        lands in a float, such as a one-hot row picker times a public table of integers)."""
+        lands in a float, such as a one-hot row picker times a public table of integers).
+        ``scale``: the fractional bits ``shares`` hold (for the range guard's messages)."""
         if bits < 0:
             return self.protocol.scale_up(shares, -bits)
-        return self.protocol.trunc(shares, bits) if bits else shares
+        return self.protocol.trunc(shares, bits, scale=scale) if bits else shares
 
     def public_scale(self, value) -> int:
         """Scale at which to encode a public multiplier: integer-valued floats (masks, counts,

@@ -129,13 +129,13 @@ def linear_rule(ctx, *operands, **params):
 
 
 register(
-    "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "rev",
+    "reshape", "transpose", "broadcast_in_dim", "squeeze", "slice", "rev",
     "reduce_sum", "cumsum", "concatenate", "stack", "pad", "dynamic_slice",
-    "dynamic_update_slice", "scatter-add", "scatter", "split",
+    "dynamic_update_slice", "scatter", "split",
 )(linear_rule)
 
 
-@register("copy", "copy_p", "stop_gradient", "reduce_precision", "optimization_barrier")
+@register("copy", "stop_gradient", "reduce_precision", "optimization_barrier")
 def identity_rule(ctx, *operands, **params):
     """Value-preserving primitives (copies, gradient and precision markers)."""
     values = [ctx.secret(op) if not isinstance(op, Secret) else op for op in operands]

@@ -73,7 +73,7 @@ def _split_scalar_mul(found):
 
 
 _TRANSPARENT = ("broadcast_in_dim", "reshape", "copy", "stop_gradient", "squeeze",
-                "expand_dims", "convert_element_type")
+                "convert_element_type")
 
 
 def through(producer, var):
@@ -329,7 +329,11 @@ def pow_rule(ctx, x, y, **_):
     o = SecureOps(ctx)
     if isinstance(x, Public):
         logx = np.log(np.asarray(x.value, dtype=np.float64))
-        out = approx.exp(o, o.mul_c(o.enter(y), np.broadcast_to(logx, np.shape(logx))),
+        # an integer exponent (optax's step count) is lifted to frac_bits first, or the
+        # product with log x would be rounded to an integer
+        exponent = o.enter(y)
+        exponent = o.rescale(exponent, max(exponent.scale, o.frac_bits))
+        out = approx.exp(o, o.mul_c(exponent, np.broadcast_to(logx, np.shape(logx))),
                          pol.exp)
     else:
         out = approx.exp(o, o.mul(o.enter(y), approx.log(o, o.enter(x), pol.log)), pol.exp)
