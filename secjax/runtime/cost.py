@@ -28,8 +28,12 @@ class Tally:
         return max(self.sent) if self.sent else 0
 
 
-# The label of a call's own input sharing and output reveal (outside every primitive).
-INPUTS_AND_OUTPUTS = "(inputs and outputs)"
+# The labels of a call's own work outside every primitive: sharing its secret inputs,
+# revealing its outputs, and anything else (a deferred value computed for an output).
+SHARING = "(sharing inputs)"
+REVEALING = "(revealing outputs)"
+OUTSIDE_PRIMITIVES = "(outside primitives)"
+PHASES = {"sharing": SHARING, "revealing": REVEALING}
 
 
 class CostLog:
@@ -41,7 +45,7 @@ class CostLog:
         self.n_parties = n_parties
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
-        self._label = ("", INPUTS_AND_OUTPUTS)
+        self._label = ("", OUTSIDE_PRIMITIVES)
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
@@ -107,10 +111,19 @@ class CostReport:
     def without_input_sharing(self) -> CostReport:
         """The report less the sharing of the call's secret inputs: what each call costs when
         they were shared beforehand, as a served model's weights are (once, not per query).
-        Comparable with figures for computation on inputs already shared."""
-        rows = {row: tally for row, tally in self.rows.items()
-                if row[1:] != (INPUTS_AND_OUTPUTS, "share")}
+        Comparable with figures for computation on inputs already shared. (Passing handles,
+        :func:`secjax.share`, measures this instead of subtracting it.)"""
+        rows = {row: tally for row, tally in self.rows.items() if row[1] != SHARING}
         return CostReport(self.n_parties, rows, self.info)
+
+    def phases(self) -> dict[str, Tally]:
+        """``sharing`` (the call's secret inputs, by their owners), ``computing`` (everything
+        else) and ``revealing`` (the outputs not kept secret): their sum is :attr:`total`.
+        An argument passed as a handle costs nothing here."""
+        labels = {label: phase for phase, label in PHASES.items()}
+        return {phase: self._total([tally for row, tally in self.rows.items()
+                                    if labels.get(row[1], "computing") == phase])
+                for phase in ("sharing", "computing", "revealing")}
 
     def _grouped(self, key) -> dict[str, Tally]:
         groups = collections.defaultdict(list)
@@ -148,7 +161,9 @@ class CostReport:
         table.add_column("dealer", justify="right")
         table.add_column("rounds", justify="right")
         rows = sorted(self.by_primitive().items(), key=lambda kv: -kv[1].max_sent)
-        for name, tally in rows + [("total", self.total)]:
+        phases = self.phases()
+        for name, tally in rows + [("computing (all but sharing and revealing)",
+                                    phases["computing"]), ("total", self.total)]:
             table.add_row(name, *map(format_bytes, tally.sent), format_bytes(tally.dealer),
                           str(tally.rounds))
         return table

@@ -162,7 +162,11 @@ class Emulator(Runtime):
     :attr:`pending` for :meth:`compile_pending`.
     ``kernels``: where compiled steps are kept (default: the process's shared cache);
     ``persistent``: whether they may be read from and written to its disk part.
+    Every emulator holds all parties' shares in this process, so shares one emulator
+    computed (handles) are valid in any other of the same protocol, parties and ring.
     """
+
+    party_set = "emulator"
 
     def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
                  plan: bool = False, kernels: KernelCache | None = None,
