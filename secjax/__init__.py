@@ -12,9 +12,22 @@
     weights = secjax.share(params)      # shared once: handles, free to pass to later calls
     y = f(weights, x)
 """
-from secjax.api import Config, SecureFunction, private, public, reveal, secure_jit, share
-from secjax.errors import (EncodingError, RangeError, RangeWarning, SecjaxError,
-                           UnsupportedError)
+from secjax.api import (
+                           Config,
+                           SecureFunction,
+                           private,
+                           public,
+                           reveal,
+                           secure_jit,
+                           share,
+)
+from secjax.errors import (
+                           EncodingError,
+                           RangeError,
+                           RangeWarning,
+                           SecjaxError,
+                           UnsupportedError,
+)
 from secjax.handles import Domain, Handle
 from secjax.runtime.disk_cache import CacheWarning
 

@@ -22,6 +22,7 @@ from secjax.errors import EncodingError, RangeWarning, SecjaxError
 from secjax.handles import Domain, Handle
 from secjax.interpreter import Interpreter, count_equations
 from secjax.jax_internals import drop_dead_code
+from secjax.primitives.policy import Policy
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.ideal import Clear, Ideal
 from secjax.protocols.ranges import GUARD_MODES, RangeMonitor, warn_if_narrow
@@ -84,7 +85,7 @@ class Config:
     output_party: int | None = None
     seed: int | None = None
     overrides: bool = True
-    policy: Any = None
+    policy: Policy | None = None
     progress: bool | None = None
     emulation: str = "protocol"
     cache: bool = True

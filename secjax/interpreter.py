@@ -22,12 +22,17 @@ from secjax.values import Private, Public, Secret, Value
 RULES = load_rules()
 
 
+# The "owner" of values every party holds (public ones).
+EVERY_PARTY = -1
+
+
 def _owner(values) -> int | None:
-    """The single party that can compute on ``values`` in the clear, if there is one."""
+    """The single party that can compute on ``values`` in the clear (``EVERY_PARTY`` when
+    all are public), or None."""
     owners = {v.owner for v in values if isinstance(v, Private)}
     if any(isinstance(v, Secret) for v in values) or len(owners) > 1:
         return None
-    return owners.pop() if owners else -1
+    return owners.pop() if owners else EVERY_PARTY
 
 
 def _bind_clear(eqn, values):
@@ -85,7 +90,7 @@ class Interpreter:
         if owner is not None:
             arrays = [v.value for v in values]
             outs = sub.clear(*arrays) if sub else _bind_clear(eqn, values)
-            return [Public(o) if owner == -1 else Private(o, owner) for o in outs]
+            return [Public(o) if owner == EVERY_PARTY else Private(o, owner) for o in outs]
         ctx = self.ctx
         outer_producers, ctx.producers = ctx.producers, producers
         ctx.eqn_stack.append(eqn)

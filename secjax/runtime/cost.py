@@ -45,13 +45,13 @@ class CostLog:
         self.n_parties = n_parties
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
-        self._label = ("", OUTSIDE_PRIMITIVES)
+        self._label = (OUTSIDE_PRIMITIVES, "")   # (primitive or function, scope)
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
         """Attribute what runs inside to primitive ``name`` (or a named function) within
         ``scope`` (the equation's name stack, e.g. ``FlaxBertModule/encoder/layer/0``)."""
-        outer, self._label = self._label, (scope, name)
+        outer, self._label = self._label, (name, scope)
         try:
             yield
         finally:
@@ -59,13 +59,14 @@ class CostLog:
 
     def current_label(self) -> tuple[str, str]:
         """The (primitive or function, scope) that exchanges are attributed to now."""
-        return self._label[1], self._label[0]
+        return self._label
 
     def add(self, exchanges) -> None:
         """Record one call of a step whose exchanges were traced as ``exchanges``."""
         touched = set()
         for exchange in exchanges:
-            key = (*self._label, exchange.op)
+            name, scope = self._label
+            key = (scope, name, exchange.op)   # the order of CostReport.rows
             self.by_label[key].add(exchange)
             touched.add(key)
         for key in touched:

@@ -123,10 +123,10 @@ def _combine(shares, xor: bool):
 BLOCK_SIZES = {"cpu": (2**12, 2**16)}
 ACCELERATOR_BLOCK_SIZES = (2**12, 2**16, 2**20)
 
-# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (an aby3
-# comparison of 2^16 elements: 0.7 s to compile at level 0 and 86 ms to run, 2.0 s and 16 ms
-# at the default level), so kernels over few elements compile at level 0, larger ones with
-# XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's defaults.
+# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (measured in
+# benchmarks/RESULTS.md, "Compiling kernels"), so kernels over few elements compile at level
+# 0, larger ones with XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's
+# defaults.
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _OPTIMISE_FROM_ELEMENTS = 2**15
 
