@@ -93,7 +93,7 @@ def convert_rule(ctx, x, *, new_dtype, **_):
     out_aval = ctx.out_avals[0]
     src, dst = ctx.scale(x.dtype), ctx.scale(new_dtype)
     if jnp.issubdtype(new_dtype, jnp.bool_) and not jnp.issubdtype(x.dtype, jnp.bool_):
-        nonzero = ctx.protocol.sub(ctx.protocol.from_public(_ones(ctx, x.shape)),
+        nonzero = ctx.protocol.sub(ctx.ones(x.shape),
                                    ctx.protocol.eqz(x.shares))
         return ctx.make(nonzero, out_aval)
     if dst > src:
@@ -104,7 +104,4 @@ def convert_rule(ctx, x, *, new_dtype, **_):
             "data-dependent step secjax does not take silently")
     return ctx.make(x.shares, out_aval)
 
-
-def _ones(ctx, shape):
-    return jnp.ones(shape, ctx.ring.dtype)
 

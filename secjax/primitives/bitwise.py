@@ -29,7 +29,7 @@ import numpy as np
 
 from secjax.primitives import register
 from secjax.primitives.bilinear import apply_bilinear
-from secjax.primitives.compare import broadcast_operand, ones_shares
+from secjax.primitives.compare import broadcast_operand
 from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Public
 
@@ -153,7 +153,7 @@ def not_rule(ctx, a, **_):
     p = ctx.protocol
     shares = ctx.secret(a).shares
     if _is_bool(aval.dtype):
-        return ctx.make(p.sub(ones_shares(ctx, aval.shape), shares), aval)
+        return ctx.make(p.sub(ctx.ones(aval.shape), shares), aval)
     w = _width(ctx, aval.dtype)
     top = -1 if _signed(aval.dtype) else (1 << w) - 1
     constant = _ring_array(ctx, np.full(tuple(aval.shape), top, dtype=object))

@@ -19,12 +19,8 @@ from secjax.protocols.base import MULTIPLY, Local, array_namespace
 from secjax.values import Public
 
 
-def ones_shares(ctx, shape):
-    return ctx.protocol.from_public(jnp.ones(tuple(shape), ctx.ring.dtype))
-
-
 def _not(ctx, bits, shape):
-    return ctx.protocol.sub(ones_shares(ctx, shape), bits)
+    return ctx.protocol.sub(ctx.ones(shape), bits)
 
 
 def _broadcast_to(x, *, shape):
@@ -92,7 +88,7 @@ def abs_rule(ctx, x, **_):
     """|x| = x (1 - 2 msb(x))."""
     x = ctx.secret(x)
     s = ctx.protocol.msb(x.shares)
-    sign = ctx.protocol.sub(ones_shares(ctx, x.shape), ctx.protocol.add(s, s))
+    sign = ctx.protocol.sub(ctx.ones(x.shape), ctx.protocol.add(s, s))
     return ctx.make(ctx.protocol.bilinear(MULTIPLY, sign, x.shares), ctx.out_avals[0])
 
 
@@ -102,7 +98,7 @@ def sign_rule(ctx, x, **_):
     x = ctx.secret(x)
     p = ctx.protocol
     s = p.msb(x.shares)
-    sign = p.sub(p.sub(ones_shares(ctx, x.shape), p.add(s, s)), p.eqz(x.shares))
+    sign = p.sub(p.sub(ctx.ones(x.shape), p.add(s, s)), p.eqz(x.shares))
     scale = ctx.scale(ctx.out_avals[0].dtype)
     if scale:
         sign = p.scale_up(sign, scale)

@@ -140,6 +140,10 @@ class RuleContext:
         return Secret(self.protocol.share(encoded, owner), tuple(np.shape(array)),
                       np.dtype(array.dtype))
 
+    def ones(self, shape):
+        """Shares of a public array of ones of ``shape`` (scale 0: as integers and bits)."""
+        return self.protocol.from_public(np.ones(shape, self.ring.dtype))
+
     def make(self, shares, aval) -> Secret:
         """A secret with the shape and dtype of ``aval``."""
         return Secret(shares, tuple(aval.shape), np.dtype(aval.dtype))

@@ -103,16 +103,12 @@ def cond_rule(ctx, index, *operands, branches, **_):
         acc = ctx.secret(outs[0][j]).shares
         for b in range(1, len(branches)):
             # Branch b is taken when index >= b (lax.cond clamps the index to its range).
-            at_least_b = protocol.sub(_ones_like(ctx, index), protocol.msb(
+            at_least_b = protocol.sub(ctx.ones(index.shape), protocol.msb(
                 protocol.add_public(index.shares, jnp.asarray(-b).astype(ctx.ring.dtype))))
             take = ctx.secret(outs[b][j]).shares
             acc = protocol.select(_broadcast_bit(ctx, at_least_b, index, aval), take, acc)
         results.append(ctx.make(acc, aval))
     return results
-
-
-def _ones_like(ctx, value):
-    return ctx.protocol.from_public(jnp.ones(value.shape, ctx.ring.dtype))
 
 
 def _broadcast_bit(ctx, bit_shares, index, aval):

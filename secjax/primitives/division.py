@@ -50,7 +50,7 @@ def _signs(ctx, shares):
     p = ctx.protocol
     stacked = p.stack(*shares)
     negative = p.msb(stacked)
-    ones = p.from_public(np.ones(p.logical_shape(stacked), ctx.ring.dtype))
+    ones = ctx.ones(p.logical_shape(stacked))
     magnitude = p.bilinear(MULTIPLY, p.sub(ones, p.add(negative, negative)), stacked)
     n = len(shares)
     return ([p.index(negative, i) for i in range(n)], [p.index(magnitude, i) for i in range(n)])
@@ -65,7 +65,7 @@ def integer_division(ctx, x, y, *, remainder: bool):
     x_negative, y_negative, q, r = ctx.memo[key][2]
     p = ctx.protocol
     shape = tuple(ctx.out_avals[0].shape)
-    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
+    ones = ctx.ones(shape)
     if remainder:
         sign = p.sub(ones, p.add(x_negative, x_negative))
         return p.bilinear(MULTIPLY, sign, r)
@@ -103,7 +103,7 @@ def _long_division(ctx, x, y):
         (x_negative, y_negative), (a, b) = _signs(
             ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
         positions = range(w - 1, -1, -1)
-    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
+    ones = ctx.ones(shape)
     r, q = a, None
     for i in positions:
         if public_y:
@@ -145,7 +145,7 @@ def _float_remainder(ctx, x, y):
         times_b = lambda q: p.bilinear(MULTIPLY, q, b_shares)
     q = p.trunc(t.shares, d)                      # floor(|x| / |y|), off by a little
     r = p.sub(a, times_b(q))                      # exact: q is an integer
-    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
+    ones = ctx.ones(shape)
     for _ in range(2):
         tests = p.msb(p.stack(r, p.sub(r, b_shares)))
         below, above = p.index(tests, 0), p.sub(ones, p.index(tests, 1))

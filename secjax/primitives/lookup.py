@@ -33,7 +33,7 @@ from jax.lax import GatherDimensionNumbers, GatherScatterMode
 from secjax import ring as ring_ops
 from secjax.primitives import register
 from secjax.primitives.bilinear import apply_bilinear, apply_private_bilinear
-from secjax.primitives.compare import clamp_shares
+from secjax.primitives.compare import clamp_shares, to_last
 from secjax.primitives.structural import linear_rule
 from secjax.protocols.base import MULTIPLY, Bilinear, Local
 from secjax.values import Private, Public, Secret
@@ -125,14 +125,6 @@ def _count_out_of_range(bits):
     return jnp.sum(bits, axis=(0, bits.ndim - 1), dtype=bits.dtype)
 
 
-def _reshape(x, *, shape):
-    return jnp.reshape(x, shape)
-
-
-def _relayout(x, *, perm, shape):
-    return jnp.reshape(jnp.transpose(x, perm), shape)
-
-
 def _private_one_hot(pick: SlicePick, indices: Private, mode) -> Private:
     """The owner's one-hot matrix, computed in the clear with the mode's exact bounds."""
     comps = jnp.asarray(indices.value)
@@ -167,7 +159,9 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
         outside = p.local(Local(_count_out_of_range), p.msb(p.stack(comps, p.sub(last, comps))))
         valid = p.local(Local.of(_spread, positions=pick.positions), p.eqz(outside))
         hot = p.bilinear(MULTIPLY, hot, valid)
-    hot = p.local(Local.of(_reshape, shape=(*pick.batch, *pick.sizes)), hot)
+    rank = len(p.logical_shape(hot))
+    hot = p.local(Local.of(to_last, perm=tuple(range(rank)), shape=(*pick.batch, *pick.sizes),
+                           on_shares=True), hot)
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 
 
@@ -193,7 +187,8 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
         picked = apply_bilinear(ctx, contract, hot, operand, out_aval=result)
     if pick.layout == tuple(range(len(pick.layout))) and pick.result == out_aval.shape:
         return ctx.make(picked.shares, out_aval)
-    relayout = Local.of(_relayout, perm=pick.layout, shape=tuple(out_aval.shape))
+    relayout = Local.of(to_last, perm=pick.layout, shape=tuple(out_aval.shape),
+                        on_shares=True)
     return ctx.make(ctx.protocol.local(relayout, picked.shares), out_aval)
 
 
@@ -213,7 +208,8 @@ def _adjoint_gather(operand_shape, updates_shape, dn):
 
 
 def _unlayout(x, *, perm, shape):
-    """Inverse of :func:`_relayout`: from the gather's output back to its contraction's."""
+    """Inverse of the gather's relayout (:func:`~secjax.primitives.compare.to_last`): from
+    the gather's output back to its contraction's."""
     return jnp.transpose(jnp.reshape(x, shape), perm)
 
 

@@ -52,7 +52,7 @@ def reduce_and_or_rule(ctx, x, *, axes, **_):
     if ctx.primitive == "reduce_and":
         offset = np.full(shape, (-n) % (1 << ctx.ring.bits), ctx.ring.dtype)
         return ctx.make(p.eqz(p.add_public(total, offset)), ctx.out_avals[0])
-    ones = p.from_public(np.ones(shape, ctx.ring.dtype))
+    ones = ctx.ones(shape)
     return ctx.make(p.sub(ones, p.eqz(total)), ctx.out_avals[0])
 
 

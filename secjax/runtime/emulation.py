@@ -69,9 +69,6 @@ class EmulatedComm(Comm):
     def party_index(self, like):
         return jnp.arange(self.n_parties, dtype=jnp.int32).reshape(self._party_shaped(like.ndim))
 
-    def total(self, x):
-        return jnp.sum(x, axis=0, dtype=x.dtype)
-
     def shift(self, x, offset=1):
         self._record((self._payload(x),) * self.n_parties)
         return jnp.roll(x, offset % self.n_parties, axis=0)
