@@ -31,8 +31,16 @@ import numpy as np
 
 from secjax.api import Config, SecureFunction, _argument_name, _is_marker
 from secjax.runtime.cost import CostReport
-from secjax.runtime.network import (DEALER, Cluster, NetworkError, NetworkRuntime, WireStats,
-                                    keygen, load_cluster, program_digest)
+from secjax.runtime.network import (
+    DEALER,
+    Cluster,
+    NetworkError,
+    NetworkRuntime,
+    WireStats,
+    keygen,
+    load_cluster,
+    program_digest,
+)
 from secjax.values import Private, Public
 
 __all__ = ["DEALER", "NetworkError", "PartyRun", "Program", "inputs_for", "keygen",

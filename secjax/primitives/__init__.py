@@ -26,9 +26,21 @@ def register(*names: str):
 
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
-    from secjax.primitives import (arith, bitwise, compare, control,  # noqa: F401
-                                   division, gradients, lookup, pooling, reductions,
-                                   rounding, sorting, structural, transcendental,
-                                   trigonometric)
+    from secjax.primitives import (  # noqa: F401
+        arith,
+        bitwise,
+        compare,
+        control,
+        division,
+        gradients,
+        lookup,
+        pooling,
+        reductions,
+        rounding,
+        sorting,
+        structural,
+        transcendental,
+        trigonometric,
+    )
 
     return RULES

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.bilinear import apply_bilinear
 from secjax.primitives.compare import broadcast_operand, ones_shares
-from secjax.protocols.base import Local
+from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Public
 
 
@@ -66,7 +66,7 @@ def bits_of(ctx, shares, positions: tuple) -> object:
     leading axis: ONE comparison call."""
     p = ctx.protocol
     k = ctx.ring.bits
-    rows = p.local(Local(_shifted_rows, (("amounts", tuple(k - 1 - i for i in positions)),)),
+    rows = p.local(Local.of(_shifted_rows, amounts=tuple(k - 1 - i for i in positions)),
                    shares, over=p.logical_shape(shares))
     return p.msb(rows)
 
@@ -123,8 +123,8 @@ def _integer_logic(ctx, name, a, b, aval):
     if len(secrets) == 2:
         both = bits_of(ctx, p.stack(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape)),
                        positions)                                   # (w, 2, ...)
-        x = p.local(Local(_index_second, (("i", 0),)), both)
-        y = p.local(Local(_index_second, (("i", 1),)), both)
+        x = p.local(Local.of(_index_second, i=0), both)
+        y = p.local(Local.of(_index_second, i=1), both)
         product = p.bilinear(MULTIPLY, x, y)
     else:
         public = a if isinstance(a, Public) else b

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY
-from secjax.protocols.base import Local, array_namespace
+from secjax.protocols.base import MULTIPLY, Local, array_namespace
 from secjax.values import Public
 
 
@@ -37,7 +36,7 @@ def broadcast_operand(ctx, value, shape):
     secret = ctx.secret(value)
     if tuple(secret.shape) == tuple(shape):
         return secret.shares
-    return ctx.protocol.local(Local(_broadcast_to, (("shape", tuple(shape)),)), secret.shares)
+    return ctx.protocol.local(Local.of(_broadcast_to, shape=tuple(shape)), secret.shares)
 
 
 def _difference(ctx, a, b):
@@ -169,21 +168,20 @@ def tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     perm = tuple(keep) + tuple(axes)
     n = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
     kept_shape = tuple(x.shape[d] for d in keep)
-    values = p.local(Local(to_last, (("perm", perm), ("shape", kept_shape + (n,))),
-                           on_shares=True), x.shares)
+    values = p.local(Local.of(to_last, perm=perm, shape=kept_shape + (n,), on_shares=True), x.shares)
     index = None
     if with_index:
         iota = jnp.broadcast_to(jnp.arange(n, dtype=ctx.ring.dtype), kept_shape + (n,))
         index = p.from_public(iota)
     while n > 1:
         h = n // 2
-        lv, rv, rest_v = p.local(Local(pair_halves, (("h", h),), on_shares=True), values)
+        lv, rv, rest_v = p.local(Local.of(pair_halves, h=h, on_shares=True), values)
         diff = p.sub(lv, rv)
         # keep the left (lower-index) element when it is >= (max) or <= (min) the right one
         below = p.msb(diff if largest else p.neg(diff))
         keep_left = _not(ctx, below, kept_shape + (h,))
         if with_index:
-            li, ri, rest_i = p.local(Local(pair_halves, (("h", h),), on_shares=True), index)
+            li, ri, rest_i = p.local(Local.of(pair_halves, h=h, on_shares=True), index)
             moves = p.bilinear(MULTIPLY, p.stack(keep_left, keep_left),
                                p.stack(diff, p.sub(li, ri)))
             move_v, move_i = p.local(Local(_unstack2), moves)

@@ -7,13 +7,22 @@ from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
-from jax._src import source_info_util
 from jax.extend.core import Literal
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
+from secjax.jax_internals import user_frames
+from secjax.primitives.policy import DEFAULT_POLICY
 from secjax.protocols.base import Protocol
-from secjax.values import DeferredSecret, Private, Public, Secret, Value, encodable, scale_of
+from secjax.values import (
+    DeferredSecret,
+    Private,
+    Public,
+    Secret,
+    Value,
+    encodable,
+    scale_of,
+)
 
 
 class RuleContext:
@@ -25,8 +34,8 @@ class RuleContext:
 
     def __init__(self, protocol: Protocol, eval_jaxpr: Callable, policy=None):
         self.protocol = protocol
-        # secjax.primitives.policy.Policy of the nonlinear approximations (None: defaults)
-        self.policy = policy
+        # the approximations of nonlinear functions (secjax.primitives.policy.Policy)
+        self.policy = policy or DEFAULT_POLICY
         self.ring = protocol.ring
         self.eval_jaxpr = eval_jaxpr
         self.eqn_stack: list = []  # the equation being evaluated, innermost last
@@ -53,20 +62,27 @@ class RuleContext:
         Equations inside library jits (``jnp.sort`` is one) carry no frame of their own, so
         the nearest enclosing call's frames are used."""
         for eqn in reversed(self.eqn_stack):
-            frames = list(source_info_util.user_frames(eqn.source_info.traceback))
+            frames = user_frames(eqn.source_info.traceback)
             if frames:
                 return _describe_frames(frames)
         return None
+
+    def site(self) -> tuple[str, str, str | None]:
+        """``(label, scope, source)`` of the equation being evaluated: its primitive (or
+        named function), its model scope and its source line (the range guard's sites)."""
+        label, scope = self.protocol.runtime.cost.current_label()
+        return label or "(inputs and outputs)", scope, self.source if self.eqn_stack else None
 
     @property
     def out_avals(self):
         return [v.aval for v in self.eqn.outvars]
 
-    def producer(self, operand: int):
-        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed the
-        current equation's operand ``operand``, or None for inputs and literals. Lets a rule
-        see patterns such as ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s``."""
-        var = self.eqn.invars[operand]
+    def producer(self, operand):
+        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed
+        ``operand`` (a variable, or the index of one of the current equation's operands), or
+        None for inputs and literals. Lets a rule see patterns such as
+        ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s`` (:mod:`.patterns`)."""
+        var = self.eqn.invars[operand] if isinstance(operand, int) else operand
         return self.producers.get(var) if not isinstance(var, Literal) else None
 
     def unsupported(self, reason: str) -> UnsupportedError:
@@ -140,13 +156,14 @@ class RuleContext:
 
         return DeferredSecret(run, aval.shape, aval.dtype)
 
-    def truncate(self, shares, bits: int):
+    def truncate(self, shares, bits: int, *, scale: int | None = None):
         """Drop ``bits`` fractional bits (after a product of two scaled values); a negative
         ``bits`` adds fractional bits instead (an integer times an integral constant that
-        lands in a float, such as a one-hot row picker times a public table of integers)."""
+        lands in a float, such as a one-hot row picker times a public table of integers).
+        ``scale``: the fractional bits ``shares`` hold (for the range guard's messages)."""
         if bits < 0:
             return self.protocol.scale_up(shares, -bits)
-        return self.protocol.trunc(shares, bits) if bits else shares
+        return self.protocol.trunc(shares, bits, scale=scale) if bits else shares
 
     def public_scale(self, value) -> int:
         """Scale at which to encode a public multiplier: integer-valued floats (masks, counts,

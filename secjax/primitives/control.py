@@ -10,20 +10,20 @@ from secjax.protocols.base import Local
 from secjax.values import Private, Public, Secret
 
 
-@register("jit", "pjit", "closed_call", "core_call")
+@register("jit", "closed_call")
 def call_rule(ctx, *args, **params):
     """Enter the called jaxpr."""
     closed = params.get("jaxpr", params.get("call_jaxpr"))
     return ctx.eval_jaxpr(closed, list(args))
 
 
-@register("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
+@register("custom_jvp_call", "custom_vjp_call")
 def custom_derivative_rule(ctx, *args, call_jaxpr=None, fun_jaxpr=None, **_):
     """Custom derivatives only matter for differentiation: run the primal function."""
     return ctx.eval_jaxpr(call_jaxpr if call_jaxpr is not None else fun_jaxpr, list(args))
 
 
-@register("checkpoint", "remat", "remat2")
+@register("remat2")
 def remat_rule(ctx, *args, jaxpr, **_):
     """Rematerialisation is a no-op without differentiation: run the body once."""
     closed = jaxpr if isinstance(jaxpr, ClosedJaxpr) else ClosedJaxpr(jaxpr, ())
@@ -119,5 +119,5 @@ def _broadcast_bit(ctx, bit_shares, index, aval):
     """The scalar branch bit broadcast to the shape of the selected output."""
     if tuple(aval.shape) == tuple(index.shape):
         return bit_shares
-    return ctx.protocol.local(Local(jnp.broadcast_to, (("shape", tuple(aval.shape)),)),
+    return ctx.protocol.local(Local.of(jnp.broadcast_to, shape=tuple(aval.shape)),
                               bit_shares)

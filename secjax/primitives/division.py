@@ -31,8 +31,10 @@ import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.bilinear import apply_bilinear
 from secjax.primitives.compare import broadcast_operand
+from secjax.primitives.transcendental import reciprocal_value
+from secjax.protocols.base import MULTIPLY
 from secjax.values import Public, is_float
 
 
@@ -135,8 +137,6 @@ def _float_remainder(ctx, x, y):
         times_b = lambda q: p.bilinear_public(MULTIPLY, q, b_enc)
         b_shares = p.from_public(b_enc)
     else:
-        from secjax.primitives.transcendental import reciprocal_value
-
         (x_negative, _), (a, b_shares) = _signs(
             ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
         inverse = reciprocal_value(ctx, ctx.make(b_shares, float_aval), float_aval,

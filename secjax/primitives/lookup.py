@@ -32,10 +32,10 @@ from jax.lax import GatherDimensionNumbers, GatherScatterMode
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear, apply_private_bilinear
+from secjax.primitives.bilinear import apply_bilinear, apply_private_bilinear
 from secjax.primitives.compare import clamp_shares
 from secjax.primitives.structural import linear_rule
-from secjax.protocols.base import Bilinear, Local
+from secjax.protocols.base import MULTIPLY, Bilinear, Local
 from secjax.values import Private, Public, Secret
 
 
@@ -159,15 +159,15 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
         ring_ops.encode(ctx.ring, jnp.asarray(pick.limits) - 1, 0), shape))
     if mode == GatherScatterMode.CLIP:
         comps = clamp_shares(p, comps, p.from_public(jnp.zeros(shape, ctx.ring.dtype)), last)
-    flat = p.local(Local(_flat_position, (("strides", pick.strides),)), comps)
-    spread = p.local(Local(_spread, (("positions", pick.positions),)), flat)
+    flat = p.local(Local.of(_flat_position, strides=pick.strides), comps)
+    spread = p.local(Local.of(_spread, positions=pick.positions), flat)
     offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
     hot = p.eqz(p.add_public(spread, offsets))
     if mode == GatherScatterMode.FILL_OR_DROP and len(pick.limits) > 1:
         outside = p.local(Local(_count_out_of_range), p.msb(p.stack(comps, p.sub(last, comps))))
-        valid = p.local(Local(_spread, (("positions", pick.positions),)), p.eqz(outside))
+        valid = p.local(Local.of(_spread, positions=pick.positions), p.eqz(outside))
         hot = p.bilinear(MULTIPLY, hot, valid)
-    hot = p.local(Local(_reshape, (("shape", (*pick.batch, *pick.sizes)),)), hot)
+    hot = p.local(Local.of(_reshape, shape=(*pick.batch, *pick.sizes)), hot)
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 
 
@@ -193,7 +193,7 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
         picked = apply_bilinear(ctx, contract, hot, operand, out_aval=result)
     if pick.layout == tuple(range(len(pick.layout))) and pick.result == out_aval.shape:
         return ctx.make(picked.shares, out_aval)
-    relayout = Local(_relayout, (("perm", pick.layout), ("shape", tuple(out_aval.shape))))
+    relayout = Local.of(_relayout, perm=pick.layout, shape=tuple(out_aval.shape))
     return ctx.make(ctx.protocol.local(relayout, picked.shares), out_aval)
 
 
@@ -250,7 +250,7 @@ def scatter_add_rule(ctx, operand, indices, updates, *, dimension_numbers, mode,
     rank = len(out_aval.shape)
     inverse = tuple(int(i) for i in np.argsort(pick.layout))
     laid = tuple(pick.result[i] for i in pick.layout)
-    moved = ctx.protocol.local(Local(_unlayout, (("perm", inverse), ("shape", laid))),
+    moved = ctx.protocol.local(Local.of(_unlayout, perm=inverse, shape=laid),
                                ctx.secret(updates).shares)
     moved = ctx.make(moved, jax.ShapeDtypeStruct(pick.result, updates.dtype))
     dims, perm = _spread_contraction(pick, rank)
@@ -261,7 +261,7 @@ def scatter_add_rule(ctx, operand, indices, updates, *, dimension_numbers, mode,
         spread = apply_private_bilinear(ctx, contract, hot, moved, result)
     else:
         spread = apply_bilinear(ctx, contract, hot, moved, out_aval=result)
-    placed = ctx.protocol.local(Local(_transpose, (("perm", perm),)), spread.shares)
+    placed = ctx.protocol.local(Local.of(_transpose, perm=perm), spread.shares)
     return ctx.make(ctx.protocol.add(ctx.secret(operand).shares, placed), out_aval)
 
 

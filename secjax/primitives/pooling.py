@@ -25,10 +25,9 @@ import numpy as np
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY
 from secjax.primitives.compare import tree_reduce
 from secjax.primitives.structural import linear_rule
-from secjax.protocols.base import Local
+from secjax.protocols.base import MULTIPLY, Local
 from secjax.values import Secret
 
 register("tile", "reduce_window_sum")(linear_rule)
@@ -76,7 +75,7 @@ def _windows(ctx, x, params, *, largest: bool):
     secret = ctx.secret(x)
     geometry = (tuple(secret.shape), tuple(params["window_dimensions"]),
                 tuple(params["window_strides"]), tuple(map(tuple, params["padding"])))
-    rows = ctx.protocol.local(Local(_gather_windows, (("geometry", geometry),)),
+    rows = ctx.protocol.local(Local.of(_gather_windows, geometry=geometry),
                               secret.shares)
     padded = window_positions(*geometry) < 0
     if padded.any():
@@ -115,10 +114,10 @@ def select_and_scatter_add_rule(ctx, source, operand, *, select_prim, **params):
     w = rows.shape[-1]
     _, index = tree_reduce(ctx, rows, (len(rows.shape) - 1,), largest=largest,
                            with_index=True)
-    spread_index = p.local(Local(_spread, (("n", w),)), index)
+    spread_index = p.local(Local.of(_spread, n=w), index)
     hot = p.eqz(p.add_public(spread_index, ring_ops.encode(ctx.ring, -np.arange(w), 0)))
-    cotangent = p.local(Local(_spread, (("n", w),)), ctx.secret(source).shares)
+    cotangent = p.local(Local.of(_spread, n=w), ctx.secret(source).shares)
     picked = p.bilinear(MULTIPLY, hot, cotangent)
     # positions in the padding (-1) land in the scatter's extra slot, which is dropped
-    out = p.local(Local(_scatter_windows, (("geometry", geometry),)), picked)
+    out = p.local(Local.of(_scatter_windows, geometry=geometry), picked)
     return ctx.make(out, ctx.out_avals[0])

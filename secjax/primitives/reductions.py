@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
+from secjax.primitives.bilinear import apply_bilinear
 from secjax.primitives.compare import CONCAT_LAST, SQUEEZE_LAST, pair_halves, to_last
-from secjax.protocols.base import Local, array_namespace
+from secjax.protocols.base import MULTIPLY, Local, array_namespace
 from secjax.values import Public
 
 
@@ -32,8 +32,7 @@ def _sum_over(x, *, axes, rank):
 
 def _count(ctx, x, axes):
     secret = ctx.secret(x)
-    fn = Local(_sum_over, (("axes", tuple(axes)), ("rank", len(secret.shape))),
-               on_shares=True)
+    fn = Local.of(_sum_over, axes=tuple(axes), rank=len(secret.shape), on_shares=True)
     n = int(np.prod([secret.shape[a] for a in axes], dtype=np.int64))
     return ctx.protocol.local(fn, secret.shares), n
 
@@ -65,7 +64,7 @@ def _shift_to_sign(x, *, bits):
 def reduce_xor_rule(ctx, x, *, axes, **_):
     _check_bool(ctx, x)
     total, _ = _count(ctx, x, axes)
-    shifted = ctx.protocol.local(Local(_shift_to_sign, (("bits", ctx.ring.bits - 1),)),
+    shifted = ctx.protocol.local(Local.of(_shift_to_sign, bits=ctx.ring.bits - 1),
                                  total)
     return ctx.make(ctx.protocol.msb(shifted), ctx.out_avals[0])
 
@@ -80,12 +79,11 @@ def reduce_prod_rule(ctx, x, *, axes, **_):
     n = int(np.prod([secret.shape[d] for d in axes], dtype=np.int64))
     if n == 0:
         return Public(jnp.ones(ctx.out_avals[0].shape, ctx.out_avals[0].dtype))
-    shares = p.local(Local(to_last, (("perm", tuple(keep) + tuple(axes)),
-                                      ("shape", kept_shape + (n,))), on_shares=True),
+    shares = p.local(Local.of(to_last, perm=tuple(keep) + tuple(axes), shape=kept_shape + (n,), on_shares=True),
                      secret.shares)
     while n > 1:
         h = n // 2
-        left, right, rest = p.local(Local(pair_halves, (("h", h),), on_shares=True), shares)
+        left, right, rest = p.local(Local.of(pair_halves, h=h, on_shares=True), shares)
         aval = jax.ShapeDtypeStruct(kept_shape + (h,), secret.dtype)
         product = apply_bilinear(ctx, MULTIPLY, ctx.make(left, aval), ctx.make(right, aval),
                                  out_aval=aval)
@@ -134,9 +132,7 @@ def cumulative_rule(ctx, x, *, axis, reverse, **_):
     shares = secret.shares
     d = 1
     while d < n:
-        shifted = p.local(Local(_shift_along, (("axis", axis - rank), ("d", d),
-                                               ("reverse", bool(reverse))),
-                                on_shares=True), shares)
+        shifted = p.local(Local.of(_shift_along, axis=axis - rank, d=d, reverse=bool(reverse), on_shares=True), shares)
         head = np.zeros(secret.shape, bool)
         index = [slice(None)] * rank
         index[axis] = slice(n - d, n) if reverse else slice(0, d)

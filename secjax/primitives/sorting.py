@@ -25,8 +25,7 @@ import functools
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY
-from secjax.protocols.base import Local, array_namespace
+from secjax.protocols.base import MULTIPLY, Local, array_namespace
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,12 +96,12 @@ def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
                                     p.logical_shape(operands[0])[:-1] + (n,))
     if n != size:
         fills = [_largest(ctx)] + [0] * (len(operands) - 1)
-        operands = [p.local(Local(_pad_last, (("n", n), ("fill", f)), on_shares=True), x)
+        operands = [p.local(Local.of(_pad_last, n=n, fill=f, on_shares=True), x)
                     for x, f in zip(operands, fills)]
     carried = operands + ([p.from_public(positions)] if break_ties else [])
     for low, high in bitonic_layers(n):
-        take_low = Local(_take_last, (("index", low),), on_shares=True)
-        take_high = Local(_take_last, (("index", high),), on_shares=True)
+        take_low = Local.of(_take_last, index=low, on_shares=True)
+        take_high = Local.of(_take_last, index=high, on_shares=True)
         a = [p.local(take_low, x) for x in carried]
         b = [p.local(take_high, x) for x in carried]
         d = [p.sub(bx, ax) for ax, bx in zip(a, b)]   # high - low, per operand
@@ -116,12 +115,12 @@ def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
         moves = p.bilinear(MULTIPLY, p.stack(*[swap] * len(d)), p.stack(*d))
         moves = [p.index(moves, i) for i in range(len(d))]
         order = tuple(int(i) for i in np.argsort(np.asarray(low + high)))
-        place = Local(_place_last, (("order", order),), on_shares=True)
+        place = Local.of(_place_last, order=order, on_shares=True)
         carried = [p.local(place, p.add(ax, m), p.sub(bx, m))
                    for ax, bx, m in zip(a, b, moves)]
     result = carried[:len(operands)]
     if n != size:
-        result = [p.local(Local(_slice_last, (("stop", size),), on_shares=True), x)
+        result = [p.local(Local.of(_slice_last, stop=size, on_shares=True), x)
                   for x in result]
     return result
 
@@ -132,7 +131,7 @@ def _rows(p, stacked, n: int) -> list:
 
 def _along_last(ctx, values, axis: int) -> list:
     rank = len(values[0].shape)
-    move = Local(_move_last, (("axis", axis), ("rank", rank)), on_shares=True)
+    move = Local.of(_move_last, axis=axis, rank=rank, on_shares=True)
     return [ctx.protocol.local(move, ctx.secret(v).shares) for v in values]
 
 
@@ -144,7 +143,7 @@ def sort_rule(ctx, *operands, dimension, is_stable, num_keys, **_):
     rank = len(operands[0].shape)
     moved = _along_last(ctx, operands, dimension)
     result = sort_last(ctx, moved, break_ties=len(operands) > 1)
-    back = Local(_move_back, (("axis", dimension), ("rank", rank)), on_shares=True)
+    back = Local.of(_move_back, axis=dimension, rank=rank, on_shares=True)
     return [ctx.make(ctx.protocol.local(back, r), aval)
             for r, aval in zip(result, ctx.out_avals)]
 
@@ -160,8 +159,8 @@ def top_k_rule(ctx, operand, *, k, axis=-1, **_):
     shape = p.logical_shape(keys)
     iota = p.from_public(np.broadcast_to(np.arange(shape[-1], dtype=ctx.ring.dtype), shape))
     values, indices = sort_last(ctx, [p.neg(keys), iota], break_ties=True)
-    first = Local(_slice_last, (("stop", k),), on_shares=True)
-    back = Local(_move_back, (("axis", axis), ("rank", rank)), on_shares=True)
+    first = Local.of(_slice_last, stop=k, on_shares=True)
+    back = Local.of(_move_back, axis=axis, rank=rank, on_shares=True)
     values = p.local(back, p.neg(p.local(first, values)))
     indices = p.local(back, p.local(first, indices))
     return [ctx.make(values, ctx.out_avals[0]), ctx.make(indices, ctx.out_avals[1])]

@@ -20,8 +20,7 @@ import math
 
 from secjax.primitives import approx, register
 from secjax.primitives.approx import Poly, fit_poly
-from secjax.primitives.secure_ops import MULTIPLY, Fx, SecureOps
-from secjax.primitives.transcendental import policy, run_approx
+from secjax.primitives.secure_ops import MULTIPLY, Fx, SecureOps, run_approx
 
 
 def _odd_poly(target: str, degree: int) -> Poly:
@@ -74,7 +73,7 @@ def atan(o, x: Fx, p, recip) -> Fx:
 def _register_approx(name, algorithm):
     @register(name)
     def rule(ctx, x, **_):
-        return run_approx(ctx, x, lambda o, v: algorithm(o, v, policy(ctx)))
+        return run_approx(ctx, x, lambda o, v: algorithm(o, v, ctx.policy))
     rule.__name__ = f"{name}_rule"
     rule.__doc__ = f"{name} (see the module docstring)."
     return rule
@@ -151,7 +150,7 @@ for _name, _algorithm in (("tan", _tan), ("atan", _atan), ("asin", _asin), ("aco
 @register("atan2")
 def atan2_rule(ctx, y, x, **_):
     """atan2(y, x) = atan(y / x) + [x < 0] pi (1 - 2 [y < 0])."""
-    pol = policy(ctx)
+    pol = ctx.policy
     o = SecureOps(ctx)
     fy, fx = o.enter(y), o.enter(x)
     ratio = o.mul(fy, approx.reciprocal(o, fx, pol.reciprocal))

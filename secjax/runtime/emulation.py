@@ -123,10 +123,10 @@ def _combine(shares, xor: bool):
 BLOCK_SIZES = {"cpu": (2**12, 2**16)}
 ACCELERATOR_BLOCK_SIZES = (2**12, 2**16, 2**20)
 
-# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (an aby3
-# comparison of 2^16 elements: 0.7 s to compile at level 0 and 86 ms to run, 2.0 s and 16 ms
-# at the default level), so kernels over few elements compile at level 0, larger ones with
-# XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's defaults.
+# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (measured in
+# benchmarks/RESULTS.md, "Compiling kernels"), so kernels over few elements compile at level
+# 0, larger ones with XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's
+# defaults.
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _OPTIMISE_FROM_ELEMENTS = 2**15
 
@@ -162,7 +162,11 @@ class Emulator(Runtime):
     :attr:`pending` for :meth:`compile_pending`.
     ``kernels``: where compiled steps are kept (default: the process's shared cache);
     ``persistent``: whether they may be read from and written to its disk part.
+    Every emulator holds all parties' shares in this process, so shares one emulator
+    computed (handles) are valid in any other of the same protocol, parties and ring.
     """
+
+    party_set = "emulator"
 
     def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
                  plan: bool = False, kernels: KernelCache | None = None,
@@ -320,8 +324,9 @@ class Emulator(Runtime):
 
 
 # Static arguments that an elementwise step also takes as a scalar array (see
-# secjax.ring.shift_amount): every truncation then shares one kernel per block size.
-_RUN_TIME_STATICS = ("bits",)
+# secjax.ring.shift_amount): every truncation then shares one kernel per block size,
+# whatever its amount and offset (secjax.protocols.common).
+_RUN_TIME_STATICS = ("bits", "offset")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,11 +73,11 @@ from jax.experimental import io_callback
 
 from secjax.errors import SecjaxError
 from secjax.ring import Ring
+from secjax.runtime import prg as prg_module
 from secjax.runtime.base import Runtime
 from secjax.runtime.comm import Comm
 from secjax.runtime.cost import CostLog
 from secjax.runtime.kernels import CacheStats, Kernel, KernelCache
-from secjax.runtime import prg as prg_module
 
 DEALER = "dealer"
 DEFAULT_TIMEOUT = 60.0
