@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 from jax.extend.core import ClosedJaxpr, Literal, jaxprs_in_params
 
 from secjax.primitives import load_rules, patterns
@@ -58,7 +59,9 @@ class Interpreter:
         env: dict = {}
 
         def read(var):
-            return Public(var.val) if isinstance(var, Literal) else env[var]
+            if isinstance(var, Literal):   # a Python scalar (True in `b & True`) gets its dtype
+                return Public(np.asarray(var.val, var.aval.dtype))
+            return env[var]
 
         for var, const in zip(jaxpr.constvars, closed.consts):
             env[var] = Public(const)

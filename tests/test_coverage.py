@@ -129,6 +129,7 @@ LOGIC = _cases(
     ("logical_xor", jnp.logical_xor, (B, C)), ("logical_not", jnp.logical_not, (B,)),
     ("logical_and_float", jnp.logical_and, (F, G)), ("logical_not_int", jnp.logical_not, (I,)),
     ("select", lambda b, x, y: jax.lax.select(b, x, y), (B, F, G)),
+    ("python_bool_literals", lambda b: (b & False, b | True), (B,)),
 )
 
 REDUCTION = _cases(

@@ -75,7 +75,7 @@ def test_integer_division_in_too_narrow_a_ring_is_clear():
     def f(x, y):
         return x // y
 
-    narrow = secjax.secure_jit(f, protocol="plain", ring_bits=32, frac_bits=12)
+    narrow = secjax.secure_jit(f, protocol="plain", ring_bits=32, frac_bits=10)
     with pytest.raises(secjax.UnsupportedError, match="ring of at least 64 bits"):
         narrow(jnp.arange(3), jnp.arange(1, 4))
 

@@ -61,6 +61,24 @@ def test_vjp_of_a_shared_subexpression():
     assert_close(*run_both(f, x, ct, protocol="aby3", seed=1))
 
 
+def test_gradient_through_lax_control_flow():
+    """Transposed scans (an RNN), fori_loop, cond and remat inside jax.grad."""
+    w = jnp.asarray(RNG.normal(size=(3, 3)).astype(np.float32) / 3)
+    xs = jnp.asarray(RNG.normal(size=(4, 3)).astype(np.float32))
+
+    def rnn_loss(w, xs):
+        def step(h, x):
+            h = jnp.tanh(h @ w + x)
+            return h, h.sum()
+        h, ys = jax.lax.scan(step, jnp.zeros(3), xs)
+        looped = jax.lax.fori_loop(0, 3, lambda i, c: c * 0.5 + h.sum(), 0.0)
+        branch = jax.lax.cond(True, lambda: (w * xs[:3]).sum(), lambda: w.sum())
+        return (ys ** 2).sum() + looped + branch
+
+    assert_close(*run_both(jax.grad(jax.checkpoint(rnn_loss)), w, xs, protocol="aby3",
+                           seed=7), atol=3e-3)
+
+
 def _train_step(optimizer, loss):
     def step(params, state, x, y):
         value, grads = jax.value_and_grad(loss)(params, x, y)

@@ -3,8 +3,8 @@ like the others (:class:`secjax.primitives.policy.TrigPolicy`, with its domain a
 
 - sin, cos, tan: range reduction of u = x / (2 pi) to its fractional part (exact in the
   ring: a truncation gives floor(u) or floor(u) + 1, one comparison removes the extra
-  unit), then an odd polynomial of sin(pi t) on [-1, 1). sin and cos of one input share
-  one set of powers for tan.
+  unit), then an odd polynomial of sin(pi t) on [-1, 1); cos(x) = sin(x + pi / 2), tan =
+  sin / cos.
 - atan, asin, acos, atan2: an odd polynomial of atan on [-1, 1], reached through 1 / |x|
   where |x| > 1 (atan x = pi / 2 - atan(1 / x)), and asin(x) = 2 atan(x / (1 + sqrt(1 -
   x^2))) whose argument stays in [-1, 1] (the divisor in [1, 2]).
