@@ -64,11 +64,11 @@ def _weighted(bits, weights):
 def bits_of(ctx, shares, positions: tuple) -> object:
     """0/1 shares of the bits ``positions`` of the ring values ``shares``, stacked on a new
     leading axis: ONE comparison call."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     k = ctx.ring.bits
-    rows = p.local(Local.of(_shifted_rows, amounts=tuple(k - 1 - i for i in positions)),
-                   shares, over=p.logical_shape(shares))
-    return p.msb(rows)
+    rows = protocol.local(Local.of(_shifted_rows, amounts=tuple(k - 1 - i for i in positions)),
+                   shares, over=protocol.logical_shape(shares))
+    return protocol.msb(rows)
 
 
 def _recompose(ctx, bits, weights):
@@ -115,28 +115,28 @@ def logic_rule(ctx, a, b, **_):
 
 
 def _integer_logic(ctx, name, a, b, aval):
-    p = ctx.protocol
+    protocol = ctx.protocol
     w = _width(ctx, aval.dtype)
     shape = tuple(aval.shape)
     positions = tuple(range(w))
     secrets = [v for v in (a, b) if not isinstance(v, Public)]
     if len(secrets) == 2:
-        both = bits_of(ctx, p.stack(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape)),
+        both = bits_of(ctx, protocol.stack(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape)),
                        positions)                                   # (w, 2, ...)
-        x = p.local(Local.of(_index_second, i=0), both)
-        y = p.local(Local.of(_index_second, i=1), both)
-        product = p.bilinear(MULTIPLY, x, y)
+        x = protocol.local(Local.of(_index_second, i=0), both)
+        y = protocol.local(Local.of(_index_second, i=1), both)
+        product = protocol.bilinear(MULTIPLY, x, y)
     else:
         public = a if isinstance(a, Public) else b
         x = bits_of(ctx, broadcast_operand(ctx, secrets[0], shape), positions)
         c = _public_bits(public.value, w, shape).astype(ctx.ring.dtype)
-        product = p.bilinear_public(MULTIPLY, x, c)
-        y = p.from_public(c)
+        product = protocol.bilinear_public(MULTIPLY, x, c)
+        y = protocol.from_public(c)
     if name == "and":
         bits = product
     else:
-        total = p.add(x, y)
-        bits = p.sub(total, p.add(product, product) if name == "xor" else product)
+        total = protocol.add(x, y)
+        bits = protocol.sub(total, protocol.add(product, product) if name == "xor" else product)
     weights = _place_weights(ctx, w, _signed(aval.dtype))
     weights = _ring_array(ctx, weights.reshape((w,) + (1,) * len(shape)))
     return _recompose(ctx, bits, np.broadcast_to(weights, (w,) + shape))
@@ -150,14 +150,14 @@ def _index_second(x, *, i):
 def not_rule(ctx, a, **_):
     """not of a boolean: 1 - a; of an integer: -1 - a or 2^w - 1 - a (local)."""
     aval = ctx.out_avals[0]
-    p = ctx.protocol
+    protocol = ctx.protocol
     shares = ctx.secret(a).shares
     if _is_bool(aval.dtype):
-        return ctx.make(p.sub(ctx.ones(aval.shape), shares), aval)
+        return ctx.make(protocol.sub(ctx.ones(aval.shape), shares), aval)
     w = _width(ctx, aval.dtype)
     top = -1 if _signed(aval.dtype) else (1 << w) - 1
     constant = _ring_array(ctx, np.full(tuple(aval.shape), top, dtype=object))
-    return ctx.make(p.sub(p.from_public(constant), shares), aval)
+    return ctx.make(protocol.sub(protocol.from_public(constant), shares), aval)
 
 
 # -- shifts and counts ---------------------------------------------------------------------------

@@ -96,12 +96,12 @@ def abs_rule(ctx, x, **_):
 def sign_rule(ctx, x, **_):
     """sign(x) = 1 - 2 msb(x) - [x == 0]."""
     x = ctx.secret(x)
-    p = ctx.protocol
-    s = p.msb(x.shares)
-    sign = p.sub(p.sub(ctx.ones(x.shape), p.add(s, s)), p.eqz(x.shares))
+    protocol = ctx.protocol
+    s = protocol.msb(x.shares)
+    sign = protocol.sub(protocol.sub(ctx.ones(x.shape), protocol.add(s, s)), protocol.eqz(x.shares))
     scale = ctx.scale(ctx.out_avals[0].dtype)
     if scale:
-        sign = p.scale_up(sign, scale)
+        sign = protocol.scale_up(sign, scale)
     return ctx.make(sign, ctx.out_avals[0])
 
 
@@ -109,14 +109,14 @@ def _unstack2(x):
     return x[0], x[1]
 
 
-def clamp_shares(p, xs, los, his):
+def clamp_shares(protocol, xs, los, his):
     """Shares of clamp(lo, x, hi) = x + [x < lo] (lo - x) + [x > hi] (hi - x) for shares of
     one shape: both comparisons in ONE msb call, both products in ONE product call."""
-    below_above = p.msb(p.stack(p.sub(xs, los), p.sub(his, xs)))
-    moves = p.bilinear(MULTIPLY, below_above, p.stack(p.sub(los, xs),
-                                                      p.sub(his, xs)))
-    down, up = p.local(Local(_unstack2), moves)
-    return p.add(xs, p.add(down, up))
+    below_above = protocol.msb(protocol.stack(protocol.sub(xs, los), protocol.sub(his, xs)))
+    moves = protocol.bilinear(MULTIPLY, below_above, protocol.stack(protocol.sub(los, xs),
+                                                      protocol.sub(his, xs)))
+    down, up = protocol.local(Local(_unstack2), moves)
+    return protocol.add(xs, protocol.add(down, up))
 
 
 @register("clamp")
@@ -132,7 +132,7 @@ def clamp_rule(ctx, lo, x, hi, **_):
 # Layout maps of whole share arrays (leading share axes left alone), numpy or JAX alike.
 def to_last(x, *, perm, shape):
     lead = x.ndim - len(perm)
-    moved = array_namespace(x).transpose(x, (*range(lead), *(lead + p for p in perm)))
+    moved = array_namespace(x).transpose(x, (*range(lead), *(lead + axis for axis in perm)))
     return moved.reshape(x.shape[:lead] + tuple(shape))
 
 
@@ -158,35 +158,35 @@ SQUEEZE_LAST = Local(_squeeze_last, on_shares=True)
 def tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     """Max (or min) of ``x`` over ``axes`` by a log-depth tree of pairwise comparisons; the
     index of the first extreme element when ``with_index`` (ties keep the lower index)."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     x = ctx.secret(x)
     keep = [d for d in range(len(x.shape)) if d not in axes]
     perm = tuple(keep) + tuple(axes)
     n = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
     kept_shape = tuple(x.shape[d] for d in keep)
-    values = p.local(Local.of(to_last, perm=perm, shape=kept_shape + (n,), on_shares=True), x.shares)
+    values = protocol.local(Local.of(to_last, perm=perm, shape=kept_shape + (n,), on_shares=True), x.shares)
     index = None
     if with_index:
         iota = jnp.broadcast_to(jnp.arange(n, dtype=ctx.ring.dtype), kept_shape + (n,))
-        index = p.from_public(iota)
+        index = protocol.from_public(iota)
     while n > 1:
         h = n // 2
-        lv, rv, rest_v = p.local(Local.of(pair_halves, h=h, on_shares=True), values)
-        diff = p.sub(lv, rv)
+        lv, rv, rest_v = protocol.local(Local.of(pair_halves, h=h, on_shares=True), values)
+        diff = protocol.sub(lv, rv)
         # keep the left (lower-index) element when it is >= (max) or <= (min) the right one
-        below = p.msb(diff if largest else p.neg(diff))
+        below = protocol.msb(diff if largest else protocol.neg(diff))
         keep_left = _not(ctx, below, kept_shape + (h,))
         if with_index:
-            li, ri, rest_i = p.local(Local.of(pair_halves, h=h, on_shares=True), index)
-            moves = p.bilinear(MULTIPLY, p.stack(keep_left, keep_left),
-                               p.stack(diff, p.sub(li, ri)))
-            move_v, move_i = p.local(Local(_unstack2), moves)
-            index = p.local(CONCAT_LAST, p.add(ri, move_i), rest_i)
+            li, ri, rest_i = protocol.local(Local.of(pair_halves, h=h, on_shares=True), index)
+            moves = protocol.bilinear(MULTIPLY, protocol.stack(keep_left, keep_left),
+                               protocol.stack(diff, protocol.sub(li, ri)))
+            move_v, move_i = protocol.local(Local(_unstack2), moves)
+            index = protocol.local(CONCAT_LAST, protocol.add(ri, move_i), rest_i)
         else:
-            move_v = p.bilinear(MULTIPLY, keep_left, diff)
-        values = p.local(CONCAT_LAST, p.add(rv, move_v), rest_v)
+            move_v = protocol.bilinear(MULTIPLY, keep_left, diff)
+        values = protocol.local(CONCAT_LAST, protocol.add(rv, move_v), rest_v)
         n = h + (n - 2 * h)
-    return p.local(SQUEEZE_LAST, values), (p.local(SQUEEZE_LAST, index) if with_index
+    return protocol.local(SQUEEZE_LAST, values), (protocol.local(SQUEEZE_LAST, index) if with_index
                                             else None)
 
 

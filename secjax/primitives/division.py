@@ -47,13 +47,13 @@ def _ring(ctx, values) -> np.ndarray:
 def _signs(ctx, shares):
     """(0/1 shares of [v < 0], shares of |v|) for each of ``shares`` (one shape), the
     comparisons in one call and the products in one call."""
-    p = ctx.protocol
-    stacked = p.stack(*shares)
-    negative = p.msb(stacked)
-    ones = ctx.ones(p.logical_shape(stacked))
-    magnitude = p.bilinear(MULTIPLY, p.sub(ones, p.add(negative, negative)), stacked)
+    protocol = ctx.protocol
+    stacked = protocol.stack(*shares)
+    negative = protocol.msb(stacked)
+    ones = ctx.ones(protocol.logical_shape(stacked))
+    magnitude = protocol.bilinear(MULTIPLY, protocol.sub(ones, protocol.add(negative, negative)), stacked)
     n = len(shares)
-    return ([p.index(negative, i) for i in range(n)], [p.index(magnitude, i) for i in range(n)])
+    return ([protocol.index(negative, i) for i in range(n)], [protocol.index(magnitude, i) for i in range(n)])
 
 
 def integer_division(ctx, x, y, *, remainder: bool):
@@ -63,28 +63,28 @@ def integer_division(ctx, x, y, *, remainder: bool):
     if key not in ctx.memo:
         ctx.memo[key] = (x, y, _long_division(ctx, x, y))
     x_negative, y_negative, q, r = ctx.memo[key][2]
-    p = ctx.protocol
+    protocol = ctx.protocol
     shape = tuple(ctx.out_avals[0].shape)
     ones = ctx.ones(shape)
     if remainder:
-        sign = p.sub(ones, p.add(x_negative, x_negative))
-        return p.bilinear(MULTIPLY, sign, r)
-    both = p.bilinear(MULTIPLY, x_negative, y_negative)
-    differ = p.sub(p.add(x_negative, y_negative), p.add(both, both))    # xor
-    q = p.bilinear(MULTIPLY, p.sub(ones, p.add(differ, differ)), q)
+        sign = protocol.sub(ones, protocol.add(x_negative, x_negative))
+        return protocol.bilinear(MULTIPLY, sign, r)
+    both = protocol.bilinear(MULTIPLY, x_negative, y_negative)
+    differ = protocol.sub(protocol.add(x_negative, y_negative), protocol.add(both, both))    # xor
+    q = protocol.bilinear(MULTIPLY, protocol.sub(ones, protocol.add(differ, differ)), q)
     # x / 0 = -1: q + [y == 0] (-1 - q)
     if isinstance(y, Public):
         zero = (np.broadcast_to(np.asarray(y.value), shape) == 0).astype(np.int64)
         if not zero.any():
             return q
-        return p.add(q, p.bilinear_public(MULTIPLY, p.sub(p.neg(ones), q), _ring(ctx, zero)))
-    zero = p.eqz(broadcast_operand(ctx, y, shape))
-    return p.add(q, p.bilinear(MULTIPLY, zero, p.sub(p.neg(ones), q)))
+        return protocol.add(q, protocol.bilinear_public(MULTIPLY, protocol.sub(protocol.neg(ones), q), _ring(ctx, zero)))
+    zero = protocol.eqz(broadcast_operand(ctx, y, shape))
+    return protocol.add(q, protocol.bilinear(MULTIPLY, zero, protocol.sub(protocol.neg(ones), q)))
 
 
 def _long_division(ctx, x, y):
     """([x < 0], [y < 0], |x| // |y|, |x| % |y|) as shares (module docstring)."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     aval = ctx.out_avals[0]
     shape = tuple(aval.shape)
     w = np.dtype(aval.dtype).itemsize * 8
@@ -95,7 +95,7 @@ def _long_division(ctx, x, y):
     if public_y:
         yv = np.broadcast_to(np.asarray(y.value).astype(np.int64), shape)
         (x_negative,), (a,) = _signs(ctx, [broadcast_operand(ctx, x, shape)])
-        y_negative = p.from_public(_ring(ctx, (yv < 0).astype(np.int64)))
+        y_negative = protocol.from_public(_ring(ctx, (yv < 0).astype(np.int64)))
         b_public = np.abs(yv).astype(object)
         top = max(int(b_public.max(initial=0)), 1).bit_length() - 1
         positions = range(max(w - 1 - top, 0), -1, -1)
@@ -108,19 +108,19 @@ def _long_division(ctx, x, y):
     for i in positions:
         if public_y:
             shifted = _ring(ctx, b_public * (1 << i))
-            take = p.sub(ones, p.msb(p.add_public(r, _ring(ctx, -(b_public * (1 << i))))))
-            r = p.sub(r, p.bilinear_public(MULTIPLY, take, shifted))
+            take = protocol.sub(ones, protocol.msb(protocol.add_public(r, _ring(ctx, -(b_public * (1 << i))))))
+            r = protocol.sub(r, protocol.bilinear_public(MULTIPLY, take, shifted))
         else:
-            shifted = p.scale_up(b, i) if i else b
-            take = p.sub(ones, p.msb(p.sub(r, shifted)))
-            r = p.sub(r, p.bilinear(MULTIPLY, take, shifted))
-        bit = p.scale_up(take, i) if i else take
-        q = bit if q is None else p.add(q, bit)
+            shifted = protocol.scale_up(b, i) if i else b
+            take = protocol.sub(ones, protocol.msb(protocol.sub(r, shifted)))
+            r = protocol.sub(r, protocol.bilinear(MULTIPLY, take, shifted))
+        bit = protocol.scale_up(take, i) if i else take
+        q = bit if q is None else protocol.add(q, bit)
     return x_negative, y_negative, q, r
 
 
 def _float_remainder(ctx, x, y):
-    p = ctx.protocol
+    protocol = ctx.protocol
     aval = ctx.out_avals[0]
     shape = tuple(aval.shape)
     d = ctx.scale(aval.dtype)
@@ -134,24 +134,24 @@ def _float_remainder(ctx, x, y):
             inverse = Public(np.where(b_float > 0, 1.0 / np.maximum(b_float, 2.0 ** -d),
                                       0.0).astype(np.float32))
         t = apply_bilinear(ctx, MULTIPLY, ctx.make(a, float_aval), inverse, float_aval)
-        times_b = lambda q: p.bilinear_public(MULTIPLY, q, b_enc)
-        b_shares = p.from_public(b_enc)
+        times_b = lambda q: protocol.bilinear_public(MULTIPLY, q, b_enc)
+        b_shares = protocol.from_public(b_enc)
     else:
         (x_negative, _), (a, b_shares) = _signs(
             ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
         inverse = reciprocal_value(ctx, ctx.make(b_shares, float_aval), float_aval,
                                    positive=True)
         t = apply_bilinear(ctx, MULTIPLY, ctx.make(a, float_aval), inverse, float_aval)
-        times_b = lambda q: p.bilinear(MULTIPLY, q, b_shares)
-    q = p.trunc(t.shares, d)                      # floor(|x| / |y|), off by a little
-    r = p.sub(a, times_b(q))                      # exact: q is an integer
+        times_b = lambda q: protocol.bilinear(MULTIPLY, q, b_shares)
+    q = protocol.trunc(t.shares, d)                      # floor(|x| / |y|), off by a little
+    r = protocol.sub(a, times_b(q))                      # exact: q is an integer
     ones = ctx.ones(shape)
     for _ in range(2):
-        tests = p.msb(p.stack(r, p.sub(r, b_shares)))
-        below, above = p.index(tests, 0), p.sub(ones, p.index(tests, 1))
-        r = p.add(r, times_b(p.sub(below, above)))    # r + [r < 0] |y| - [r >= |y|] |y|
-    sign = p.sub(ones, p.add(x_negative, x_negative))
-    return p.bilinear(MULTIPLY, sign, r)
+        tests = protocol.msb(protocol.stack(r, protocol.sub(r, b_shares)))
+        below, above = protocol.index(tests, 0), protocol.sub(ones, protocol.index(tests, 1))
+        r = protocol.add(r, times_b(protocol.sub(below, above)))    # r + [r < 0] |y| - [r >= |y|] |y|
+    sign = protocol.sub(ones, protocol.add(x_negative, x_negative))
+    return protocol.bilinear(MULTIPLY, sign, r)
 
 
 @register("rem")

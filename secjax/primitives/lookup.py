@@ -101,8 +101,8 @@ def slice_pick(operand_shape, indices_shape, dimension_numbers, slice_sizes):
     kept = iter(d for d in range(rank) if d not in dn.collapsed_slice_dims
                 and d not in operand_batching)
     batch_dims = iter(range(len(batch)))
-    output = [("operand", next(kept)) if p in dn.offset_dims else ("batch", next(batch_dims))
-              for p in range(len(batch) + len(dn.offset_dims))]
+    output = [("operand", next(kept)) if protocol in dn.offset_dims else ("batch", next(batch_dims))
+              for protocol in range(len(batch) + len(dn.offset_dims))]
     layout = tuple(result.index(label) for label in output if label in result)
     result_shape = tuple(batch[i] if kind == "batch" else operand_shape[i]
                          for kind, i in result)
@@ -144,23 +144,23 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
     position number. Clipping clamps each component first; filling with more than one
     component zeroes the rows whose components are out of range (with one component an
     out-of-range position equals no position number and reads zero as it is)."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     comps = ctx.secret(indices).shares
     shape = (*pick.batch, len(pick.limits))
-    last = p.from_public(jnp.broadcast_to(
+    last = protocol.from_public(jnp.broadcast_to(
         ring_ops.encode(ctx.ring, jnp.asarray(pick.limits) - 1, 0), shape))
     if mode == GatherScatterMode.CLIP:
-        comps = clamp_shares(p, comps, p.from_public(jnp.zeros(shape, ctx.ring.dtype)), last)
-    flat = p.local(Local.of(_flat_position, strides=pick.strides), comps)
-    spread = p.local(Local.of(_spread, positions=pick.positions), flat)
+        comps = clamp_shares(protocol, comps, protocol.from_public(jnp.zeros(shape, ctx.ring.dtype)), last)
+    flat = protocol.local(Local.of(_flat_position, strides=pick.strides), comps)
+    spread = protocol.local(Local.of(_spread, positions=pick.positions), flat)
     offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
-    hot = p.eqz(p.add_public(spread, offsets))
+    hot = protocol.eqz(protocol.add_public(spread, offsets))
     if mode == GatherScatterMode.FILL_OR_DROP and len(pick.limits) > 1:
-        outside = p.local(Local(_count_out_of_range), p.msb(p.stack(comps, p.sub(last, comps))))
-        valid = p.local(Local.of(_spread, positions=pick.positions), p.eqz(outside))
-        hot = p.bilinear(MULTIPLY, hot, valid)
-    rank = len(p.logical_shape(hot))
-    hot = p.local(Local.of(to_last, perm=tuple(range(rank)), shape=(*pick.batch, *pick.sizes),
+        outside = protocol.local(Local(_count_out_of_range), protocol.msb(protocol.stack(comps, protocol.sub(last, comps))))
+        valid = protocol.local(Local.of(_spread, positions=pick.positions), protocol.eqz(outside))
+        hot = protocol.bilinear(MULTIPLY, hot, valid)
+    rank = len(protocol.logical_shape(hot))
+    hot = protocol.local(Local.of(to_last, perm=tuple(range(rank)), shape=(*pick.batch, *pick.sizes),
                            on_shares=True), hot)
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 

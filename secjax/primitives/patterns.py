@@ -170,7 +170,7 @@ def _silu_override(ctx, x, **params):
     if pol.method == "logistic":
         return ctx.eval_jaxpr(params["jaxpr"], [x])
     pieces = approx.silu_pieces(pol)
-    return [run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))]
+    return [run_approx(ctx, x, lambda ops, v: approx.piecewise(ops, v, pieces))]
 
 
 # Rules keyed by the name of the ``jit`` they replace as a whole (e.g. "silu").
@@ -196,7 +196,7 @@ class Substitution:
 
 def _quad_numerator_rule(ctx, a):
     pol = ctx.policy.softmax
-    return run_approx(ctx, a, lambda o, v: approx.quad_numerator(o, v, pol))
+    return run_approx(ctx, a, lambda ops, v: approx.quad_numerator(ops, v, pol))
 
 
 def static_producer(jaxpr):

@@ -110,14 +110,14 @@ def select_and_scatter_add_rule(ctx, source, operand, *, select_prim, **params):
                               "the first extreme of a window, have a rule)")
     largest = select_prim.name == "ge"
     rows, geometry = _windows(ctx, operand, params, largest=largest)
-    p = ctx.protocol
+    protocol = ctx.protocol
     w = rows.shape[-1]
     _, index = tree_reduce(ctx, rows, (len(rows.shape) - 1,), largest=largest,
                            with_index=True)
-    spread_index = p.local(Local.of(_spread, n=w), index)
-    hot = p.eqz(p.add_public(spread_index, ring_ops.encode(ctx.ring, -np.arange(w), 0)))
-    cotangent = p.local(Local.of(_spread, n=w), ctx.secret(source).shares)
-    picked = p.bilinear(MULTIPLY, hot, cotangent)
+    spread_index = protocol.local(Local.of(_spread, n=w), index)
+    hot = protocol.eqz(protocol.add_public(spread_index, ring_ops.encode(ctx.ring, -np.arange(w), 0)))
+    cotangent = protocol.local(Local.of(_spread, n=w), ctx.secret(source).shares)
+    picked = protocol.bilinear(MULTIPLY, hot, cotangent)
     # positions in the padding (-1) land in the scatter's extra slot, which is dropped
-    out = p.local(Local.of(_scatter_windows, geometry=geometry), picked)
+    out = protocol.local(Local.of(_scatter_windows, geometry=geometry), picked)
     return ctx.make(out, ctx.out_avals[0])

@@ -46,14 +46,14 @@ def _check_bool(ctx, x):
 @register("reduce_and", "reduce_or")
 def reduce_and_or_rule(ctx, x, *, axes, **_):
     _check_bool(ctx, x)
-    p = ctx.protocol
+    protocol = ctx.protocol
     total, n = _count(ctx, x, axes)
     shape = ctx.out_avals[0].shape
     if ctx.primitive == "reduce_and":
         offset = np.full(shape, (-n) % (1 << ctx.ring.bits), ctx.ring.dtype)
-        return ctx.make(p.eqz(p.add_public(total, offset)), ctx.out_avals[0])
+        return ctx.make(protocol.eqz(protocol.add_public(total, offset)), ctx.out_avals[0])
     ones = ctx.ones(shape)
-    return ctx.make(p.sub(ones, p.eqz(total)), ctx.out_avals[0])
+    return ctx.make(protocol.sub(ones, protocol.eqz(total)), ctx.out_avals[0])
 
 
 def _shift_to_sign(x, *, bits):
@@ -72,24 +72,24 @@ def reduce_xor_rule(ctx, x, *, axes, **_):
 @register("reduce_prod")
 def reduce_prod_rule(ctx, x, *, axes, **_):
     """Pairwise products, level by level: ceil(log2 n) product calls."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     secret = ctx.secret(x)
     keep = [d for d in range(len(secret.shape)) if d not in axes]
     kept_shape = tuple(secret.shape[d] for d in keep)
     n = int(np.prod([secret.shape[d] for d in axes], dtype=np.int64))
     if n == 0:
         return Public(jnp.ones(ctx.out_avals[0].shape, ctx.out_avals[0].dtype))
-    shares = p.local(Local.of(to_last, perm=tuple(keep) + tuple(axes), shape=kept_shape + (n,), on_shares=True),
+    shares = protocol.local(Local.of(to_last, perm=tuple(keep) + tuple(axes), shape=kept_shape + (n,), on_shares=True),
                      secret.shares)
     while n > 1:
         h = n // 2
-        left, right, rest = p.local(Local.of(pair_halves, h=h, on_shares=True), shares)
+        left, right, rest = protocol.local(Local.of(pair_halves, h=h, on_shares=True), shares)
         aval = jax.ShapeDtypeStruct(kept_shape + (h,), secret.dtype)
         product = apply_bilinear(ctx, MULTIPLY, ctx.make(left, aval), ctx.make(right, aval),
                                  out_aval=aval)
-        shares = p.local(CONCAT_LAST, product.shares, rest)
+        shares = protocol.local(CONCAT_LAST, product.shares, rest)
         n = h + (n - 2 * h)
-    return ctx.make(p.local(SQUEEZE_LAST, shares), ctx.out_avals[0])
+    return ctx.make(protocol.local(SQUEEZE_LAST, shares), ctx.out_avals[0])
 
 
 def _shift_along(x, *, axis, d, reverse):
@@ -104,22 +104,22 @@ def _shift_along(x, *, axis, d, reverse):
 
 def _combine(ctx, name, a, b, aval):
     """Shares of op(a, b) for the cumulative reduction ``name``."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     if name == "cumprod":
         return apply_bilinear(ctx, MULTIPLY, ctx.make(a, aval), ctx.make(b, aval),
                               out_aval=aval).shares
-    diff = p.sub(a, b)
-    below = p.msb(diff)                                   # [a < b]
+    diff = protocol.sub(a, b)
+    below = protocol.msb(diff)                                   # [a < b]
     if name == "cummax":                                  # a + [a < b] (b - a)
-        return p.sub(a, p.bilinear(MULTIPLY, below, diff))
-    return p.add(b, p.bilinear(MULTIPLY, below, diff))    # min: b + [a < b] (a - b)
+        return protocol.sub(a, protocol.bilinear(MULTIPLY, below, diff))
+    return protocol.add(b, protocol.bilinear(MULTIPLY, below, diff))    # min: b + [a < b] (a - b)
 
 
 @register("cumprod", "cummax", "cummin")
 def cumulative_rule(ctx, x, *, axis, reverse, **_):
     """Hillis-Steele prefix scan: ceil(log2 n) levels; positions with no partner at a
     level combine with the operation's identity (1, -inf, +inf: a public constant)."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     secret = ctx.secret(x)
     aval = ctx.out_avals[0]
     rank = len(secret.shape)
@@ -132,12 +132,12 @@ def cumulative_rule(ctx, x, *, axis, reverse, **_):
     shares = secret.shares
     d = 1
     while d < n:
-        shifted = p.local(Local.of(_shift_along, axis=axis - rank, d=d, reverse=bool(reverse), on_shares=True), shares)
+        shifted = protocol.local(Local.of(_shift_along, axis=axis - rank, d=d, reverse=bool(reverse), on_shares=True), shares)
         head = np.zeros(secret.shape, bool)
         index = [slice(None)] * rank
         index[axis] = slice(n - d, n) if reverse else slice(0, d)
         head[tuple(index)] = True
-        shifted = p.add_public(shifted, np.where(head, fill, 0).astype(ctx.ring.dtype))
+        shifted = protocol.add_public(shifted, np.where(head, fill, 0).astype(ctx.ring.dtype))
         shares = _combine(ctx, ctx.primitive, shares, shifted, aval)
         d *= 2
     return ctx.make(shares, aval)

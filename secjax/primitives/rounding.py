@@ -44,19 +44,19 @@ def _public(ctx, value: float, scale: int):
     return np.broadcast_to(encoded, tuple(ctx.out_avals[0].shape))
 
 
-def _rows(p, stacked, n: int) -> list:
-    return [p.index(stacked, i) for i in range(n)]
+def _rows(protocol, stacked, n: int) -> list:
+    return [protocol.index(stacked, i) for i in range(n)]
 
 
 def _floors(ctx, values, d: int, also=()):
     """Exact floor(v / 2^d) (integers at scale 0) of each of ``values`` (shares of one shape)
     by one truncation, and [a < 0] of each of ``also``: every comparison in ONE msb call."""
-    p = ctx.protocol
-    stacked = p.stack(*values)
-    t = p.trunc(stacked, d)
-    excess = _rows(p, p.sub(stacked, p.scale_up(t, d)), len(values))
-    signs = _rows(p, p.msb(p.stack(*excess, *also)), len(values) + len(also))
-    floors = [p.sub(ti, si) for ti, si in zip(_rows(p, t, len(values)), signs)]
+    protocol = ctx.protocol
+    stacked = protocol.stack(*values)
+    t = protocol.trunc(stacked, d)
+    excess = _rows(protocol, protocol.sub(stacked, protocol.scale_up(t, d)), len(values))
+    signs = _rows(protocol, protocol.msb(protocol.stack(*excess, *also)), len(values) + len(also))
+    floors = [protocol.sub(ti, si) for ti, si in zip(_rows(protocol, t, len(values)), signs)]
     return floors, signs[len(values):]
 
 
@@ -71,12 +71,12 @@ def floor_ceil_rule(ctx, x, **_):
     shares, d = _secret_float(ctx, x)
     if d == 0:
         return ctx.make(shares, ctx.out_avals[0])
-    p = ctx.protocol
+    protocol = ctx.protocol
     if ctx.primitive == "floor":
         (floor,), _ = _floors(ctx, [shares], d)
         return _finish(ctx, floor, d)
-    (floor,), _ = _floors(ctx, [p.neg(shares)], d)
-    return _finish(ctx, p.neg(floor), d)
+    (floor,), _ = _floors(ctx, [protocol.neg(shares)], d)
+    return _finish(ctx, protocol.neg(floor), d)
 
 
 @register("round")
@@ -85,26 +85,26 @@ def round_rule(ctx, x, *, rounding_method, **_):
     shares, d = _secret_float(ctx, x)
     if d == 0:
         return ctx.make(shares, ctx.out_avals[0])
-    p = ctx.protocol
+    protocol = ctx.protocol
     half = _public(ctx, 0.5, d)
     method = lax.RoundingMethod(int(rounding_method))
     if method == lax.RoundingMethod.AWAY_FROM_ZERO:
         (up, down), (negative,) = _floors(
-            ctx, [p.add_public(shares, half), p.add_public(p.neg(shares), half)], d,
+            ctx, [protocol.add_public(shares, half), protocol.add_public(protocol.neg(shares), half)], d,
             also=[shares])
         # up + [x < 0] (-down - up)
-        moved = p.bilinear(MULTIPLY, negative, p.neg(p.add(up, down)))
-        return _finish(ctx, p.add(up, moved), d)
+        moved = protocol.bilinear(MULTIPLY, negative, protocol.neg(protocol.add(up, down)))
+        return _finish(ctx, protocol.add(up, moved), d)
     if method == lax.RoundingMethod.TO_NEAREST_EVEN:
-        t = p.trunc(p.add_public(shares, half), d + 1)
-        s = p.sub(shares, p.scale_up(t, d + 1))                     # x - 2t at scale d
+        t = protocol.trunc(protocol.add_public(shares, half), d + 1)
+        s = protocol.sub(shares, protocol.scale_up(t, d + 1))                     # x - 2t at scale d
         # [s > -3/2] = msb(-3/2 - s), [s >= -1/2] = 1 - msb(s + 1/2), [s > 1/2] = msb(1/2 - s)
-        above_low, below_mid, above_high = _rows(p, p.msb(p.stack(
-            p.add_public(p.neg(s), _public(ctx, -1.5, d)),
-            p.add_public(s, half),
-            p.add_public(p.neg(s), half))), 3)
-        g = p.add_public(p.add(p.sub(above_low, below_mid), above_high),
+        above_low, below_mid, above_high = _rows(protocol, protocol.msb(protocol.stack(
+            protocol.add_public(protocol.neg(s), _public(ctx, -1.5, d)),
+            protocol.add_public(s, half),
+            protocol.add_public(protocol.neg(s), half))), 3)
+        g = protocol.add_public(protocol.add(protocol.sub(above_low, below_mid), above_high),
                          _public(ctx, -1.0, 0))     # -2 + above_low + (1 - below_mid) + ...
-        return _finish(ctx, p.add(p.add(t, t), g), d)
+        return _finish(ctx, protocol.add(protocol.add(t, t), g), d)
     raise ctx.unsupported(f"rounding method {method.name} has no secure rule "
                           "(AWAY_FROM_ZERO and TO_NEAREST_EVEN have)")

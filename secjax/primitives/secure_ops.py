@@ -66,7 +66,7 @@ class SecureOps:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.p = ctx.protocol
+        self.protocol = ctx.protocol
         self.ring = ctx.ring
         self.frac_bits = ctx.ring.frac_bits
 
@@ -79,13 +79,13 @@ class SecureOps:
         return self.ctx.make(self.rescale(x, self.ctx.scale(aval.dtype)).shares, aval)
 
     def shape(self, x: Fx) -> tuple:
-        return self.p.logical_shape(x.shares)
+        return self.protocol.logical_shape(x.shares)
 
     def masked_afterwards(self):
         """A context for values that are multiplied by 0 wherever they may pass a ring
         bound: the range guard checks nothing inside (see
         :meth:`secjax.protocols.ranges.RangeMonitor.suspended`)."""
-        monitor = self.p.monitor
+        monitor = self.protocol.monitor
         return monitor.suspended() if monitor is not None else contextlib.nullcontext()
 
     def _encode(self, c, scale: int):
@@ -97,14 +97,14 @@ class SecureOps:
     def const(self, c, shape, scale: int | None = None) -> Fx:
         scale = self.frac_bits if scale is None else scale
         enc = np.broadcast_to(self._encode(c, scale), tuple(shape))
-        return Fx(self.p.from_public(enc), scale)
+        return Fx(self.protocol.from_public(enc), scale)
 
     def rescale(self, x: Fx, scale: int) -> Fx:
         if scale == x.scale:
             return x
         if scale > x.scale:
-            return Fx(self.p.scale_up(x.shares, scale - x.scale), scale)
-        return Fx(self.p.trunc(x.shares, x.scale - scale, scale=x.scale, planned=True), scale)
+            return Fx(self.protocol.scale_up(x.shares, scale - x.scale), scale)
+        return Fx(self.protocol.trunc(x.shares, x.scale - scale, scale=x.scale, planned=True), scale)
 
     # -- affine maps (local) ----------------------------------------------------------------
     def _align(self, a: Fx, b: Fx):
@@ -113,17 +113,17 @@ class SecureOps:
 
     def add(self, a: Fx, b: Fx) -> Fx:
         a, b = self._align(a, b)
-        return Fx(self.p.add(a.shares, b.shares), a.scale)
+        return Fx(self.protocol.add(a.shares, b.shares), a.scale)
 
     def sub(self, a: Fx, b: Fx) -> Fx:
         a, b = self._align(a, b)
-        return Fx(self.p.sub(a.shares, b.shares), a.scale)
+        return Fx(self.protocol.sub(a.shares, b.shares), a.scale)
 
     def neg(self, a: Fx) -> Fx:
-        return Fx(self.p.neg(a.shares), a.scale)
+        return Fx(self.protocol.neg(a.shares), a.scale)
 
     def add_c(self, a: Fx, c) -> Fx:
-        return Fx(self.p.add_public(a.shares, self._encode(c, a.scale)), a.scale)
+        return Fx(self.protocol.add_public(a.shares, self._encode(c, a.scale)), a.scale)
 
     def mul_c(self, a: Fx, c) -> Fx:
         """a * c for a public constant: free for integers and for powers of two (a power
@@ -132,10 +132,10 @@ class SecureOps:
         if c.ndim == 0 and c > 0 and math.log2(c) == round(math.log2(c)) and c < 1:
             return Fx(a.shares, a.scale - round(math.log2(c)))
         if np.all(c == np.round(c)):
-            shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, 0))
+            shares = self.protocol.bilinear_public(MULTIPLY, a.shares, self._encode(c, 0))
             return Fx(shares, a.scale)
-        shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, self.frac_bits))
-        return Fx(self.p.trunc(shares, self.frac_bits, scale=a.scale + self.frac_bits,
+        shares = self.protocol.bilinear_public(MULTIPLY, a.shares, self._encode(c, self.frac_bits))
+        return Fx(self.protocol.trunc(shares, self.frac_bits, scale=a.scale + self.frac_bits,
                                planned=True), a.scale)
 
     # -- products ----------------------------------------------------------------------------
@@ -160,13 +160,13 @@ class SecureOps:
                 a, b = pairs[idx[0]]
                 left, right = a.shares, b.shares
             else:
-                left = self.p.stack(*[pairs[i][0].shares for i in idx])
-                right = self.p.stack(*[pairs[i][1].shares for i in idx])
-            prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
+                left = self.protocol.stack(*[pairs[i][0].shares for i in idx])
+                right = self.protocol.stack(*[pairs[i][1].shares for i in idx])
+            prod = self.protocol.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
                                    scale=sa + sb, planned=True)
             prods = ([prod] if len(idx) == 1 else
-                     list(self.p.local(Local.of(_unstack, n=len(idx)), prod,
-                                       over=self.p.logical_shape(prod)[1:])))
+                     list(self.protocol.local(Local.of(_unstack, n=len(idx)), prod,
+                                       over=self.protocol.logical_shape(prod)[1:])))
             for i, shares in zip(idx, prods):
                 value = Fx(shares, sa + sb - max(excess, 0))
                 out[i] = self.rescale(value, target)
@@ -176,24 +176,24 @@ class SecureOps:
     def ge(self, x: Fx, consts) -> Fx:
         """Stacked bits [x >= c] for public constants ``consts``: ONE msb call."""
         n = len(consts)
-        repeated = self.p.local(Local.of(_repeat, n=n), x.shares, over=self.shape(x))
+        repeated = self.protocol.local(Local.of(_repeat, n=n), x.shares, over=self.shape(x))
         shape = self.shape(x)
         offsets = np.stack([np.broadcast_to(self._encode(-c, x.scale), shape)
                             for c in consts])
-        below = self.p.msb(self.p.add_public(repeated, offsets))
-        ones = self.p.from_public(np.ones((n,) + shape, self.ring.dtype))
-        return Fx(self.p.sub(ones, below), 0)
+        below = self.protocol.msb(self.protocol.add_public(repeated, offsets))
+        ones = self.protocol.from_public(np.ones((n,) + shape, self.ring.dtype))
+        return Fx(self.protocol.sub(ones, below), 0)
 
     def take(self, bits: Fx, i: int) -> Fx:
-        return Fx(self.p.index(bits.shares, i), bits.scale)
+        return Fx(self.protocol.index(bits.shares, i), bits.scale)
 
     def bits_lin(self, bits: Fx, weights, base, scale) -> Fx:
         """base + sum_i weights[i] * bits[i], at ``scale`` (default frac_bits): local."""
         scale = self.frac_bits if scale is None else scale
         w = self._encode(np.asarray(weights, dtype=np.float64), scale)
-        shares = self.p.local(_WEIGHTED, bits.shares, w, shared=(True, False),
-                              over=self.p.logical_shape(bits.shares)[1:])
-        return Fx(self.p.add_public(shares, self._encode(base, scale)), scale)
+        shares = self.protocol.local(_WEIGHTED, bits.shares, w, shared=(True, False),
+                              over=self.protocol.logical_shape(bits.shares)[1:])
+        return Fx(self.protocol.add_public(shares, self._encode(base, scale)), scale)
 
     def table(self, bits: Fx, vals, scale) -> Fx:
         """vals[k] where k is the number of set bits of the (monotone) stacked ``bits``:
@@ -202,9 +202,9 @@ class SecureOps:
         scale = self.frac_bits if scale is None else scale
         encoded = self._encode(np.asarray(vals, dtype=np.float64), scale)
         steps = encoded[1:] - encoded[:-1]
-        shares = self.p.local(_WEIGHTED, bits.shares, steps, shared=(True, False),
-                              over=self.p.logical_shape(bits.shares)[1:])
-        return Fx(self.p.add_public(shares, encoded[0]), scale)
+        shares = self.protocol.local(_WEIGHTED, bits.shares, steps, shared=(True, False),
+                              over=self.protocol.logical_shape(bits.shares)[1:])
+        return Fx(self.protocol.add_public(shares, encoded[0]), scale)
 
     def mask_many(self, terms) -> list[Fx]:
         return self.mul_many(terms)
@@ -236,9 +236,9 @@ class SecureOps:
         truncated together: 2 truncations and h products instead of d - 1 of each (degree
         7: 2 and 4 against 6 and 6), where the plan shows that 2q leaves room for p."""
         scale = self.frac_bits if scale is None else scale
-        degree = max(len(p.coeffs) - 1 for p in polys)
+        degree = max(len(protocol.coeffs) - 1 for protocol in polys)
         if degree == 0:
-            return [self.const(p.coeffs[0], self.shape(u), scale) for p in polys]
+            return [self.const(protocol.coeffs[0], self.shape(u), scale) for protocol in polys]
         plan = plan_powers(tuple(polys), self.ring.bits)
         v = self.rescale(Fx(u.shares, u.scale - plan.shift), plan.power_scale)
         top = degree if degree <= 4 or not plan.split_fits else -(-degree // 2)
@@ -261,7 +261,7 @@ class SecureOps:
         """sum_k a[k] v^k from the powers v .. v^(len(a) - 1) (all at one scale q): a local
         public combination at scale q + ``coeff_scale``, not truncated."""
         q = powers[0].scale
-        stacked = self.p.stack(*[p.shares for p in powers[:len(a) - 1]])
+        stacked = self.protocol.stack(*[protocol.shares for protocol in powers[:len(a) - 1]])
         value = self.bits_lin(Fx(stacked, q), a[1:], 0.0, coeff_scale)
         return self.add_c(Fx(value.shares, q + coeff_scale), a[0])
 
@@ -330,8 +330,8 @@ def _plan_for_shift(polys, bits: int, shift: int) -> PowerPlan:
     (about k max(V,1)^(k-1) 2^-q for v^k, |v| <= V) times its coefficient, plus each
     coefficient's own rounding times the power's size. Degrees above 4 are split when the
     value at 2q, with q lowered for it if need be, keeps at least MIN_SPLIT_SCALE bits."""
-    spans = [(p.ubound * 2.0 ** shift, len(p.coeffs) - 1) for p in polys]
-    coeffs = [[abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(p.coeffs)] for p in polys]
+    spans = [(protocol.ubound * 2.0 ** shift, len(protocol.coeffs) - 1) for protocol in polys]
+    coeffs = [[abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(protocol.coeffs)] for protocol in polys]
     growth = max(d * math.log2(max(span, 1.0)) for span, d in spans)
     q = math.floor((bits - 2 - growth) / 2)
     degree = max(d for _, d in spans)
@@ -382,5 +382,5 @@ def run_approx(ctx, x, algorithm):
     value ``x`` under the session's protocol: a secret of the current equation's output,
     which must be a float."""
     require_float_output(ctx)
-    o = SecureOps(ctx)
-    return o.leave(algorithm(o, o.enter(x)), ctx.out_avals[0])
+    ops = SecureOps(ctx)
+    return ops.leave(algorithm(ops, ops.enter(x)), ctx.out_avals[0])

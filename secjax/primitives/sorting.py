@@ -88,45 +88,45 @@ def _largest(ctx) -> int:
 def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
     """Shares of ``operands`` (of one logical shape) ordered along their last axis by the
     first one, ties broken by position when ``break_ties``."""
-    p = ctx.protocol
-    size = p.logical_shape(operands[0])[-1]
+    protocol = ctx.protocol
+    size = protocol.logical_shape(operands[0])[-1]
     n = 1 << max(size - 1, 0).bit_length()
     if break_ties:
         positions = np.broadcast_to(np.arange(n, dtype=ctx.ring.dtype),
-                                    p.logical_shape(operands[0])[:-1] + (n,))
+                                    protocol.logical_shape(operands[0])[:-1] + (n,))
     if n != size:
         fills = [_largest(ctx)] + [0] * (len(operands) - 1)
-        operands = [p.local(Local.of(_pad_last, n=n, fill=f, on_shares=True), x)
+        operands = [protocol.local(Local.of(_pad_last, n=n, fill=f, on_shares=True), x)
                     for x, f in zip(operands, fills)]
-    carried = operands + ([p.from_public(positions)] if break_ties else [])
+    carried = operands + ([protocol.from_public(positions)] if break_ties else [])
     for low, high in bitonic_layers(n):
         take_low = Local.of(_take_last, index=low, on_shares=True)
         take_high = Local.of(_take_last, index=high, on_shares=True)
-        a = [p.local(take_low, x) for x in carried]
-        b = [p.local(take_high, x) for x in carried]
-        d = [p.sub(bx, ax) for ax, bx in zip(a, b)]   # high - low, per operand
+        a = [protocol.local(take_low, x) for x in carried]
+        b = [protocol.local(take_high, x) for x in carried]
+        d = [protocol.sub(bx, ax) for ax, bx in zip(a, b)]   # high - low, per operand
         if break_ties:
             # swap when key_low > key_high, or keys tie and position_low > position_high
-            greater, later = _rows(p, p.msb(p.stack(d[0], d[-1])), 2)
-            tie = p.eqz(d[0])
-            swap = p.add(greater, p.bilinear(MULTIPLY, tie, later))
+            greater, later = _rows(protocol, protocol.msb(protocol.stack(d[0], d[-1])), 2)
+            tie = protocol.eqz(d[0])
+            swap = protocol.add(greater, protocol.bilinear(MULTIPLY, tie, later))
         else:
-            swap = p.msb(d[0])
-        moves = p.bilinear(MULTIPLY, p.stack(*[swap] * len(d)), p.stack(*d))
-        moves = [p.index(moves, i) for i in range(len(d))]
+            swap = protocol.msb(d[0])
+        moves = protocol.bilinear(MULTIPLY, protocol.stack(*[swap] * len(d)), protocol.stack(*d))
+        moves = [protocol.index(moves, i) for i in range(len(d))]
         order = tuple(int(i) for i in np.argsort(np.asarray(low + high)))
         place = Local.of(_place_last, order=order, on_shares=True)
-        carried = [p.local(place, p.add(ax, m), p.sub(bx, m))
+        carried = [protocol.local(place, protocol.add(ax, m), protocol.sub(bx, m))
                    for ax, bx, m in zip(a, b, moves)]
     result = carried[:len(operands)]
     if n != size:
-        result = [p.local(Local.of(_slice_last, stop=size, on_shares=True), x)
+        result = [protocol.local(Local.of(_slice_last, stop=size, on_shares=True), x)
                   for x in result]
     return result
 
 
-def _rows(p, stacked, n: int) -> list:
-    return [p.index(stacked, i) for i in range(n)]
+def _rows(protocol, stacked, n: int) -> list:
+    return [protocol.index(stacked, i) for i in range(n)]
 
 
 def _along_last(ctx, values, axis: int) -> list:
@@ -152,15 +152,15 @@ def sort_rule(ctx, *operands, dimension, is_stable, num_keys, **_):
 def top_k_rule(ctx, operand, *, k, axis=-1, **_):
     """The k largest along ``axis`` in decreasing order and their indices (the lowest
     index first among ties): a stable ascending sort of the negated operand."""
-    p = ctx.protocol
+    protocol = ctx.protocol
     rank = len(operand.shape)
     axis = axis % rank
     (keys,) = _along_last(ctx, [operand], axis)
-    shape = p.logical_shape(keys)
-    iota = p.from_public(np.broadcast_to(np.arange(shape[-1], dtype=ctx.ring.dtype), shape))
-    values, indices = sort_last(ctx, [p.neg(keys), iota], break_ties=True)
+    shape = protocol.logical_shape(keys)
+    iota = protocol.from_public(np.broadcast_to(np.arange(shape[-1], dtype=ctx.ring.dtype), shape))
+    values, indices = sort_last(ctx, [protocol.neg(keys), iota], break_ties=True)
     first = Local.of(_slice_last, stop=k, on_shares=True)
     back = Local.of(_move_back, axis=axis, rank=rank, on_shares=True)
-    values = p.local(back, p.neg(p.local(first, values)))
-    indices = p.local(back, p.local(first, indices))
+    values = protocol.local(back, protocol.neg(protocol.local(first, values)))
+    indices = protocol.local(back, protocol.local(first, indices))
     return [ctx.make(values, ctx.out_avals[0]), ctx.make(indices, ctx.out_avals[1])]

@@ -53,7 +53,7 @@ def _reshape_shares(x, *, new_sizes, rank):
 
 def _transpose_shares(x, *, permutation):
     lead = x.ndim - len(permutation)
-    return array_namespace(x).transpose(x, (*range(lead), *(lead + p for p in permutation)))
+    return array_namespace(x).transpose(x, (*range(lead), *(lead + axis for axis in permutation)))
 
 
 def _broadcast_shares(x, *, shape, broadcast_dimensions):

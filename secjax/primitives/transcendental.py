@@ -39,31 +39,31 @@ from secjax.values import Public, is_float
 def exp_rule(ctx, x, **_):
     nonpositive = is_minus_rowmax(ctx)
     pol = ctx.policy.exp
-    return run_approx(ctx, x, lambda o, v: approx.exp(o, v, pol, nonpositive=nonpositive))
+    return run_approx(ctx, x, lambda ops, v: approx.exp(ops, v, pol, nonpositive=nonpositive))
 
 
 @register("exp2")
 def exp2_rule(ctx, x, **_):
     pol = ctx.policy.exp
-    return run_approx(ctx, x, lambda o, v: approx.exp(o, o.mul_c(v, math.log(2.0)), pol))
+    return run_approx(ctx, x, lambda ops, v: approx.exp(ops, ops.mul_c(v, math.log(2.0)), pol))
 
 
 @register("log")
 def log_rule(ctx, x, **_):
     pol = ctx.policy.log
-    return run_approx(ctx, x, lambda o, v: approx.log(o, v, pol))
+    return run_approx(ctx, x, lambda ops, v: approx.log(ops, v, pol))
 
 
 @register("log1p")
 def log1p_rule(ctx, x, **_):
     pol = ctx.policy.log
-    return run_approx(ctx, x, lambda o, v: approx.log(o, o.add_c(v, 1.0), pol))
+    return run_approx(ctx, x, lambda ops, v: approx.log(ops, ops.add_c(v, 1.0), pol))
 
 
 @register("logistic")
 def logistic_rule(ctx, x, **_):
     pieces = approx.logistic_pieces(ctx.policy.tanh)
-    return run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    return run_approx(ctx, x, lambda ops, v: approx.piecewise(ops, v, pieces))
 
 
 def _pieces_or_gelu(ctx, x, find_gelu_input, scale: float, offset: float, pieces):
@@ -74,7 +74,7 @@ def _pieces_or_gelu(ctx, x, find_gelu_input, scale: float, offset: float, pieces
     gelu_x = find_gelu_input(ctx) if pol.gelu.method != "erf" else None
     if gelu_x is not None:
         x, pieces = gelu_x, approx.gelu_phi_pieces(pol.gelu).scaled(scale, offset)
-    return run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    return run_approx(ctx, x, lambda ops, v: approx.piecewise(ops, v, pieces))
 
 
 @register("tanh")
@@ -87,7 +87,7 @@ def tanh_rule(ctx, x, **_):
 @register("erf")
 def erf_rule(ctx, x, **_):
     pieces = approx.odd_sigmoid_pieces("erf", ctx.policy.erf)
-    return run_approx(ctx, x, lambda o, v: approx.piecewise(o, v, pieces))
+    return run_approx(ctx, x, lambda ops, v: approx.piecewise(ops, v, pieces))
 
 
 @register("erfc")
@@ -100,20 +100,20 @@ def erfc_rule(ctx, x, **_):
 @register("rsqrt")
 def rsqrt_rule(ctx, x, **_):
     pol = ctx.policy.rsqrt
-    return run_approx(ctx, x, lambda o, v: approx.rsqrt(o, v, pol))
+    return run_approx(ctx, x, lambda ops, v: approx.rsqrt(ops, v, pol))
 
 
 @register("sqrt")
 def sqrt_rule(ctx, x, **_):
     pol = ctx.policy.rsqrt
-    return run_approx(ctx, x, lambda o, v: approx.sqrt(o, v, pol))
+    return run_approx(ctx, x, lambda ops, v: approx.sqrt(ops, v, pol))
 
 
 def reciprocal_value(ctx, y, aval, *, positive: bool = False):
     """A secret 1/y of shape and dtype ``aval`` (used by div and negative powers)."""
-    o = SecureOps(ctx)
-    r = approx.reciprocal(o, o.enter(y), ctx.policy.reciprocal, positive=positive)
-    return o.leave(r, aval)
+    ops = SecureOps(ctx)
+    r = approx.reciprocal(ops, ops.enter(y), ctx.policy.reciprocal, positive=positive)
+    return ops.leave(r, aval)
 
 
 def secret_division(ctx, x, y):
@@ -134,15 +134,15 @@ def secret_division(ctx, x, y):
         broadcast = found[0]
         var, value = broadcast.invars[0], found[1][0]
     inner = ctx.producer(var)
-    o = SecureOps(ctx)
+    ops = SecureOps(ctx)
     normalising = normalises_rows(ctx, var)
     if inner is not None and inner[0].primitive.name == "sqrt" and not isinstance(
             inner[1][0], Public):
-        r = approx.rsqrt(o, o.enter(inner[1][0]), pol.rsqrt)
+        r = approx.rsqrt(ops, ops.enter(inner[1][0]), pol.rsqrt)
     else:
-        r = approx.reciprocal(o, o.enter(value), pol.reciprocal,
+        r = approx.reciprocal(ops, ops.enter(value), pol.reciprocal,
                               positive=normalising or known_positive(ctx, var),
-                              scale=ctx.ring.bits - 4 - o.frac_bits if normalising else None)
+                              scale=ctx.ring.bits - 4 - ops.frac_bits if normalising else None)
     if broadcast is not None:
         shares = ctx.protocol.local(
             local_primitive(broadcast.primitive, broadcast.params,
@@ -150,8 +150,8 @@ def secret_division(ctx, x, y):
         r = Fx(shares, r.scale)
     out_aval = ctx.out_avals[0]
     if normalising:
-        return o.leave(o.mul(o.enter(x), r, scale=o.frac_bits), out_aval)
-    reciprocal = o.leave(r, broadcast.outvars[0].aval if broadcast else var.aval)
+        return ops.leave(ops.mul(ops.enter(x), r, scale=ops.frac_bits), out_aval)
+    reciprocal = ops.leave(r, broadcast.outvars[0].aval if broadcast else var.aval)
     if (isinstance(x, Public) and np.all(np.asarray(x.value) == 1)
             and tuple(reciprocal.shape) == tuple(out_aval.shape)):
         return ctx.make(reciprocal.shares, out_aval)
@@ -183,20 +183,20 @@ def pow_rule(ctx, x, y, **_):
         if k == round(k):
             return integer_power(ctx, x, int(round(k)))
         if k == 0.5:
-            return run_approx(ctx, x, lambda o, v: approx.sqrt(o, v, pol.rsqrt))
+            return run_approx(ctx, x, lambda ops, v: approx.sqrt(ops, v, pol.rsqrt))
         if k == -0.5:
-            return run_approx(ctx, x, lambda o, v: approx.rsqrt(o, v, pol.rsqrt))
-        return run_approx(ctx, x, lambda o, v: approx.exp(
-            o, o.mul_c(approx.log(o, v, pol.log), k), pol.exp))
-    o = SecureOps(ctx)
+            return run_approx(ctx, x, lambda ops, v: approx.rsqrt(ops, v, pol.rsqrt))
+        return run_approx(ctx, x, lambda ops, v: approx.exp(
+            ops, ops.mul_c(approx.log(ops, v, pol.log), k), pol.exp))
+    ops = SecureOps(ctx)
     if isinstance(x, Public):
         logx = np.log(np.asarray(x.value, dtype=np.float64))
         # an integer exponent (optax's step count) is lifted to frac_bits first, or the
         # product with log x would be rounded to an integer
-        exponent = o.enter(y)
-        exponent = o.rescale(exponent, max(exponent.scale, o.frac_bits))
-        out = approx.exp(o, o.mul_c(exponent, np.broadcast_to(logx, np.shape(logx))),
+        exponent = ops.enter(y)
+        exponent = ops.rescale(exponent, max(exponent.scale, ops.frac_bits))
+        out = approx.exp(ops, ops.mul_c(exponent, np.broadcast_to(logx, np.shape(logx))),
                          pol.exp)
     else:
-        out = approx.exp(o, o.mul(o.enter(y), approx.log(o, o.enter(x), pol.log)), pol.exp)
-    return o.leave(out, ctx.out_avals[0])
+        out = approx.exp(ops, ops.mul(ops.enter(y), approx.log(ops, ops.enter(x), pol.log)), pol.exp)
+    return ops.leave(out, ctx.out_avals[0])
