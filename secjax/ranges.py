@@ -22,6 +22,10 @@ from secjax.text import render
 _BOUNDED = frozenset({"truncation", "safe truncation", "product"})
 
 
+def _bits(site: Site | None) -> str:
+    return "" if site is None else f"{site.headroom:.1f}"
+
+
 def _layer(site: Site, depth: int | None) -> str:
     return "/".join(site.scope.split("/")[:depth]) or "(top level)"
 
@@ -60,15 +64,19 @@ class RangeReport:
         """The bounded site with the least headroom."""
         return min(self.bounded, key=lambda site: site.headroom, default=None)
 
-    def by_layer(self, depth: int | None = 4, *, planned: bool = False) -> dict[str, Site]:
+    def by_layer(self, depth: int | None = 4, *, kind: str | None = None,
+                 planned: bool = False) -> dict[str, Site]:
         """The tightest bounded site of each model scope, cut to its first ``depth`` parts
-        (4 groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``); ``planned``:
-        of the sites inside approximations instead."""
+        (4 groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``), of ``kind``
+        (``"truncation"``, ``"product"``...) or any; ``planned``: of the sites inside
+        approximations instead."""
         sites = ([site for site in self.sites if site.planned and site.kind in _BOUNDED]
                  if planned else self.bounded)
         layers: dict[str, Site] = {}
         for site in sites:
             layer = _layer(site, depth)
+            if kind not in (None, site.kind):
+                continue
             if layer not in layers or site.headroom < layers[layer].headroom:
                 layers[layer] = site
         return layers
@@ -111,49 +119,66 @@ class RangeReport:
                 f"{explain(first, self.ring)}.{fits}{safe}")
 
     def table(self, depth: int | None = 4):
-        """A ``rich`` table: the tightest site of each layer, then the advice."""
+        """A ``rich`` table, a row per layer: its tightest probabilistic truncation (the
+        step that fails with a probability past its bound), the least headroom of its
+        products (which wrap past theirs) and of its approximations' steps (little by
+        design), the elements past a bound; then the advice."""
         from rich.table import Table
 
         table = Table(title=self.title, caption=self.advice(), caption_justify="left")
-        for column, justify in (("scope", "left"), ("tightest site", "left"),
-                                ("kind", "left"), ("peak", "right"), ("bound", "right"),
-                                ("headroom (bits)", "right"), ("past", "right"),
-                                ("in approximations (bits)", "right")):
+        for column, justify in (("scope", "left"), ("tightest truncation", "left"),
+                                ("peak", "right"), ("bound", "right"),
+                                ("headroom (bits)", "right"), ("products (bits)", "right"),
+                                ("approximations (bits)", "right"), ("past", "right")):
             table.add_column(column, justify=justify, overflow="fold")
+        truncations = self.by_layer(depth, kind=TRUNCATION)
+        products = self.by_layer(depth, kind=PRODUCT)
         inner = self.by_layer(depth, planned=True)
-        for layer, site in self.by_layer(depth).items():
-            bound = 2.0 ** site.bound_bits
-            peak, limit = (site.real(site.peak), site.real(bound)) if site.scale is not None \
-                else (site.peak, bound)
-            unit = "" if site.scale is not None else " (ring)"
-            least = inner.get(layer)
-            table.add_row(layer, site.label, site.kind, f"{peak:.3g}{unit}",
-                          f"{limit:.3g}{unit}", f"{site.headroom:.1f}",
-                          str(site.past + (least.past if least else 0)),
-                          "" if least is None else f"{least.headroom:.1f}")
+        past = collections.Counter()
+        for site in self.sites:
+            past[_layer(site, depth)] += site.past
+        for layer in self.by_layer(depth):
+            site = truncations.get(layer)
+            cells = ["", "", "", ""]
+            if site is not None:
+                bound = 2.0 ** site.bound_bits
+                known = site.scale is not None
+                peak, limit = (site.real(site.peak), site.real(bound)) if known else (
+                    site.peak, bound)
+                unit = "" if known else " (ring)"
+                cells = [site.label, f"{peak:.3g}{unit}", f"{limit:.3g}{unit}",
+                         f"{site.headroom:.1f}"]
+            table.add_row(layer, *cells, *(_bits(sites.get(layer)) for sites in
+                                           (products, inner)), str(past[layer]))
         return table
 
     def __str__(self) -> str:
         return render(self.table(), width=140)
 
     def plot(self, path: str, depth: int | None = 4) -> None:
-        """A bar chart of the headroom (bits) of each layer's tightest site, saved at
-        ``path``; bars below zero are past their bound."""
+        """Bars of each layer's headroom (bits) at its tightest truncation and at its
+        tightest product, saved at ``path``; a bar below zero is past its bound."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        layers = self.by_layer(depth)
+        layers = list(self.by_layer(depth))
         names = [name.split("/", 1)[-1] if "/" in name else name for name in layers]
-        room = [site.headroom for site in layers.values()]
-        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 4))
-        ax.bar(range(len(names)), room,
-               color=["tab:red" if r < 0 else "tab:blue" for r in room])
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names) + 2), 4))
+        width = 0.4
+        for offset, kind, color in ((-width / 2, TRUNCATION, "tab:blue"),
+                                    (width / 2, PRODUCT, "tab:orange")):
+            sites = self.by_layer(depth, kind=kind)
+            room = [sites[layer].headroom if layer in sites else float("nan")
+                    for layer in layers]
+            ax.bar([i + offset for i in range(len(layers))], room, width, label=kind + "s",
+                   color=[color if not r < 0 else "tab:red" for r in room])
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("headroom to the bound (bits)")
-        ax.set_title(self.title)
+        ax.set_title(self.title, fontsize=9)
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
