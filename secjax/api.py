@@ -131,7 +131,11 @@ class RunStats:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Traced:
+class Traced:
+    """A secure function traced for one input signature: the closed jaxpr (dead code
+    removed), the output tree, and each flat input's kind (``"public"``, ``"private:N"`` or
+    ``"secret"``)."""
+
     jaxpr: Any
     out_tree: Any
     kinds: tuple
@@ -160,7 +164,10 @@ class SecureFunction:
         return self._execute(args, kwargs, abstract=True)
 
     # -- tracing -----------------------------------------------------------------------------
-    def _trace(self, args, kwargs) -> tuple[_Traced, list, list]:
+    def trace(self, args, kwargs=None) -> tuple[Traced, list, list]:
+        """The traced program for ``(args, kwargs)`` (cached per signature), the flat input
+        leaves (markers kept) and their argument names (``args[0]['dense']['kernel']``)."""
+        kwargs = dict(kwargs or {})
         with_paths, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs),
                                                                     is_leaf=_is_marker)
         paths = [_argument_name(path) for path, _ in with_paths]
@@ -183,11 +190,22 @@ class SecureFunction:
                 return out_leaves
 
             closed = _without_dead_code(jax.make_jaxpr(flat_fun)(*avals))
-            traced = self._traces[key] = _Traced(closed, out_tree[0], tuple(kinds))
+            traced = self._traces[key] = Traced(closed, out_tree[0], tuple(kinds))
         return traced, leaves, paths
 
     # -- running -----------------------------------------------------------------------------
-    def _execute(self, args, kwargs, *, abstract: bool, runtime=None):
+    def run_on(self, runtime, args, kwargs=None, *, given=None, reveal: bool = True):
+        """Evaluate on ``runtime``, one party's runtime of a cluster
+        (:class:`secjax.runtime.party.NetworkRuntime`): inputs the party does not hold are
+        ``jax.ShapeDtypeStruct`` placeholders; outputs are ``None`` unless it is the output
+        party. ``given`` maps flat input positions to values made beforehand (secrets shared
+        once, then used by many calls) that replace those inputs. ``reveal=False`` returns
+        the flat list of outputs as :class:`~secjax.values.Secret` values, opened to no one."""
+        return self._execute(tuple(args), dict(kwargs or {}), abstract=False, runtime=runtime,
+                             given=given, reveal=reveal)
+
+    def _execute(self, args, kwargs, *, abstract: bool, runtime=None, given=None,
+                 reveal: bool = True):
         """Evaluate securely on ``runtime`` (default: an :class:`Emulator`). A network
         runtime (:mod:`secjax.network`) runs one party: inputs it does not hold are
         ``jax.ShapeDtypeStruct`` placeholders, and outputs are ``None`` unless it is the
@@ -195,7 +213,7 @@ class SecureFunction:
         find the kernels it needs, and compiles the missing ones on every core while it
         runs (the run waits only for the kernel it needs next)."""
         start = time.perf_counter()
-        traced, leaves, paths = self._trace(args, kwargs)
+        traced, leaves, paths = self.trace(args, kwargs)
         traced_at = time.perf_counter()
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -214,12 +232,14 @@ class SecureFunction:
             try:
                 interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
                                                     ideal=emulated and not abstract,
-                                                    on_equation=advance)
+                                                    on_equation=advance, given=given)
             finally:
                 if compiling is not None:
                     compiling.shutdown(wait=True, cancel_futures=True)
             if abstract:
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
+            if not reveal:
+                return [interpreter.ctx.secret(out) for out in outs]
             results = [self._output(interpreter, out, var.aval)
                        for out, var in zip(outs, traced.jaxpr.jaxpr.outvars)]
             results = jax.block_until_ready(results)
@@ -264,7 +284,7 @@ class SecureFunction:
         return Emulator(config.parties, config.ring, seed, persistent=config.cache, **modes)
 
     def _interpret(self, runtime, traced, leaves, paths, abstract: bool, *, ideal: bool,
-                   on_equation=None):
+                   on_equation=None, given=None):
         """Run the jaxpr's equations on ``runtime``; returns the interpreter and the outputs."""
         config = self.config
         protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
@@ -272,9 +292,11 @@ class SecureFunction:
             protocol = Ideal(protocol)
         interpreter = Interpreter(protocol, overrides=config.overrides, policy=config.policy,
                                   on_equation=on_equation)
-        inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
-                  for kind, leaf, var, name in zip(traced.kinds, leaves,
-                                                   traced.jaxpr.jaxpr.invars, paths)]
+        given = given or {}
+        inputs = [given[i] if i in given else
+                  self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                  for i, (kind, leaf, var, name) in enumerate(
+                      zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths))]
         return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
 
     def _plan(self, traced, leaves, paths, seed, progress):

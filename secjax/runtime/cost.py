@@ -41,6 +41,7 @@ class CostLog:
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
         self._label = ("", INPUTS_AND_OUTPUTS)
+        self.largest = 0
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
@@ -60,6 +61,7 @@ class CostLog:
         """Record one call of a step whose exchanges were traced as ``exchanges``."""
         touched = set()
         for exchange in exchanges:
+            self.largest = max(self.largest, exchange.dealer, *exchange.sent)
             key = (*self._label, exchange.op)
             self.by_label[key].add(exchange)
             touched.add(key)
@@ -67,7 +69,7 @@ class CostLog:
             self.by_label[key].calls += 1
 
     def report(self, **info) -> CostReport:
-        return CostReport(self.n_parties, dict(self.by_label), info)
+        return CostReport(self.n_parties, dict(self.by_label), info, self.largest)
 
 
 @dataclasses.dataclass
@@ -81,6 +83,7 @@ class CostReport:
     n_parties: int
     rows: dict[tuple[str, str, str], Tally]
     info: dict
+    largest: int = 0   # the most bytes one party (or the dealer) sends in one exchange
 
     def _total(self, rows) -> Tally:
         total = Tally([0] * self.n_parties)
@@ -109,7 +112,7 @@ class CostReport:
         Comparable with figures for computation on inputs already shared."""
         rows = {row: tally for row, tally in self.rows.items()
                 if row[1:] != (INPUTS_AND_OUTPUTS, "share")}
-        return CostReport(self.n_parties, rows, self.info)
+        return CostReport(self.n_parties, rows, self.info, self.largest)
 
     def _grouped(self, key) -> dict[str, Tally]:
         groups = collections.defaultdict(list)
