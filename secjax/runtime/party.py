@@ -317,14 +317,28 @@ class NetworkRuntime(Runtime):
         else:
             own = {str((i + 1) % n): os.urandom(32)}
         received = self.transport.meet(digest, own)
-        if self.is_dealer:
-            self.dealer_streams = [Stream(own[str(p)]) for p in range(n)]
-            return
         self.private = Stream(os.urandom(32))
-        self.with_next = Stream(own[str((i + 1) % n)])
-        self.with_prev = Stream(received[str((i - 1) % n)])
-        if self.cluster.has_dealer:
-            self.dealer_stream = Stream(received[DEALER])
+        if self.is_dealer:
+            self._seeds = {"dealer": [own[str(p)] for p in range(n)]}
+        else:
+            self._seeds = {"next": own[str((i + 1) % n)], "prev": received[str((i - 1) % n)]}
+            if self.cluster.has_dealer:
+                self._seeds["dealer"] = received[DEALER]
+        self.queries = 0
+        self._streams(0)
+
+    def _streams(self, number: int) -> None:
+        """The correlated streams (shared with the neighbours, or with the dealer) of stream
+        ``number``: every query starts fresh ones, so a query that failed half-way, having
+        drawn more at some parties than at others, leaves no trace in the next."""
+        seeds = self._seeds
+        if self.is_dealer:
+            self.dealer_streams = [Stream(seed, number) for seed in seeds["dealer"]]
+            return
+        self.with_next = Stream(seeds["next"], number)
+        self.with_prev = Stream(seeds["prev"], number)
+        if "dealer" in seeds:
+            self.dealer_stream = Stream(seeds["dealer"], number)
 
     def begin_query(self, query: int, started_by: str | None = None) -> None:
         """Start query ``query`` (of a served program): steps, sequence numbers, the cost log
@@ -332,6 +346,8 @@ class NetworkRuntime(Runtime):
         cost report (``started_by``: :meth:`Transport.begin`)."""
         self.step = 0
         self.cost = CostLog(self.n_parties)
+        self.queries += 1                 # every node begins the same queries in one order
+        self._streams(self.queries)
         self.transport.begin(query, started_by)
         self.transport.stats = WireStats()
 

@@ -128,16 +128,20 @@ def chacha20_keystream(seed: bytes, first_block: int, n_blocks: int, stream: int
 
 
 class Stream:
-    """A ChaCha20 keystream under a 32-byte seed, read out in order (numpy, on the host) as
-    arrays of any fixed-width dtype (little-endian bytes); no keystream byte is used twice.
-    A party process draws its randomness from these."""
+    """A ChaCha20 keystream under a 32-byte seed (and a 96-bit ``stream`` number, the
+    nonce), read out in order (numpy, on the host) as arrays of any fixed-width dtype
+    (little-endian bytes); no keystream byte is used twice. A party process draws its
+    randomness from these."""
 
     _CHUNK_BLOCKS = 1024
 
-    def __init__(self, seed: bytes):
+    def __init__(self, seed: bytes, stream: int = 0):
         if len(seed) != 32:
             raise ValueError("stream seed must be 32 bytes")
+        if not 0 <= stream < 2**96:
+            raise ValueError("stream must be in [0, 2^96)")
         self._seed = bytes(seed)
+        self._stream = stream
         self._next_block = 0
         self._buffer = b""
 
@@ -146,7 +150,7 @@ class Stream:
         n = math.prod(int(d) for d in shape) * dtype.itemsize
         if len(self._buffer) < n:
             blocks = max(self._CHUNK_BLOCKS, -(-(n - len(self._buffer)) // 64))
-            words = chacha20_keystream(self._seed, self._next_block, blocks)
+            words = chacha20_keystream(self._seed, self._next_block, blocks, self._stream)
             self._next_block += blocks
             self._buffer += words.astype("<u4").tobytes()
         data, self._buffer = self._buffer[:n], self._buffer[n:]
