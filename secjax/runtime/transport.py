@@ -137,6 +137,8 @@ class Transport:
         self.router.sndhwm = self.router.rcvhwm = QUEUE_MESSAGES
         self.router.linger = 0
         self.dealers = {}
+        self._monitors = {}
+        self._lost: set[str] = set()
         try:
             self.router.bind(cluster.nodes[self.me].address)
         except zmq.ZMQError as exc:
@@ -151,6 +153,8 @@ class Transport:
             sock.maxmsgsize = MAX_HEADER + int(max_message)
             sock.sndhwm = sock.rcvhwm = QUEUE_MESSAGES
             sock.linger = 1000
+            self._monitors[name] = sock.get_monitor_socket(
+                zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
             sock.connect(cluster.nodes[name].address)
             self.dealers[name] = sock
 
@@ -426,7 +430,7 @@ class Transport:
                 f"is {self.session:016x}: a process left over from an earlier run? (rejected)")
         if msg.kind == KIND_ABORT and msg.query == self.query:
             raise PeerAborted(f"party {name} stopped with an error (party {self.me} was "
-                              f"waiting{' for ' + what if what else ''})")
+                              f"waiting{' for ' + what if what else ''}){self._lost_text()}")
         if msg.kind == KIND_DONE:
             self.done[msg.query].add(name)
         return None
@@ -473,14 +477,32 @@ class Transport:
             text += f" at step {step}"
         if what:
             text += f" ({what})"
-        text += ": it stopped, hangs, or never connected"
+        text += ": it stopped, hangs, or never connected" + self._lost_text()
         if self.rejected:
             text += (f"; {self.rejected} connection attempt(s) with a CURVE key not in the "
                      "cluster config were rejected")
         return text
 
+    def _lost_text(self) -> str:
+        """Which peers' connections closed (a killed process's do at once): the likely
+        cause when another peer's silence or abort is what this node saw."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        zmq = self._zmq
+        for name, monitor in self._monitors.items():
+            while monitor.poll(0):
+                event = recv_monitor_message(monitor)["event"]
+                if event == zmq.EVENT_DISCONNECTED:
+                    self._lost.add(name)
+                elif event == zmq.EVENT_CONNECTED:
+                    self._lost.discard(name)
+        lost = sorted(self._lost - {self.me})
+        return f"; the connection to {', '.join(map(self._who, lost))} closed" if lost else ""
+
     def close(self) -> None:
-        for sock in getattr(self, "dealers", {}).values():
+        for name, sock in getattr(self, "dealers", {}).items():
+            sock.disable_monitor()
+            self._monitors[name].close(linger=0)
             sock.close()
         if getattr(self, "router", None) is not None:
             self.router.close(linger=0)
