@@ -38,8 +38,9 @@ TOKENS = 128
 def program():
     """The served program: the owner's weights (private to party 0), the client's token ids
     (unmarked: sent secret-shared by the client with each query), a public mask."""
-    import secjax
     from embed_minilm import load, make_embed
+
+    import secjax
     from secjax.network import Program
 
     model, tokenizer = load()

@@ -44,7 +44,7 @@ from secjax import serving
 from secjax.api import Config, SecureFunction, _argument_name, _is_marker
 from secjax.runtime.cluster import Cluster, keygen, load_cluster, load_secret_key
 from secjax.runtime.cost import CostReport
-from secjax.runtime.faults import NetworkError
+from secjax.runtime.faults import NetworkError, Stopped
 from secjax.runtime.party import NetworkRuntime, program_digest
 from secjax.runtime.transport import WireStats
 from secjax.runtime.wire import DEALER, KIND_DONE
@@ -259,7 +259,7 @@ def serve(program: Program, *, cluster, party, key=None, timeout: float | None =
         while queries is None or answered < queries:
             try:
                 record = server.answer_next(stop)
-            except KeyboardInterrupt:
+            except Stopped:
                 break
             answered += 1
             failed += not record.ok

@@ -44,8 +44,14 @@ from secjax.runtime.cluster import Cluster
 from secjax.runtime.faults import MalformedMessage, NetworkError, ProgramMismatch
 from secjax.runtime.party import NetworkRuntime, program_digest
 from secjax.runtime.transport import DIGEST_BYTES, ClientLinks
-from secjax.runtime.wire import (DEALER, KIND_DONE, KIND_FAILED, KIND_QUERY, KIND_RESULT,
-                                 KIND_START)
+from secjax.runtime.wire import (
+    DEALER,
+    KIND_DONE,
+    KIND_FAILED,
+    KIND_QUERY,
+    KIND_RESULT,
+    KIND_START,
+)
 from secjax.values import Private, Public, Secret, scale_of
 
 SETUP_QUERY, WARMUP_QUERY = 1, 2      # reserved query ids: sharing the state, the warm-up
@@ -93,14 +99,11 @@ class Served:
     def ring(self):
         return self.function.config.ring
 
-    def _elements(self, avals) -> int:
-        return sum(math.prod(a.shape) for a in avals)
-
     @property
     def query_elements(self) -> int:
         """Ring elements of one party's query: its piece of every client input, then of
         every output mask."""
-        return self._elements(self.client_avals) + self._elements(self.out_avals)
+        return _elements(self.client_avals) + _elements(self.out_avals)
 
     @property
     def query_bytes(self) -> int:
@@ -108,7 +111,11 @@ class Served:
 
     @property
     def answer_bytes(self) -> int:
-        return self._elements(self.out_avals) * self.ring.dtype.itemsize
+        return _elements(self.out_avals) * self.ring.dtype.itemsize
+
+
+def _elements(avals) -> int:
+    return sum(math.prod(a.shape) for a in avals)
 
 
 # -- the client's side -----------------------------------------------------------------------
@@ -139,7 +146,7 @@ def make_query(served: Served, n: int, values) -> tuple[list[np.ndarray], np.nda
             raise SecjaxError(f"cannot send argument {served.paths[i]}: {exc}") from None
         encoded.append(np.asarray(ring_ops.encode(ring, value, scale, saturate=False),
                                   ring.dtype).reshape(-1))
-    n_out = served._elements(served.out_avals)
+    n_out = _elements(served.out_avals)
     masks = np.frombuffer(os.urandom(n_out * ring.dtype.itemsize), ring.dtype)
     flat = np.concatenate(encoded + [masks]) if encoded or n_out else np.zeros(0, ring.dtype)
     payloads = [np.frombuffer(served.digest + piece.tobytes(), np.uint8)
@@ -230,7 +237,6 @@ class Server:
         """This party's part of one query on its ``piece``: returns ``output + mask``."""
         served, protocol = self.served, self.protocol
         holds = self.runtime.holds
-        n_in = served._elements(served.client_avals)
         with jax.enable_x64(True):
             def shared(at, shape):
                 """The sum of every party's piece ``[at:at+size]``, each shared by its owner."""
@@ -272,6 +278,10 @@ class Server:
         if self.name == leader:
             client, msg = transport.take_query(None, 0, wait=float("inf"), stop=stop)
             query = msg.query
+            if query in (0, SETUP_QUERY, WARMUP_QUERY) or query in transport.finished:
+                transport.reply(client, KIND_FAILED, np.zeros(0, np.uint8), best_effort=True)
+                return QueryRecord(query, client, False, "a query id used before", 0.0, 0, 0,
+                                   0)
             runtime.begin_query(query)
             name = np.frombuffer(client.encode().ljust(CLIENT_NAME_BYTES, b"\0"), np.uint8)
             for peer in transport.peers:

@@ -12,10 +12,10 @@ import time
 import jax
 import numpy as np
 import pytest
+from test_network import _cluster
 
 import secjax
 from secjax.values import Private
-from test_network import _cluster
 
 START_LIMIT = 300   # seconds for the servers to become ready before the test fails (no hang)
 

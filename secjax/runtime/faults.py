@@ -29,3 +29,7 @@ class ProgramMismatch(NetworkError):
 
 class KeyFileError(NetworkError):
     """A secret key file is missing, malformed, or readable by others than its owner."""
+
+
+class Stopped(Exception):
+    """A served node was asked to stop while it waited for the next query (not an error)."""

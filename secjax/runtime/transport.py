@@ -44,10 +44,28 @@ import time
 import numpy as np
 
 from secjax.runtime.cluster import Cluster, load_secret_key
-from secjax.runtime.faults import MalformedMessage, NetworkError, PeerAborted, PeerTimeout
-from secjax.runtime.wire import (KIND_ABORT, KIND_DATA, KIND_DONE, KIND_HELLO,
-                                 KIND_NAMES, KIND_QUERY, MAX_HEADER, Message, decode_message,
-                                 encode_header, wire_id)
+from secjax.runtime.faults import (
+    MalformedMessage,
+    NetworkError,
+    PeerAborted,
+    PeerTimeout,
+    ProgramMismatch,
+    Stopped,
+)
+from secjax.runtime.wire import (
+    KIND_ABORT,
+    KIND_DATA,
+    KIND_DONE,
+    KIND_HELLO,
+    KIND_NAMES,
+    KIND_QUERY,
+    KIND_START,
+    MAX_HEADER,
+    Message,
+    decode_message,
+    encode_header,
+    wire_id,
+)
 
 QUEUE_MESSAGES = 16       # messages queued per link and direction before a sender waits
 MAX_PENDING_QUERIES = 16  # clients' queries a party holds until the leader starts them
@@ -163,8 +181,6 @@ class Transport:
         """Exchange hellos with every peer: check everyone runs the program ``digest``, send
         each peer the link seed ``links.get(peer)`` and return the seeds the peers sent; fix
         the session identifier."""
-        from secjax.runtime.faults import ProgramMismatch
-
         if len(digest) != DIGEST_BYTES:
             raise ValueError("program digest must be 32 bytes")
         nonce = os.urandom(NONCE_BYTES)
@@ -213,12 +229,10 @@ class Transport:
     def next_start(self, leader: str, stop=None) -> Message:
         """Wait (until ``stop`` is set) for the leader's start of the next query, dropping
         leftovers of earlier queries; the caller then begins that query."""
-        from secjax.runtime.wire import KIND_START
-
         sock = self.dealers[leader]
         while True:
             if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
+                raise Stopped
             ready = dict(self._poller(sock).poll(_POLL_MS))
             if self.router in ready:
                 self._control(self.router.recv_multipart(copy=False), "the next query")
@@ -308,27 +322,17 @@ class Transport:
             self.notify(dst, KIND_ABORT)
 
     # -- receiving -------------------------------------------------------------------------
-    def recv(self, src: str, kind: int, step: int | None, dtype, shape, *, what: str = "",
-             wait: float | None = None) -> np.ndarray:
+    def recv(self, src: str, kind: int, step: int | None, dtype, shape, *,
+             what: str = "") -> np.ndarray:
         """The next message from ``src`` of the current query: checked against the session,
-        the expected kind, step, sequence number, dtype and shape. Raises within ``wait``
-        seconds (default: the timeout) if none comes."""
-        return self.recv_message(src, kind, step, dtype, shape, what=what, wait=wait).array()
-
-    def recv_message(self, src: str, kind: int, step: int | None, dtype=None, shape=None, *,
-                     what: str = "", wait: float | None = None, stop=None) -> Message:
-        """As :meth:`recv`, returning the message; ``dtype``/``shape`` ``None``: any;
-        ``wait`` ``inf``: no deadline (``stop``, a ``threading.Event``, ends the wait)."""
-        zmq = self._zmq
-        wait = self.timeout if wait is None else wait
-        deadline = time.monotonic() + wait
+        the expected kind, step, sequence number, dtype and shape. Raises within the timeout
+        if none comes, and at once if any peer aborts."""
+        deadline = time.monotonic() + self.timeout
         sock = self.dealers[src]
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise PeerTimeout(self._timeout_text(src, step, what, wait))
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
+                raise PeerTimeout(self._timeout_text(src, step, what, self.timeout))
             ready = dict(self._poller(sock).poll(min(int(left * 1000) + 1, _POLL_MS)))
             if self.router in ready:
                 self._control(self.router.recv_multipart(copy=False), what)
@@ -336,7 +340,7 @@ class Transport:
                 msg = self._check(src, decode_message(sock.recv_multipart(copy=False),
                                                       self._who(src)), what)
                 if msg is not None:
-                    return self._expect(src, msg, kind, step, dtype, shape, what)
+                    return self._expect(src, msg, kind, step, dtype, shape, what).array()
 
     def _poller(self, sock):
         poller = self._zmq.Poller()
@@ -372,7 +376,7 @@ class Transport:
             problems.append(f"sequence number {msg.seq}, expected {seq}")
         if step is not None and msg.step != step:
             problems.append(f"step {msg.step}, expected {step} (the parties diverged)")
-        if dtype is not None and (msg.dtype != np.dtype(dtype) or msg.shape != tuple(shape)):
+        if msg.dtype != np.dtype(dtype) or msg.shape != tuple(shape):
             problems.append(f"{msg.dtype}{list(msg.shape)}, expected "
                             f"{np.dtype(dtype)}{list(shape)}")
         if problems:
@@ -450,7 +454,7 @@ class Transport:
                 raise PeerTimeout(f"party {self.me}: no query {query:x} from client {client} "
                                   f"within {wait:g} s: the client stopped or never sent it")
             if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
+                raise Stopped
             self._poll_control(_POLL_MS)
 
     def wait_done(self, parties, what: str = "") -> None:
