@@ -162,7 +162,7 @@ def _wire_line(run) -> str:
            else run.cost.total.sent[int(run.party)])
     return (f"party {run.party}: sent {wire.total('payload')} B payload in "
             f"{wire.total('messages')} messages (+{wire.total('header')} B headers, "
-            f"{wire.handshake} B hellos); cost report says {own} B; {run.seconds:.1f} s")
+            f"{wire.control} B control); cost report says {own} B; {run.seconds:.1f} s")
 
 
 def _party(args) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import threading
 import time
 from typing import Callable
@@ -195,10 +194,9 @@ class QueryRecord:
 class Server:
     """One node's side of serving: the runtime, the shared state, the query loop."""
 
-    def __init__(self, served: Served, runtime: NetworkRuntime, *, log=None):
+    def __init__(self, served: Served, runtime: NetworkRuntime):
         self.served = served
         self.runtime = runtime
-        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         config = served.function.config
         self.protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
         self.name = runtime.name
@@ -283,9 +281,6 @@ class Server:
                 return QueryRecord(query, client, False, "a query id used before", 0.0, 0, 0,
                                    0)
             runtime.begin_query(query)
-            name = np.frombuffer(client.encode().ljust(CLIENT_NAME_BYTES, b"\0"), np.uint8)
-            for peer in transport.peers:
-                transport.send(peer, KIND_START, 0, name)
         else:
             start = transport.next_start(leader, stop=stop)
             query = start.query
@@ -293,6 +288,10 @@ class Server:
             client = start.payload.rstrip(b"\0").decode("ascii", "replace")
         began = time.perf_counter()
         try:
+            if self.name == leader:
+                name = client.encode().ljust(CLIENT_NAME_BYTES, b"\0")
+                for peer in transport.peers:
+                    transport.send(peer, KIND_START, 0, np.frombuffer(name, np.uint8))
             if self.name == DEALER:
                 piece = np.zeros(self.served.query_elements, self.served.ring.dtype)
             else:

@@ -435,7 +435,7 @@ class Transport:
         if msg.kind == KIND_ABORT and msg.query == self.query:
             raise PeerAborted(f"party {name} stopped with an error (party {self.me} was "
                               f"waiting{' for ' + what if what else ''}){self._lost_text()}")
-        if msg.kind == KIND_DONE:
+        if msg.kind == KIND_DONE and msg.query == self.query:
             self.done[msg.query].add(name)
         return None
 
