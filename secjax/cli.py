@@ -119,10 +119,13 @@ def _serve(args) -> int:
 
     def report(record):
         print(record.line(node), file=sys.stderr, flush=True)
+
+    def phase(name, seconds):
+        print(f"{node}: {name} in {seconds:.1f} s", file=sys.stderr, flush=True)
     try:
         network.serve(served, cluster=cluster, party=args.id, key=args.key,
                       timeout=args.timeout, queries=args.queries, on_ready=ready,
-                      on_query=report)
+                      on_phase=phase, on_query=report)
     except network.NetworkError as exc:
         print(f"{node}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

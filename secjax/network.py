@@ -236,24 +236,37 @@ def _cluster(cluster) -> Cluster:
 def serve(program: Program, *, cluster, party, key=None, timeout: float | None = None,
           queries: int | None = None, stop: threading.Event | None = None,
           on_ready: Callable[[float], None] | None = None,
+          on_phase: Callable[[str, float], None] | None = None,
           on_query: Callable[[serving.QueryRecord], None] | None = None, **options) -> int:
     """Serve ``program`` as node ``party`` (an int, or ``"dealer"``) of ``cluster``: connect,
     share the ``private`` leaves once, compile by a warm-up query, call ``on_ready(seconds
-    since start)``, then answer clients' queries until ``stop`` is set or ``queries`` were
+    since start)`` (``on_phase(name, seconds)`` after each start-up phase), then answer
+    clients' queries until ``stop`` is set or ``queries`` were
     answered or failed (each reported to ``on_query``). ``program``'s leaves: this node's
     own ``private`` values, placeholders for the others' and for the clients' (unmarked)
     ones (:func:`inputs_for` with ``party``). Returns the number of failed queries."""
-    start = time.perf_counter()
+    start = last = time.perf_counter()
+
+    def phase(name):
+        nonlocal last
+        now = time.perf_counter()
+        if on_phase is not None:
+            on_phase(name, now - last)
+        last = now
     cluster = _cluster(cluster)
     party = str(party)
     served = serving.Served.of(program.fn, program.args, program.kwargs,
                                serving.serving_config(cluster, **options))
+    phase("traced")
     runtime = serving.connect_server(served, cluster, party, key=key, timeout=timeout)
+    phase("costed and connected")
     server = serving.Server(served, runtime)
     failed = answered = 0
     try:
         server.share_state()
+        phase("state shared")
         server.warm_up()
+        phase("warmed up (kernels compiled)")
         if on_ready is not None:
             on_ready(time.perf_counter() - start)
         while queries is None or answered < queries:
