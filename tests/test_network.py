@@ -324,7 +324,7 @@ def test_a_huge_unauthenticated_frame_is_not_buffered(pair):
     assert sent < size, "the whole frame was taken"
 
 
-def test_numpy_chacha20_matches_the_tested_prg():
+def test_host_chacha20_matches_the_tested_prg():
     import jax
 
     seed = bytes(range(32))
@@ -336,6 +336,9 @@ def test_numpy_chacha20_matches_the_tested_prg():
     a, b = stream.draw((3,), np.uint64), stream.draw((5,), np.uint8)
     raw = ours.astype("<u4").tobytes()
     assert a.tobytes() == raw[:24] and b.tobytes() == raw[24:29]
+    other = prg.Stream(seed, stream=5).draw((16,), np.uint32)   # another nonce, another stream
+    np.testing.assert_array_equal(other, prg.chacha20_keystream(seed, 0, 1, stream=5))
+    assert not np.array_equal(other, ours[:16])
 
 
 def test_keygen_cli_and_config_validation(tmp_path):

@@ -107,53 +107,47 @@ class PRG:
         return (pairs[:, 0] | (pairs[:, 1] << 32)).reshape(shape)
 
 
+
 def chacha20_keystream(seed: bytes, first_block: int, n_blocks: int, stream: int = 0):
-    """The same ChaCha20 keystream words in numpy (the quarter round above, on numpy
-    arrays): usable inside a JAX host callback, where calling back into JAX could deadlock.
-    Tests check it agrees with :func:`chacha20_block`."""
+    """The same ChaCha20 keystream words computed on the host by OpenSSL (through
+    ``cryptography``; a 16-byte IV is the 32-bit block counter then the 96-bit nonce, as in
+    RFC 8439): usable inside a JAX host callback, where calling back into JAX could
+    deadlock, and about ten times faster than the block function in numpy. Tests check it
+    agrees with :func:`chacha20_block`."""
     if first_block + n_blocks > 2**32:
         raise OverflowError("ChaCha20 block counter exhausted")
-    key = np.frombuffer(seed, "<u4").astype(np.uint32)
-    nonce = np.frombuffer(stream.to_bytes(12, "little"), "<u4").astype(np.uint32)
-    counters = (first_block + np.arange(n_blocks, dtype=np.uint64)).astype(np.uint32)
-    init = ([np.full(n_blocks, c, np.uint32) for c in _CONSTANTS]
-            + [np.full(n_blocks, k, np.uint32) for k in key] + [counters]
-            + [np.full(n_blocks, w, np.uint32) for w in nonce])
-    state = [word.copy() for word in init]
-    with np.errstate(over="ignore"):
-        for _ in range(10):
-            for quarter in _COLUMNS + _DIAGONALS:
-                _quarter_round(state, *quarter)
-        return np.stack([f + i for f, i in zip(state, init)], axis=-1).reshape(-1)
+    data = _host_cipher(seed, first_block, stream).update(bytes(64 * n_blocks))
+    return np.frombuffer(data, "<u4").astype(np.uint32)
+
+
+def _host_cipher(seed: bytes, first_block: int, stream: int):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    iv = first_block.to_bytes(4, "little") + stream.to_bytes(12, "little")
+    return Cipher(algorithms.ChaCha20(bytes(seed), iv), mode=None).encryptor()
 
 
 class Stream:
     """A ChaCha20 keystream under a 32-byte seed (and a 96-bit ``stream`` number, the
-    nonce), read out in order (numpy, on the host) as arrays of any fixed-width dtype
-    (little-endian bytes); no keystream byte is used twice. A party process draws its
-    randomness from these."""
-
-    _CHUNK_BLOCKS = 1024
+    nonce), read out in order on the host as arrays of any fixed-width dtype (little-endian
+    bytes); no keystream byte is used twice. A party process draws its randomness from
+    these."""
 
     def __init__(self, seed: bytes, stream: int = 0):
         if len(seed) != 32:
             raise ValueError("stream seed must be 32 bytes")
         if not 0 <= stream < 2**96:
             raise ValueError("stream must be in [0, 2^96)")
-        self._seed = bytes(seed)
-        self._stream = stream
-        self._next_block = 0
-        self._buffer = b""
+        self._cipher = _host_cipher(seed, 0, stream)
+        self._left = 64 * 2**32        # bytes before the 32-bit block counter runs out
 
     def draw(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
         n = math.prod(int(d) for d in shape) * dtype.itemsize
-        if len(self._buffer) < n:
-            blocks = max(self._CHUNK_BLOCKS, -(-(n - len(self._buffer)) // 64))
-            words = chacha20_keystream(self._seed, self._next_block, blocks, self._stream)
-            self._next_block += blocks
-            self._buffer += words.astype("<u4").tobytes()
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        if n > self._left:
+            raise OverflowError("ChaCha20 block counter exhausted")
+        self._left -= n
+        data = self._cipher.update(bytes(n))
         if dtype == np.bool_:
             return (np.frombuffer(data, np.uint8) & 1).astype(np.bool_).reshape(shape)
         return np.frombuffer(data, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
