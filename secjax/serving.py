@@ -182,13 +182,14 @@ class QueryRecord:
     payload: int
     messages: int
     cost: int
+    rounds: int
 
     def line(self, node: str) -> str:
         head = f"{node}: query {self.query:016x} from {self.client}"
         if not self.ok:
             return f"{head} FAILED after {self.seconds:.2f} s: {self.error}"
         return (f"{head} answered in {self.seconds:.2f} s: sent {self.payload} B in "
-                f"{self.messages} messages; cost report {self.cost} B")
+                f"{self.messages} messages; cost report {self.cost} B, {self.rounds} rounds")
 
 
 class Server:
@@ -279,7 +280,7 @@ class Server:
             if query in (0, SETUP_QUERY, WARMUP_QUERY) or query in transport.finished:
                 transport.reply(client, KIND_FAILED, np.zeros(0, np.uint8), best_effort=True)
                 return QueryRecord(query, client, False, "a query id used before", 0.0, 0, 0,
-                                   0)
+                                   0, 0)
             runtime.begin_query(query)
         else:
             start = transport.next_start(leader, stop=stop)
@@ -316,7 +317,7 @@ class Server:
         own = cost.dealer if self.name == DEALER else cost.sent[runtime.index]
         wire = runtime.transport.stats
         return QueryRecord(query, client, not error, error, time.perf_counter() - began,
-                           wire.total("payload"), wire.total("messages"), own)
+                           wire.total("payload"), wire.total("messages"), own, cost.rounds)
 
 
 def connect_server(served: Served, cluster: Cluster, party, *, key=None,
