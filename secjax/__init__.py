@@ -10,12 +10,14 @@
     print(f.cost(params, x))            # bytes and rounds per party, without running
 """
 from secjax.api import Config, SecureFunction, private, public, secure_jit
-from secjax.errors import EncodingError, SecjaxError, UnsupportedError
+from secjax.errors import (EncodingError, RangeError, RangeWarning, SecjaxError,
+                           UnsupportedError)
 from secjax.runtime.disk_cache import CacheWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CacheWarning", "Config", "EncodingError", "SecjaxError", "SecureFunction", "UnsupportedError",
+    "CacheWarning", "Config", "EncodingError", "RangeError", "RangeWarning", "SecjaxError",
+    "SecureFunction", "UnsupportedError",
     "private", "public", "secure_jit",
 ]

@@ -5,9 +5,11 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -16,11 +18,13 @@ from jax._src.interpreters import partial_eval as pe
 from jax.extend.core import ClosedJaxpr
 
 from secjax import ring as ring_ops
-from secjax.errors import EncodingError, SecjaxError
+from secjax.errors import EncodingError, RangeWarning, SecjaxError
 from secjax.interpreter import Interpreter, count_equations
 from secjax.protocols import PROTOCOLS
-from secjax.protocols.ideal import Ideal
+from secjax.protocols.ideal import Clear, Ideal
+from secjax.protocols.ranges import GUARD_MODES, RangeMonitor, warn_if_narrow
 from secjax.ring import Ring
+from secjax.ranges import RangeReport
 from secjax.runtime.cost import CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.runtime.fingerprint import fingerprint
@@ -58,6 +62,16 @@ class Config:
       with the real step's output distribution and the same exact cost report, at about the
       speed of ``plain`` (``secjax.protocols.ideal``). Party processes on a network always
       run the real protocol.
+    range_guard: what the emulator does when a value reaches a truncation or a product past
+      the range where the protocols compute it correctly (``secjax.protocols.ranges``):
+      ``"raise"`` (default) a ``secjax.RangeError`` naming the equation, its source line,
+      the magnitude and the bound; ``"count"`` runs on as the protocol would (wrong results
+      included) and lists the sites in ``last_stats.out_of_range``; ``"off"`` checks nothing.
+      Party processes cannot see values and never check.
+    safe_truncation: truncations correct on the whole ring (one extra msb each) instead of
+      the probabilistic ones, correct below 2^(ring_bits - 2): ``True`` everywhere, or a
+      tuple of model scopes (name-stack paths such as ``"encoder/layer/5/output"``) so that
+      only the layers that need it pay for it (``f.ranges(*args)`` says which).
     """
 
     protocol: str = "aby3"
@@ -72,6 +86,8 @@ class Config:
     progress: bool | None = None
     emulation: str = "protocol"
     cache: bool = True
+    range_guard: str = "raise"
+    safe_truncation: bool | tuple[str, ...] = False
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -82,6 +98,16 @@ class Config:
                              f"{list(EMULATION_MODES)}")
         if self.parties is None:
             object.__setattr__(self, "parties", DEFAULT_PARTIES[self.protocol])
+        if self.range_guard not in GUARD_MODES:
+            raise ValueError(f"range_guard={self.range_guard!r}; choose one of {GUARD_MODES}")
+        if not isinstance(self.safe_truncation, bool):
+            scopes = (self.safe_truncation,) if isinstance(self.safe_truncation, str) else (
+                tuple(self.safe_truncation))
+            if not all(isinstance(scope, str) for scope in scopes):
+                raise TypeError("safe_truncation takes True, False or model scopes (strings), "
+                                f"got {self.safe_truncation!r}")
+            object.__setattr__(self, "safe_truncation", scopes)
+        warn_if_narrow(self.ring)
         if not 0 <= self.input_party < self.parties:
             raise ValueError(f"input_party={self.input_party} is not one of the "
                              f"{self.parties} parties")
@@ -128,6 +154,7 @@ class RunStats:
     kernels_compiled: int = 0
     kernels_loaded: int = 0
     planned: bool = False
+    out_of_range: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +189,45 @@ class SecureFunction:
         Secret arguments may be ``jax.ShapeDtypeStruct``; public ones must be concrete.
         """
         return self._execute(args, kwargs, abstract=True)
+
+    def ranges(self, *args, search: bool = True, **kwargs) -> RangeReport:
+        """How close every truncation, product and comparison comes to its bound, computed
+        in the clear (:mod:`secjax.ranges`): per model scope, the first site past its bound
+        with its source line, and (``search``) the largest ``frac_bits`` that fits every
+        site, found by running again at the settings the headroom suggests."""
+        report = self._range_report(args, kwargs)
+        if search:
+            report.largest_frac_bits = self._largest_fitting_frac_bits(report, args, kwargs)
+        return report
+
+    def _range_report(self, args, kwargs) -> RangeReport:
+        monitor = self._execute(args, kwargs, abstract=False, clear=True)
+        return RangeReport(list(monitor.sites.values()), self.config.ring,
+                           title=f"{self.__name__}: ranges under {self.config.protocol} "
+                                 f"(frac_bits={self.config.frac_bits})")
+
+    def _largest_fitting_frac_bits(self, report: RangeReport, args, kwargs) -> int | None:
+        """Products at twice the fractional bits lose two bits of headroom per bit: start
+        from half the least headroom, then step until the run agrees."""
+        ring = self.config.ring
+        tight = report.tightest
+        frac = ring.frac_bits + (0 if tight is None else math.floor(tight.headroom / 2))
+        frac = max(0, min(frac, ring.bits // 2 - 4))
+        fits: dict[int, bool] = {ring.frac_bits: report.fits}
+        for _ in range(4):
+            if frac not in fits:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RangeWarning)
+                    other = SecureFunction(self.fun, dataclasses.replace(self.config,
+                                                                         frac_bits=frac))
+                fits[frac] = other._range_report(args, kwargs).fits
+            if fits[frac] and fits.get(frac + 1) is False or fits[frac] and (
+                    frac == ring.bits // 2 - 4):
+                return frac
+            frac = frac + 1 if fits[frac] else frac - 1
+            if frac < 0:
+                return None
+        return max((f for f, ok in fits.items() if ok), default=None)
 
     # -- tracing -----------------------------------------------------------------------------
     def trace(self, args, kwargs=None) -> tuple[Traced, list, list]:
@@ -204,39 +270,50 @@ class SecureFunction:
         return self._execute(tuple(args), dict(kwargs or {}), abstract=False, runtime=runtime,
                              given=given, reveal=reveal)
 
-    def _execute(self, args, kwargs, *, abstract: bool, runtime=None, given=None,
-                 reveal: bool = True):
+    def _execute(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
+                 given=None, reveal: bool = True):
         """Evaluate securely on ``runtime`` (default: an :class:`Emulator`). A network
         runtime (:mod:`secjax.network`) runs one party: inputs it does not hold are
         ``jax.ShapeDtypeStruct`` placeholders, and outputs are ``None`` unless it is the
         output party. An emulated first call first plans: it runs the program abstractly to
         find the kernels it needs, and compiles the missing ones on every core while it
-        runs (the run waits only for the kernel it needs next)."""
+        runs (the run waits only for the kernel it needs next). ``clear``: run the
+        protocol's functionality with exact truncations and record every bounded step's
+        magnitudes; returns the :class:`~secjax.protocols.ranges.RangeMonitor`."""
         start = time.perf_counter()
         traced, leaves, paths = self.trace(args, kwargs)
         traced_at = time.perf_counter()
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         emulated = runtime is None
+        guard = "record" if clear else config.range_guard
+        if guard == "off" or abstract or not emulated:   # party processes cannot see values
+            guard = None
+        planned_key = (id(traced), clear)
         with jax.enable_x64(True), self._progress(traced.jaxpr.jaxpr, abstract) as progress:
             planner, compiling, program = None, None, None
             if emulated:
                 runtime = self._emulator(seed, abstract=abstract)
-            if emulated and not abstract and id(traced) not in self._planned:
-                program = self._program_key(traced, leaves)
+            if emulated and not abstract and planned_key not in self._planned:
+                program = self._program_key(traced, leaves, clear)
                 if not runtime.kernels.planned(program):
-                    planner, compiling = self._plan(traced, leaves, paths, seed, progress)
+                    planner, compiling = self._plan(traced, leaves, paths, seed, progress,
+                                                    clear)
             planned_at = time.perf_counter()
             advance = progress.phase("costing" if abstract else "running",
                                      count_equations(traced.jaxpr.jaxpr))
             try:
                 interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
                                                     ideal=emulated and not abstract,
-                                                    on_equation=advance, given=given)
+                                                    on_equation=advance, guard=guard,
+                                                    clear=clear, given=given)
             finally:
                 if compiling is not None:
                     compiling.shutdown(wait=True, cancel_futures=True)
             if abstract:
+                for out in outs:   # outputs computed on first use (a product with a public
+                    if isinstance(out, Secret):   # factor) are computed here, not revealed
+                        out.shares   # noqa: B018
                 return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
             if not reveal:
                 return [interpreter.ctx.secret(out) for out in outs]
@@ -244,11 +321,12 @@ class SecureFunction:
                        for out, var in zip(outs, traced.jaxpr.jaxpr.outvars)]
             results = jax.block_until_ready(results)
             receives = config.output_party is None or runtime.holds(config.output_party)
-            if emulated and id(traced) not in self._planned:
-                self._planned.add(id(traced))
+            if emulated and planned_key not in self._planned:
+                self._planned.add(planned_key)
                 if planner is not None:
                     runtime.kernels.mark_planned(program)
         end = time.perf_counter()
+        monitor = interpreter.protocol.monitor
         runtimes = [r for r in (planner, runtime) if r is not None]
         compile_seconds = sum(r.compile_seconds for r in runtimes)
         plan_seconds = planned_at - traced_at - (planner.compile_seconds if planner else 0.0)
@@ -256,17 +334,20 @@ class SecureFunction:
             trace=traced_at - start, plan=plan_seconds, compile=compile_seconds,
             run=end - traced_at - plan_seconds - compile_seconds,
             kernels_compiled=sum(r.stats.compiled for r in runtimes),
-            kernels_loaded=sum(r.stats.loaded for r in runtimes), planned=planner is not None)
+            kernels_loaded=sum(r.stats.loaded for r in runtimes), planned=planner is not None,
+            out_of_range=tuple(monitor.out_of_range) if monitor is not None else ())
+        if clear:
+            return monitor
         self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
         if not receives:
             return None
         return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
 
-    def _program_key(self, traced, leaves) -> str | None:
+    def _program_key(self, traced, leaves, clear: bool = False) -> str | None:
         """A name for this program on disk: its jaxpr and constants, its public inputs'
         values (they choose encodings, and so kernels), the kinds and shapes of the others,
-        and the configuration; ``None`` when the configuration has no stable name or the
-        disk cache is off."""
+        and the configuration (and whether it runs ``clear``); ``None`` when the
+        configuration has no stable name or the disk cache is off."""
         config_name = fingerprint(dataclasses.astuple(self.config))
         if config_name is None or not self.config.cache:
             return None
@@ -276,7 +357,7 @@ class SecureFunction:
             array = np.asarray(value)
             digest.update(repr((array.dtype.str, array.shape)).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update(repr(traced.kinds).encode())
+        digest.update(repr((traced.kinds, clear)).encode())
         return f"{digest.hexdigest()}:{config_name}"
 
     def _emulator(self, seed: int, **modes) -> Emulator:
@@ -284,14 +365,23 @@ class SecureFunction:
         return Emulator(config.parties, config.ring, seed, persistent=config.cache, **modes)
 
     def _interpret(self, runtime, traced, leaves, paths, abstract: bool, *, ideal: bool,
-                   on_equation=None, given=None):
-        """Run the jaxpr's equations on ``runtime``; returns the interpreter and the outputs."""
+                   on_equation=None, guard: str | None = None, clear: bool = False,
+                   given=None):
+        """Run the jaxpr's equations on ``runtime``; returns the interpreter and the outputs.
+        ``guard``: the range guard's mode (None: no guard); ``clear``: the functionality
+        with exact truncations (:class:`~secjax.protocols.ideal.Clear`); ``given``: values
+        for some flat inputs, by position, used as they are."""
         config = self.config
         protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
-        if ideal and config.emulation == "ideal":
+        if clear:
+            protocol = Clear(protocol)
+        elif ideal and config.emulation == "ideal":
             protocol = Ideal(protocol)
+        protocol.safe_truncation = config.safe_truncation
         interpreter = Interpreter(protocol, overrides=config.overrides, policy=config.policy,
                                   on_equation=on_equation)
+        if guard is not None:
+            protocol.monitor = RangeMonitor(config.ring, guard, interpreter.ctx.site)
         given = given or {}
         inputs = [given[i] if i in given else
                   self._input(interpreter, kind, leaf, var.aval, name, abstract)
@@ -299,14 +389,14 @@ class SecureFunction:
                       zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths))]
         return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
 
-    def _plan(self, traced, leaves, paths, seed, progress):
+    def _plan(self, traced, leaves, paths, seed, progress, clear: bool = False):
         """Run the program abstractly to find the kernels it needs, and start compiling the
         missing ones on worker threads; returns the planning runtime (for its statistics)
         and the pool of workers."""
         planner = self._emulator(seed, plan=True)
         advance = progress.phase("planning", count_equations(traced.jaxpr.jaxpr))
         self._interpret(planner, traced, leaves, paths, abstract=True, ideal=True,
-                        on_equation=advance)
+                        on_equation=advance, clear=clear)
         progress.done()
         advance = progress.phase("compiling kernels", len(planner.pending))
         return planner, planner.compile_pending(on_compiled=advance)

@@ -18,3 +18,11 @@ def describe(primitive: str, reason: str, source: str | None) -> str:
     """One-line message: what failed, why, and where in the user's code."""
     where = f" at {source}" if source else ""
     return f"secjax cannot compute `{primitive}`{where}: {reason}"
+
+
+class RangeError(SecjaxError, ArithmeticError):
+    """A value past the range within which a protocol step (a truncation) is correct."""
+
+
+class RangeWarning(UserWarning):
+    """A configuration whose ring leaves ordinary values little room (see ``frac_bits``)."""

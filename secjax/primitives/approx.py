@@ -28,6 +28,7 @@ the minimax fit) on 4001 equispaced points, in float64, cached. They are determi
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -210,7 +211,10 @@ def piecewise(o, x, pw: Piecewise):
     bits = o.ge(x, list(pw.breaks))                      # c_i = [x >= breaks[i]]
     u = o.mul_c(x, 1.0 / pw.radius)
     polys = [p for p in pw.pieces if isinstance(p, Poly)]
-    values = iter(o.polys(u, polys)) if polys else iter(())
+    # Every piece's polynomial at every element; each element keeps its own piece's only,
+    # whose scales fit its interval, and the others' are multiplied by 0.
+    with o.masked_afterwards():
+        values = iter(o.polys(u, polys)) if polys else iter(())
     const_w, const_base, masked = np.zeros(m), 0.0, []
     for k, piece in enumerate(pw.pieces):
         w = np.zeros(m)                                   # segment k: c_{k-1} - c_k
@@ -389,6 +393,9 @@ class FloatOps:
 
     def fine_scale(self, bound):
         return None
+
+    def masked_afterwards(self):
+        return contextlib.nullcontext()
 
     def cofactor_scale(self, x, bound):
         return None

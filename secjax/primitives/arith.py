@@ -49,12 +49,14 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
         def compute():
             shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
                                                   public_first=public_first)
-            return ctx.truncate(shares, excess)
+            return ctx.truncate(shares, excess, scale=target + excess)
         # computed when first used: a product only a pattern rule looks through is free
         return ctx.deferred(compute, out_aval)
+    square = x is y and op == MULTIPLY   # nonnegative: truncated correctly up to 2^(k-1)
     x, y = ctx.secret(x), ctx.secret(y)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
-    shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0))
+    shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0),
+                                   scale=target + excess, nonnegative=square)
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 
@@ -70,7 +72,8 @@ def apply_private_bilinear(ctx, op: Bilinear, private: Private, other, out_aval,
     encoded = ctx.encode_public(clear, ctx.scale(private.dtype))
     shares = ctx.protocol.bilinear_private(op, encoded, private.owner, other.shares,
                                            private_first=private_first,
-                                           trunc_bits=max(excess, 0))
+                                           trunc_bits=max(excess, 0),
+                                           scale=ctx.scale(out_aval.dtype) + excess)
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 

@@ -54,6 +54,12 @@ class RuleContext:
                 return _describe_frames(frames)
         return None
 
+    def site(self) -> tuple[str, str, str | None]:
+        """``(label, scope, source)`` of the equation being evaluated: its primitive (or
+        named function), its model scope and its source line (the range guard's sites)."""
+        label, scope = self.protocol.runtime.cost.current_label()
+        return label or "(inputs and outputs)", scope, self.source if self.eqn_stack else None
+
     @property
     def out_avals(self):
         return [v.aval for v in self.eqn.outvars]
@@ -136,13 +142,14 @@ class RuleContext:
 
         return DeferredSecret(run, aval.shape, aval.dtype)
 
-    def truncate(self, shares, bits: int):
+    def truncate(self, shares, bits: int, *, scale: int | None = None):
         """Drop ``bits`` fractional bits (after a product of two scaled values); a negative
         ``bits`` adds fractional bits instead (an integer times an integral constant that
-        lands in a float, such as a one-hot row picker times a public table of integers)."""
+        lands in a float, such as a one-hot row picker times a public table of integers).
+        ``scale``: the fractional bits ``shares`` hold (for the range guard's messages)."""
         if bits < 0:
             return self.protocol.scale_up(shares, -bits)
-        return self.protocol.trunc(shares, bits) if bits else shares
+        return self.protocol.trunc(shares, bits, scale=scale) if bits else shares
 
     def public_scale(self, value) -> int:
         """Scale at which to encode a public multiplier: integer-valued floats (masks, counts,

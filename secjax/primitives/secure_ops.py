@@ -13,6 +13,7 @@ through ONE ``bilinear`` call, so they cost one round.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -82,6 +83,13 @@ class SecureOps:
     def shape(self, x: Fx) -> tuple:
         return self.p.logical_shape(x.shares)
 
+    def masked_afterwards(self):
+        """A context for values that are multiplied by 0 wherever they may pass a ring
+        bound: the range guard checks nothing inside (see
+        :meth:`secjax.protocols.ranges.RangeMonitor.suspended`)."""
+        monitor = self.p.monitor
+        return monitor.suspended() if monitor is not None else contextlib.nullcontext()
+
     def _encode(self, c, scale: int):
         """A finite public constant of the algorithm at ``scale`` (which may exceed
         frac_bits: coefficients and normalisation factors are held finer)."""
@@ -98,7 +106,7 @@ class SecureOps:
             return x
         if scale > x.scale:
             return Fx(self.p.scale_up(x.shares, scale - x.scale), scale)
-        return Fx(self.p.trunc(x.shares, x.scale - scale), scale)
+        return Fx(self.p.trunc(x.shares, x.scale - scale, scale=x.scale, planned=True), scale)
 
     # -- affine maps (local) ----------------------------------------------------------------
     def _align(self, a: Fx, b: Fx):
@@ -129,7 +137,8 @@ class SecureOps:
             shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, 0))
             return Fx(shares, a.scale)
         shares = self.p.bilinear_public(MULTIPLY, a.shares, self._encode(c, self.frac_bits))
-        return Fx(self.p.trunc(shares, self.frac_bits), a.scale)
+        return Fx(self.p.trunc(shares, self.frac_bits, scale=a.scale + self.frac_bits,
+                               planned=True), a.scale)
 
     # -- products ----------------------------------------------------------------------------
     def _target(self, a: Fx, b: Fx, scale):
@@ -155,7 +164,8 @@ class SecureOps:
             else:
                 left = self.p.stack(*[pairs[i][0].shares for i in idx])
                 right = self.p.stack(*[pairs[i][1].shares for i in idx])
-            prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0))
+            prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
+                                   scale=sa + sb, planned=True)
             prods = ([prod] if len(idx) == 1 else
                      list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod,
                                        over=self.p.logical_shape(prod)[1:])))

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from secjax.protocols import binary, common
 from secjax.protocols.base import Protocol, Steps
@@ -184,18 +185,18 @@ def _dealt_mask(comm, like, bits, j):
     return r_part, rc, rb
 
 
-def _trunc_open(comm, x, bits, j):
+def _trunc_open(comm, x, bits, offset, j):
     """Round 1 for the third with role offset ``j``: the 2-out-of-2 shares of the truncated
     value (held by roles 0 and 1) and each party's role."""
     ring = comm.ring
     role, first, second, _ = _roles(comm, x[:, 0], j)
     r0 = role == 0
     # 2-out-of-2 between role 0 (x_j + x_{j+1}, plus the offset) and role 1 (x_{j+2}).
-    two = jnp.where(r0, common.trunc_offset(ring, x[:, 0] + x[:, 1]),
+    two = jnp.where(r0, common.trunc_offset(ring, x[:, 0] + x[:, 1], offset),
                     jnp.where(role == 1, x[:, 1], 0)).astype(ring.dtype)
     r_part, rc, rb = _dealt_mask(comm, x[:, 0], bits, j)
     c = _exchanged_sum(comm, two + r_part, first, second)
-    return common.trunc_finish(ring, c, rc, rb, bits, r0), role
+    return common.trunc_finish(ring, c, rc, rb, bits, r0, offset), role
 
 
 def _to_replicated(comm, y, role, j):
@@ -235,12 +236,13 @@ def _narrow_dtype(ring, bits: int):
     return jnp.dtype(f"uint{width}")
 
 
-def _trunc_step(comm, x, *, bits):
+def _trunc_step(comm, x, *, bits, offset):
     with comm.op("trunc"):
         flat = _flat(x)
         thirds = _thirds(flat.shape[-1])
         with comm.one_round():
-            opened = [_trunc_open(comm, flat[..., lo:hi], bits, j) for j, lo, hi in thirds]
+            opened = [_trunc_open(comm, flat[..., lo:hi], bits, offset, j)
+                      for j, lo, hi in thirds]
         with comm.one_round():
             parts = [_trunc_reshare(comm, y, role, j)
                      for (y, role), (j, _, _) in zip(opened, thirds)]
@@ -254,18 +256,18 @@ def _trunc_step(comm, x, *, bits):
 # while the helper sends role 1 its corrections; round 2: role 0 sends role 1 the top bit of
 # c (all that role 1's result needs of c, eight to a byte) and its masked result; round 3:
 # role 1 answers with its masked result.
-def _product_open(comm, t, bits, j):
+def _product_open(comm, t, bits, offset, j):
     """Round 1: role 0's ``c``, roles 0 and 1's shares of the mask's corrections."""
     ring = comm.ring
     _, first, second, helper = _roles(comm, t, j)
     r_part, rc, rb = _dealt_mask(comm, t, bits, j)
     with comm.op("bilinear"):
-        c = (common.trunc_offset(ring, t + r_part) + comm.send(t, helper, first)
+        c = (common.trunc_offset(ring, t + r_part, offset) + comm.send(t, helper, first)
              + comm.send(t + r_part, second, first))
     return c, rc, rb
 
 
-def _product_result(comm, c, rc, rb, bits, j):
+def _product_result(comm, c, rc, rb, bits, offset, j):
     """Round 2: role 1 gets the top bit of c; both compute their results and role 0 sends
     its masked one. Returns the masked result, what role 1 received, and the sharing."""
     ring = comm.ring
@@ -275,7 +277,7 @@ def _product_result(comm, c, rc, rb, bits, j):
     got = comm.send(jnp.packbits(top, axis=-1), first, second)
     top_at_second = jnp.unpackbits(got, axis=-1, count=c.shape[-1]).astype(ring.dtype)
     c_view = jnp.where(role == 0, c, top_at_second << (k - 1))
-    y = common.trunc_finish(ring, c_view, rc, rb, bits, role == 0)
+    y = common.trunc_finish(ring, c_view, rc, rb, bits, role == 0, offset)
     masked, sharing = _to_replicated(comm, y, role, j)
     return masked, comm.send(masked, first, second), sharing
 
@@ -316,14 +318,15 @@ def _product_step(comm, x, y, *, op):
     return _masked_cross_terms(comm, x, y, op)
 
 
-def _trunc_product_step(comm, masked_product, *, bits):
+def _trunc_product_step(comm, masked_product, *, bits, offset):
     t = masked_product.reshape(masked_product.shape[0], -1)
     thirds = _thirds(t.shape[-1])
     with comm.op("trunc"):
         with comm.one_round():
-            opened = [_product_open(comm, t[:, lo:hi], bits, j) for j, lo, hi in thirds]
+            opened = [_product_open(comm, t[:, lo:hi], bits, offset, j)
+                      for j, lo, hi in thirds]
         with comm.one_round():
-            results = [_product_result(comm, *o, bits, j)
+            results = [_product_result(comm, *o, bits, offset, j)
                        for o, (j, _, _) in zip(opened, thirds)]
         with comm.one_round():
             parts = [sharing(masked + got + comm.send(masked, (1 + j) % 3, j))
@@ -429,10 +432,20 @@ class Aby3(Protocol):
             raise ValueError(f"aby3 is a protocol for exactly 3 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    steps = Steps.of_module(__name__)
+    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
+                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step,
+                  product=_product_step, trunc_product=_trunc_product_step,
+                  private_product=_private_product_step, reshare=_reshare_step)
 
     def share_shape(self, shape):
         return (3, 2, *shape)
 
     def product_shape(self, shape):
         return (3, *shape)
+
+    def value_of(self, shares, *, product: bool = False):
+        """``x_0 + x_1 + x_2``: the first component of every party's pair (the product
+        layout holds one 3-out-of-3 share per party)."""
+        if product:
+            return super().value_of(shares, product=True)
+        return super().value_of(np.asarray(shares)[:, 0])

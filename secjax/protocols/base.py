@@ -13,13 +13,13 @@ cross terms work for any bilinear map, so one code path serves all three.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from secjax.protocols import common
 from secjax.ring import Ring, shift_amount
 
 
@@ -54,13 +54,15 @@ class Local:
 @dataclasses.dataclass(frozen=True)
 class Steps:
     """A protocol's own operations, each a step ``step(comm, *arrays, **static)`` run on the
-    runtime (module-level functions, so compiled kernels are cached by identity)."""
+    runtime (module-level functions, so compiled kernels are cached by identity). Each
+    protocol lists its steps by name: a missing one fails when its module is imported."""
 
     share: Callable        # (comm, x, *, owner) -> shares of x, held by party owner
     reveal: Callable       # (comm, shares, *, to) -> the value (at ``to``, or at every party)
     from_public: Callable  # (comm, x) -> the trivial sharing of a public x
     bilinear: Callable     # (comm, a, b, *, op) -> shares of op(a, b)
-    trunc: Callable        # (comm, a, *, bits) -> shares of a / 2^bits
+    # (comm, a, *, bits, offset) -> shares of a / 2^bits, for 0 <= a + offset < 2^(k-1)
+    trunc: Callable
     msb: Callable          # (comm, a) -> 0/1 shares of [a < 0]
     eqz: Callable          # (comm, a) -> 0/1 shares of [a == 0]
     # A truncated product is two steps, so that the truncation's kernel (most of the
@@ -68,7 +70,7 @@ class Steps:
     # truncation before re-sharing it: ``product`` then returns an intermediate layout
     # (``Protocol.product_shape``) that only ``trunc_product`` takes.
     product: Callable | None = None        # (comm, a, b, *, op) -> op(a, b), intermediate
-    trunc_product: Callable | None = None  # (comm, t, *, bits) -> shares of t / 2^bits
+    trunc_product: Callable | None = None  # (comm, t, *, bits, offset), as trunc
     # A product with an operand one party holds in the clear, in the intermediate layout,
     # and the step that turns that layout into shares (protocols without them share the
     # operand and take the secret product).
@@ -84,13 +86,6 @@ class Steps:
         if (self.private_product is None) != (self.reshare is None):
             raise TypeError("a private product needs both a private_product and a reshare step")
 
-    @classmethod
-    def of_module(cls, module_name: str) -> "Steps":
-        """The steps a protocol module defines by convention as ``_<name>_step`` (a module
-        without ``_product_step`` and ``_trunc_product_step`` has no fused product)."""
-        module = sys.modules[module_name]
-        return cls(**{f.name: getattr(module, f"_{f.name}_step", None)
-                      for f in dataclasses.fields(cls)})
 
 
 def array_namespace(x):
@@ -129,6 +124,11 @@ def _broadcast(x, shape):
     return jnp.broadcast_to(x, shape)
 
 
+def _ring_constant(ring: Ring, value: int) -> np.ndarray:
+    """The integer ``value`` as a ring element (two's complement)."""
+    return np.asarray(value % (1 << ring.bits), dtype=ring.dtype)
+
+
 def _is_multiply(op: Bilinear) -> bool:
     """Whether ``op`` multiplies element by element (with broadcasting)."""
     return op.fn is jnp.multiply and not op.params
@@ -159,6 +159,12 @@ class Protocol:
         self.ring = ring
         self.n_parties = n_parties
         self.runtime = runtime
+        # Where values can be seen (the emulator), the range guard every truncation's input
+        # and every product goes past (secjax.protocols.ranges.RangeMonitor).
+        self.monitor = None
+        # Where truncations are correct on the whole ring: everywhere (True), nowhere
+        # (False), or in the model scopes named (see :meth:`trunc`).
+        self.safe_truncation: bool | tuple[str, ...] = False
 
     # -- protocol-specific steps ----------------------------------------------------------
     steps: Steps
@@ -192,21 +198,31 @@ class Protocol:
         return self._run("from_public", x, elementwise=tuple(x.shape))
 
     def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
-                 trunc_bits: int = 0) -> jax.Array:
+                 trunc_bits: int = 0, scale: int | None = None, planned: bool = False,
+                 nonnegative: bool = False) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
-        fuse (aby3 skips the product's re-sharing)."""
+        fuse (aby3 skips the product's re-sharing), or the product and the safe truncation
+        where that is chosen (:meth:`trunc`). ``scale``: the product's fractional bits;
+        ``planned``: the caller chose the scales to fit a bound it knows (an approximation's
+        internals): both for the range guard's report. ``nonnegative``: the product cannot
+        be negative (a square), so its truncation is correct up to 2^(k-1), at no cost."""
         elementwise = self._common_shape(a, b) if _is_multiply(op) else None
+        fused = bool(trunc_bits) and (nonnegative or not self._safe_here())
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
-            product = self._run("product", a, b, op=op, elementwise=elementwise)
-            lead = len(self.product_shape(()))
-            return self._run("trunc_product", product, bits=trunc_bits,
-                             elementwise=tuple(product.shape[lead:]))
-        return self._run("bilinear", a, b, op=op, elementwise=elementwise)
+        out = self._run("product" if fused else "bilinear", a, b, op=op,
+                        elementwise=elementwise)
+        if self._watching():
+            self.monitor.product(op, self.value_of(a), self.value_of(b),
+                                 self.value_of(out, product=fused), truncated=bool(trunc_bits),
+                                 safe=bool(trunc_bits) and not fused, nonnegative=nonnegative,
+                                 scale=scale, planned=planned)
+        return self._truncated_product(out, trunc_bits, fused=fused, nonnegative=nonnegative)
 
     def bilinear_private(self, op: Bilinear, x: jax.Array, owner: int, b: jax.Array, *,
-                         private_first: bool = True, trunc_bits: int = 0) -> jax.Array:
+                         private_first: bool = True, trunc_bits: int = 0,
+                         scale: int | None = None) -> jax.Array:
         """Shares of ``op(x, b)`` (``op(b, x)`` unless ``private_first``) for a ring array
         ``x`` that party ``owner`` holds in the clear and uses in this product only, divided
         by ``2^trunc_bits`` when that is positive. Protocols with a ``private_product`` step
@@ -215,23 +231,89 @@ class Protocol:
         if not self._private_products():
             shared = self.share(x, owner)
             a, b = (shared, b) if private_first else (b, shared)
-            return self.bilinear(op, a, b, trunc_bits=trunc_bits)
-        product = self._run("private_product", x, b, op=op, owner=owner,
-                            private_first=private_first)
-        shape = tuple(product.shape[len(self.product_shape(())):])
+            return self.bilinear(op, a, b, trunc_bits=trunc_bits, scale=scale)
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
-            return self._run("trunc_product", product, bits=trunc_bits, elementwise=shape)
-        return self._run("reshare", product, elementwise=shape)
+        product = self._run("private_product", x, b, op=op, owner=owner,
+                            private_first=private_first)
+        fused = bool(trunc_bits) and not self._safe_here()
+        if self._watching():
+            other = self.value_of(b)
+            left, right = (x, other) if private_first else (other, x)
+            self.monitor.product(op, left, right, self.value_of(product, product=True),
+                                 truncated=bool(trunc_bits),
+                                 safe=bool(trunc_bits) and not fused, scale=scale)
+        if not fused:
+            shape = tuple(product.shape[len(self.product_shape(())):])
+            product = self._run("reshare", product, elementwise=shape)
+        return self._truncated_product(product, trunc_bits, fused=fused)
+
+    def _truncated_product(self, product, trunc_bits: int, *, fused: bool,
+                           nonnegative: bool = False):
+        """A product's shares divided by 2^trunc_bits: ``fused``, in the product layout and
+        by the probabilistic truncation, else by the safe one."""
+        if fused:
+            lead = len(self.product_shape(()))
+            return self._run("trunc_product", product, bits=trunc_bits,
+                             offset=common.offset_for(self.ring, nonnegative),
+                             elementwise=tuple(product.shape[lead:]))
+        return self._trunc_safe(product, trunc_bits) if trunc_bits else product
 
     def _private_products(self) -> bool:
         """Whether :meth:`bilinear_private` runs this protocol's own private product."""
         return self.steps.private_product is not None
 
-    def trunc(self, a: jax.Array, bits: int) -> jax.Array:
-        """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error."""
+    def trunc(self, a: jax.Array, bits: int, *, scale: int | None = None,
+              planned: bool = False, nonnegative: bool = False) -> jax.Array:
+        """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error:
+        floor or floor + 1 for ``|a| < 2^(k-2)``. Where the safe truncation is chosen
+        (:attr:`safe_truncation`: everywhere, or the model scopes whose name stack contains
+        one of the paths given), it is correct on the whole ring, at the price of a sign
+        test (:meth:`_trunc_safe`). ``nonnegative``: ``a`` cannot be negative, so the
+        probabilistic truncation is correct up to 2^(k-1), and safe, at no extra cost.
+        ``scale``, ``planned``: for the range guard, as in :meth:`bilinear`."""
         self._check_trunc_bits(bits)
-        return self._run("trunc", a, bits=bits, elementwise=self.logical_shape(a))
+        safe = self._safe_here() and not nonnegative
+        if self._watching():
+            self.monitor.truncation(self.value_of(a), safe=safe, nonnegative=nonnegative,
+                                    scale=scale, planned=planned)
+        if safe:
+            return self._trunc_safe(a, bits)
+        return self._run("trunc", a, bits=bits, offset=common.offset_for(self.ring, nonnegative),
+                         elementwise=self.logical_shape(a))
+
+    def _trunc_safe(self, a: jax.Array, bits: int) -> jax.Array:
+        """``a / 2^bits`` for any ring element ``a``: with ``m = [a < 0]`` (one msb),
+        ``u = a + m 2^(k-1) - 2^(k-2)`` lies in ``[-2^(k-2), 2^(k-2))``, where the
+        probabilistic truncation is correct, and ``a / 2^d = u / 2^d + 2^(k-2-d) - m
+        2^(k-1-d)``. The same rounding as :meth:`trunc` (floor or floor + 1); the cost is
+        one msb more."""
+        k, shape = self.ring.bits, self.logical_shape(a)
+        negative = self._run("msb", a, elementwise=shape)
+        lifted = self.add_public(self.add(a, self.scale_up(negative, k - 1)),
+                                 _ring_constant(self.ring, -(1 << (k - 2))))
+        t = self._run("trunc", lifted, bits=bits, offset=common.offset_for(self.ring, False),
+                      elementwise=shape)
+        return self.sub(self.add_public(t, _ring_constant(self.ring, 1 << (k - 2 - bits))),
+                        self.scale_up(negative, k - 1 - bits))
+
+    def _safe_here(self) -> bool:
+        """Whether truncations of the equation being evaluated are the safe ones."""
+        choice = self.safe_truncation
+        if isinstance(choice, bool):
+            return choice
+        scope = f"/{self.runtime.cost.current_label()[1].strip('/')}/"
+        return any(f"/{path.strip('/')}/" in scope for path in choice)
+
+    # -- what the range guard sees (emulation only) ------------------------------------------
+    def _watching(self) -> bool:
+        return self.monitor is not None
+
+    def value_of(self, shares, *, product: bool = False) -> np.ndarray:
+        """The ring value that ``shares`` hold (``product``: in :meth:`product_shape`'s
+        layout), reconstructed on the host without any message: only an emulator, which
+        holds every party's shares, can call this meaningfully."""
+        return np.asarray(shares).sum(axis=0, dtype=self.ring.dtype)
 
     def _check_trunc_bits(self, bits: int) -> None:
         if not 0 < bits <= self.ring.bits - 2:
@@ -239,6 +321,8 @@ class Protocol:
 
     def msb(self, a: jax.Array) -> jax.Array:
         """Arithmetic shares (0 or 1) of the sign bit of ``a``: 1 where ``a < 0``."""
+        if self._watching() and self.monitor.mode == "record":
+            self.monitor.comparison(self.value_of(a))
         return self._run("msb", a, elementwise=self.logical_shape(a))
 
     def eqz(self, a: jax.Array) -> jax.Array:
@@ -301,8 +385,12 @@ class Protocol:
         """``op(a, p)`` (or ``op(p, a)``) for public ``p``: local, no communication."""
         shape = self.logical_shape(a)
         elementwise = shape if _is_multiply(op) and tuple(p.shape) in ((), shape) else None
-        return self.runtime.run(_bilinear_public_step, a, p, op=op, axes=self.share_axes,
-                                public_first=public_first, elementwise=elementwise)
+        out = self.runtime.run(_bilinear_public_step, a, p, op=op, axes=self.share_axes,
+                               public_first=public_first, elementwise=elementwise)
+        if self._watching():
+            left, right = (p, self.value_of(a)) if public_first else (self.value_of(a), p)
+            self.monitor.product(op, left, right, self.value_of(out), truncated=False)
+        return out
 
     def select(self, bit, a, b):
         """``bit ? a : b`` for a secret 0/1 ``bit`` and secret ``a``, ``b`` of one shape."""

@@ -2,9 +2,10 @@
 
 :class:`Ideal` wraps a real protocol. A secret is held as its ring value (one "share", the
 layout of ``plain``) and every interactive step computes its result directly: bilinear maps,
-msb and eqz exactly, and a truncation by d bits rounds up with probability
-(x mod 2^d) / 2^d, as the probabilistic truncations of aby3 and semi2k do. So the outputs have
-the distribution the real protocol gives them. The real step is still traced (never run), on
+msb and eqz exactly, and a truncation by the formula of aby3's and semi2k's probabilistic
+truncation applied to the value: it rounds up with probability (x mod 2^d) / 2^d within the
+truncation's range and fails past it exactly as they do. So the outputs have the distribution
+the real protocol gives them, failures included. The real step is still traced (never run), on
 the real share layout, for its messages, so cost reports agree to the byte. No party's
 circuit runs and no share is drawn: emulation costs about what ``plain`` does. Only the
 emulator offers this mode; party processes always run the real steps.
@@ -15,15 +16,23 @@ import dataclasses
 
 import jax
 
-from secjax import ring as ring_ops
+from secjax.protocols import common
 from secjax.protocols.base import Protocol
 from secjax.protocols.plain import Plain
 
 
-def _trunc_step(comm, a, *, bits):
-    """floor((a + r) / 2^bits) for a uniform r in [0, 2^bits): the probabilistic truncation."""
-    low = comm.uniform(a.shape, a.dtype) & (ring_ops.power_of_two(comm.ring, bits) - 1)
-    return ring_ops.arshift(comm.ring, a + low, bits)
+def _trunc_step(comm, a, *, bits, offset):
+    """The probabilistic truncation of aby3 and semi2k computed on the value: the opened
+    ``c = a + 2^(k-2) + r`` for a uniform ``r`` and the result formula of
+    :func:`secjax.protocols.common.trunc_finish`, with one party holding every term. Its
+    output is the real protocols' for the same ``r`` (the split of ``r`` into shares never
+    changes it): ``floor(a / 2^bits)`` or that plus one for ``|a| < 2^(k-2)``, and past that
+    bound the same off-by-2^(k-bits) results with the same probability."""
+    ring = comm.ring
+    r = comm.uniform(a.shape, a.dtype)
+    below, top = common.trunc_mask(ring, r, bits)
+    c = common.trunc_offset(ring, a, offset) + r
+    return common.trunc_finish(ring, c, below, top, bits, True, offset)
 
 
 def _private_product_step(comm, x, b, *, op, owner, private_first):
@@ -74,3 +83,12 @@ class Ideal(Protocol):
         if name in _PRODUCT_LAYOUT:   # the real product step's own layout
             return self.real.product_shape(self.logical_shape(a))
         return self.real.share_shape(self.logical_shape(a))
+
+
+class Clear(Ideal):
+    """The functionality with exact truncations (``plain``'s arithmetic shift), with the
+    real protocol's cost report: the range report runs it, so that the magnitudes it records
+    are those of the computation in the clear, whatever the truncations would do."""
+
+    steps = dataclasses.replace(IDEAL_STEPS, trunc=Plain.steps.trunc,
+                                trunc_product=Plain.steps.trunc)

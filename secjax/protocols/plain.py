@@ -27,7 +27,8 @@ def _bilinear_step(comm, a, b, *, op):
     return op(a[0], b[0])[None]
 
 
-def _trunc_step(comm, a, *, bits):
+def _trunc_step(comm, a, *, bits, offset):
+    """The exact arithmetic shift (``offset`` matters to the secure protocols only)."""
     return ring_ops.arshift(comm.ring, a, bits)
 
 
@@ -44,4 +45,5 @@ class Plain(Protocol):
 
     name = "plain"
 
-    steps = Steps.of_module(__name__)
+    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
+                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step)

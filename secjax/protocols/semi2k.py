@@ -141,16 +141,16 @@ def _bilinear_step(comm, x, y, *, op):
 
 
 # -- truncation ----------------------------------------------------------------------------
-def _trunc_step(comm, x, *, bits):
+def _trunc_step(comm, x, *, bits, offset):
     ring = comm.ring
     with comm.op("trunc"):
         r_val, r = comm.dealer_random_shares(x.shape[1:], x.dtype)
         rc_val, rb_val = common.trunc_mask(ring, r_val, bits)
         rc, rb = comm.deal_shares(rc_val), comm.deal_shares(rb_val)
         first = comm.party_index(x) == 0
-        shifted = jnp.where(first, common.trunc_offset(ring, x), x)
+        shifted = jnp.where(first, common.trunc_offset(ring, x, offset), x)
         c = _open(comm, shifted + r)
-        return common.trunc_finish(ring, c, rc, rb, bits, first)
+        return common.trunc_finish(ring, c, rc, rb, bits, first, offset)
 
 
 # -- binary circuits -----------------------------------------------------------------------
@@ -229,4 +229,5 @@ class Semi2k(Protocol):
             raise ValueError(f"semi2k needs at least 2 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    steps = Steps.of_module(__name__)
+    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
+                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step)

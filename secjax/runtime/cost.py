@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 
 from secjax.runtime.comm import Exchange
+from secjax.text import render
 
 
 @dataclasses.dataclass
@@ -156,19 +157,7 @@ class CostReport:
         return table
 
     def __str__(self) -> str:
-        from rich.console import Console
-
-        console = Console(width=120, record=True, file=_NullFile())
-        console.print(self.table())
-        return console.export_text()
-
-
-class _NullFile:
-    def write(self, _):
-        return 0
-
-    def flush(self):
-        pass
+        return render(self.table())
 
 
 def format_bytes(n: int) -> str:

@@ -320,8 +320,9 @@ class Emulator(Runtime):
 
 
 # Static arguments that an elementwise step also takes as a scalar array (see
-# secjax.ring.shift_amount): every truncation then shares one kernel per block size.
-_RUN_TIME_STATICS = ("bits",)
+# secjax.ring.shift_amount): every truncation then shares one kernel per block size,
+# whatever its amount and offset (secjax.protocols.common).
+_RUN_TIME_STATICS = ("bits", "offset")
 
 
 @dataclasses.dataclass(frozen=True)

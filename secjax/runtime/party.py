@@ -406,7 +406,7 @@ class NetworkRuntime(Runtime):
 
 
 # Config fields that do not change what the parties compute together.
-_LOCAL_OPTIONS = ("seed", "progress", "cache", "emulation")
+_LOCAL_OPTIONS = ("seed", "progress", "cache", "emulation", "range_guard")
 
 
 def program_digest(tag: str, config, traced, leaves) -> bytes:
