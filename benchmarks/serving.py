@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import re
 import socket
 import subprocess
@@ -93,7 +94,7 @@ def main() -> int:
         while len(ready) < len(nodes):
             time.sleep(1)
             for name in nodes:
-                text = open(logs[name].name).read()
+                text = pathlib.Path(logs[name].name).read_text()
                 found = re.search(r"ready after ([\d.]+) s", text)
                 if found:
                     ready[name] = float(found.group(1))
@@ -120,6 +121,8 @@ def main() -> int:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for log in logs.values():
+            log.close()
     cosines = [float(np.dot(o.ravel(), plain.ravel()) /
                      (np.linalg.norm(o) * np.linalg.norm(plain))) for o in outputs]
     print(f"per-query latency (client, s): {[round(x, 2) for x in latencies]}; mean "
