@@ -85,6 +85,23 @@ def cases() -> list[Case]:
         Case("round (even)", jnp.round, grid, "[-10, 10] by 1/8", "exact"),
         Case("round (away)", lambda v: jax.lax.round(v, jax.lax.RoundingMethod.AWAY_FROM_ZERO),
              grid, "[-10, 10] by 1/8", "exact"),
+        # secjax.primitives.trigonometric (TrigPolicy) and the exact remainder
+        Case("sin", jnp.sin, np.linspace(-1000, 1000, 4001), "[-1000, 1000]", "abs<=2e-5"),
+        Case("cos", jnp.cos, np.linspace(-1000, 1000, 4001), "[-1000, 1000]", "abs<=2e-5"),
+        Case("tan", jnp.tan, np.linspace(-1.4, 1.4, 2001), "[-1.4, 1.4]"),
+        Case("atan", jnp.arctan, wide, "[-20, 20]", "abs<=1e-4"),
+        Case("asin", jnp.arcsin, np.linspace(-0.999, 0.999, 2001), "[-0.999, 0.999]",
+             "abs<=1e-4"),
+        Case("acos", jnp.arccos, np.linspace(-0.999, 0.999, 2001), "[-0.999, 0.999]",
+             "abs<=1e-4"),
+        Case("sinh", jnp.sinh, np.linspace(-5, 5, 2001), "[-5, 5]"),
+        Case("cosh", jnp.cosh, np.linspace(-5, 5, 2001), "[-5, 5]"),
+        Case("asinh", jnp.arcsinh, wide, "[-20, 20]"),
+        Case("acosh", jnp.arccosh, np.linspace(1, 20, 2001), "[1, 20]"),
+        Case("atanh", jnp.arctanh, np.linspace(-0.95, 0.95, 2001), "[-0.95, 0.95]"),
+        Case("expm1", jnp.expm1, np.linspace(-5, 2, 2001), "[-5, 2]"),
+        Case("fmod by 0.7", lambda v: jnp.fmod(v, 0.7), grid, "[-10, 10] by 1/8",
+             "exact (encodings)"),
     ]
 
 

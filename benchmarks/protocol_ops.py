@@ -18,7 +18,8 @@ from rich.table import Table
 import secjax
 
 
-def _warm_seconds(fn, *args, repeats=3):
+def warm_seconds(fn, *args, repeats=3):
+    """The best of ``repeats`` timed calls of ``fn(*args)``, after one untimed (compiling)."""
     jax.block_until_ready(fn(*args))
     best = float("inf")
     for _ in range(repeats):
@@ -45,10 +46,10 @@ def main():
         table.add_column(column, justify="left" if column in ("operation", "protocol")
                          else "right")
     for name, fn, inputs in cases:
-        plain = _warm_seconds(jax.jit(fn), *inputs)
+        plain = warm_seconds(jax.jit(fn), *inputs)
         for protocol in args.protocols.split(","):
             secure_fn = secjax.secure_jit(fn, protocol=protocol, seed=0)
-            secure = _warm_seconds(secure_fn, *inputs)
+            secure = warm_seconds(secure_fn, *inputs)
             cost = secure_fn.cost(*inputs)
             table.add_row(name, protocol, f"{plain * 1e3:.2f}", f"{secure * 1e3:.1f}",
                           f"{secure / plain:.0f}x",

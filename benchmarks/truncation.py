@@ -11,11 +11,11 @@ that the default truncation needs, per ring size and fractional bits.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from protocol_ops import warm_seconds
 from rich.console import Console
 from rich.table import Table
 
@@ -24,16 +24,6 @@ from secjax.protocols.ranges import product_range_bits
 from secjax.ring import Ring
 
 CASES = {"a * b (product)": lambda a, b: a * b, "a * 0.37 (truncation)": lambda a, b: a * 0.37}
-
-
-def _warm_seconds(fn, *args, repeats=3):
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _per_element(fn, protocol: str, n: int, **options):
@@ -56,13 +46,13 @@ def cost_table(n: int) -> Table:
     inputs = (rng.normal(size=n).astype(np.float32) * 100,
               rng.normal(size=n).astype(np.float32) * 100)
     for name, fn in CASES.items():
-        plain = _warm_seconds(jax.jit(fn), *inputs)
+        plain = warm_seconds(jax.jit(fn), *inputs)
         for protocol in ("semi2k", "aby3"):
             default = None
             for safe in (False, True):
                 per_element, rounds = _per_element(fn, protocol, n, safe_truncation=safe)
                 default = default or per_element
-                secure = _warm_seconds(secjax.secure_jit(fn, protocol=protocol, seed=0,
+                secure = warm_seconds(secjax.secure_jit(fn, protocol=protocol, seed=0,
                                                          safe_truncation=safe), *inputs)
                 table.add_row(name, protocol, "safe" if safe else "default",
                               f"{per_element:.1f}", f"{per_element / default:.2f}x",

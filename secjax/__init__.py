@@ -8,16 +8,33 @@
 
     y = f(params, x)                    # same pytree, shapes and dtypes as f(params, x)
     print(f.cost(params, x))            # bytes and rounds per party, without running
+
+    weights = secjax.share(params)      # shared once: handles, free to pass to later calls
+    y = f(weights, x)
 """
-from secjax.api import Config, SecureFunction, private, public, secure_jit
-from secjax.errors import (EncodingError, RangeError, RangeWarning, SecjaxError,
-                           UnsupportedError)
+from secjax.api import (
+                           Config,
+                           SecureFunction,
+                           private,
+                           public,
+                           reveal,
+                           secure_jit,
+                           share,
+)
+from secjax.errors import (
+                           EncodingError,
+                           RangeError,
+                           RangeWarning,
+                           SecjaxError,
+                           UnsupportedError,
+)
+from secjax.handles import Domain, Handle
 from secjax.runtime.disk_cache import CacheWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CacheWarning", "Config", "EncodingError", "RangeError", "RangeWarning", "SecjaxError",
-    "SecureFunction", "UnsupportedError",
-    "private", "public", "secure_jit",
+    "CacheWarning", "Config", "Domain", "EncodingError", "Handle", "RangeError",
+    "RangeWarning", "SecjaxError", "SecureFunction", "UnsupportedError",
+    "private", "public", "reveal", "secure_jit", "share",
 ]

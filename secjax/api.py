@@ -1,4 +1,5 @@
-"""The user's entry points: ``secure_jit``, ``public``, ``private`` and ``Config``."""
+"""The user's entry points: ``secure_jit``, ``public``, ``private``, ``Config``, and
+``share`` / ``reveal`` for secrets that outlive a call (:mod:`secjax.handles`)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,18 +15,20 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from jax._src.interpreters import partial_eval as pe
 from jax.extend.core import ClosedJaxpr
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, RangeWarning, SecjaxError
+from secjax.handles import Domain, Handle
 from secjax.interpreter import Interpreter, count_equations
+from secjax.jax_internals import drop_dead_code
+from secjax.primitives.policy import Policy
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.ideal import Clear, Ideal
 from secjax.protocols.ranges import GUARD_MODES, RangeMonitor, warn_if_narrow
-from secjax.ring import Ring
 from secjax.ranges import RangeReport
-from secjax.runtime.cost import CostReport
+from secjax.ring import Ring
+from secjax.runtime.cost import REVEALING, SHARING, CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.runtime.fingerprint import fingerprint
 from secjax.values import Private, Public, Secret, encodable, scale_of
@@ -82,7 +85,7 @@ class Config:
     output_party: int | None = None
     seed: int | None = None
     overrides: bool = True
-    policy: Any = None
+    policy: Policy | None = None
     progress: bool | None = None
     emulation: str = "protocol"
     cache: bool = True
@@ -170,12 +173,20 @@ class Traced:
 
 class SecureFunction:
     """``f`` compiled for secure execution; call it like ``f``. Traced once per input
-    signature (structure, shapes, dtypes, and which inputs are public or private)."""
+    signature (structure, shapes, dtypes, and which inputs are public, private or handles).
 
-    def __init__(self, fun: Callable, config: Config):
+    ``secret_outputs``: which outputs stay secret, as a prefix of the output pytree of
+    booleans (``True``: all; ``(False, True)``: the second of two outputs). A secret output
+    comes back as a :class:`~secjax.handles.Handle` (or, when the parties computed it from
+    public values alone, as a :func:`public`-marked value), which later calls take as an
+    argument without sharing it again and :func:`reveal` opens.
+    """
+
+    def __init__(self, fun: Callable, config: Config, secret_outputs: Any = False):
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.config = config
+        self.secret_outputs = secret_outputs
         self.last_stats = RunStats()
         self._traces: dict = {}
         self._planned: set = set()
@@ -184,11 +195,20 @@ class SecureFunction:
         return self._execute(args, kwargs, abstract=False)
 
     def cost(self, *args, **kwargs) -> CostReport:
-        """Bytes and rounds per party, per primitive and per protocol op, without running.
+        """Bytes and rounds per party, per primitive and per protocol op, without running;
+        :meth:`CostReport.phases` splits them into sharing, computing and revealing.
 
-        Secret arguments may be ``jax.ShapeDtypeStruct``; public ones must be concrete.
+        Secret arguments may be ``jax.ShapeDtypeStruct`` or handles (abstract ones too);
+        public ones must be concrete.
         """
         return self._execute(args, kwargs, abstract=True)
+
+    def share(self, tree, party: int | None = None):
+        """``tree``'s arrays shared once by ``party`` (default: ``input_party``) under this
+        function's configuration: handles to pass to it, or any function of the same
+        protocol, parties and ring, in place of the arrays (see :func:`share`)."""
+        party = self.config.input_party if party is None else party
+        return share(tree, party, config=self.config)
 
     def ranges(self, *args, search: bool = True, **kwargs) -> RangeReport:
         """How close every truncation, product and comparison comes to its bound, computed
@@ -272,14 +292,27 @@ class SecureFunction:
 
     def _execute(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
                  given=None, reveal: bool = True):
-        """Evaluate securely on ``runtime`` (default: an :class:`Emulator`). A network
-        runtime (:mod:`secjax.network`) runs one party: inputs it does not hold are
-        ``jax.ShapeDtypeStruct`` placeholders, and outputs are ``None`` unless it is the
-        output party. An emulated first call first plans: it runs the program abstractly to
-        find the kernels it needs, and compiles the missing ones on every core while it
-        runs (the run waits only for the kernel it needs next). ``clear``: run the
-        protocol's functionality with exact truncations and record every bounded step's
-        magnitudes; returns the :class:`~secjax.protocols.ranges.RangeMonitor`."""
+        """The call's outputs; with ``abstract`` its cost report; with ``clear`` its range
+        monitor (see :meth:`_evaluate`)."""
+        outputs, report, monitor = self._evaluate(args, kwargs, abstract=abstract,
+                                                  runtime=runtime, clear=clear, given=given,
+                                                  reveal=reveal)
+        return monitor if clear else report if abstract else outputs
+
+    def _evaluate(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
+                  given=None, reveal: bool = True):
+        """Evaluate securely on ``runtime`` (default: an :class:`Emulator`); returns the
+        outputs, the cost report and the range monitor (or ``None``). A network runtime
+        (:mod:`secjax.network`) runs one party: inputs it does not hold are
+        ``jax.ShapeDtypeStruct`` placeholders, and revealed outputs are ``None`` unless it is
+        the output party (the whole result is ``None`` when no output stays secret).
+        ``abstract``: outputs are ``jax.ShapeDtypeStruct`` and abstract handles. An emulated
+        first call first plans: it runs the program abstractly to find the kernels it needs,
+        and compiles the missing ones on every core while it runs (the run waits only for
+        the kernel it needs next). ``clear``: run the protocol's functionality with exact
+        truncations and record every bounded step's magnitudes in the monitor
+        (:class:`~secjax.protocols.ranges.RangeMonitor`). ``given`` and ``reveal``: see
+        :meth:`run_on`."""
         start = time.perf_counter()
         traced, leaves, paths = self.trace(args, kwargs)
         traced_at = time.perf_counter()
@@ -310,16 +343,17 @@ class SecureFunction:
             finally:
                 if compiling is not None:
                     compiling.shutdown(wait=True, cancel_futures=True)
+            if not reveal:   # a served query's outputs: secret, opened to no one here
+                return [interpreter.ctx.secret(out) for out in outs], None, None
+            kept = self._kept_outputs(traced.out_tree)
+            results = [self._keep(interpreter, out, var.aval, abstract) if keep else
+                       self._output(interpreter, out, var.aval, abstract)
+                       for out, var, keep in zip(outs, traced.jaxpr.jaxpr.outvars, kept)]
+            report = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
             if abstract:
-                for out in outs:   # outputs computed on first use (a product with a public
-                    if isinstance(out, Secret):   # factor) are computed here, not revealed
-                        out.shares   # noqa: B018
-                return runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
-            if not reveal:
-                return [interpreter.ctx.secret(out) for out in outs]
-            results = [self._output(interpreter, out, var.aval)
-                       for out, var in zip(outs, traced.jaxpr.jaxpr.outvars)]
-            results = jax.block_until_ready(results)
+                return jax.tree.unflatten(traced.out_tree, results), report, None
+            jax.block_until_ready([r.shares if isinstance(r, Handle) else
+                                   r.value if isinstance(r, Public) else r for r in results])
             receives = config.output_party is None or runtime.holds(config.output_party)
             if emulated and planned_key not in self._planned:
                 self._planned.add(planned_key)
@@ -337,11 +371,25 @@ class SecureFunction:
             kernels_loaded=sum(r.stats.loaded for r in runtimes), planned=planner is not None,
             out_of_range=tuple(monitor.out_of_range) if monitor is not None else ())
         if clear:
-            return monitor
-        self.last_cost = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
-        if not receives:
-            return None
-        return jax.tree.unflatten(traced.out_tree, [np.asarray(r) for r in results])
+            return None, report, monitor
+        self.last_cost = report
+        if not receives and not any(kept):
+            return None, report, monitor
+        results = [r if keep else np.asarray(r) if receives else None
+                   for r, keep in zip(results, kept)]
+        return jax.tree.unflatten(traced.out_tree, results), report, monitor
+
+    def _kept_outputs(self, out_tree) -> list[bool]:
+        """For each output leaf, whether it stays secret (``secret_outputs``, a prefix of
+        the output pytree, broadcast to its leaves)."""
+        outputs = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
+        try:
+            flags = jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: bool(flag), sub),
+                                 self.secret_outputs, outputs)
+        except ValueError as exc:
+            raise SecjaxError(f"secret_outputs={self.secret_outputs!r} is not a prefix of "
+                              f"{self.__name__}'s outputs {out_tree}: {exc}") from None
+        return jax.tree.leaves(flags)
 
     def _program_key(self, traced, leaves, clear: bool = False) -> str | None:
         """A name for this program on disk: its jaxpr and constants, its public inputs'
@@ -383,10 +431,11 @@ class SecureFunction:
         if guard is not None:
             protocol.monitor = RangeMonitor(config.ring, guard, interpreter.ctx.site)
         given = given or {}
-        inputs = [given[i] if i in given else
-                  self._input(interpreter, kind, leaf, var.aval, name, abstract)
-                  for i, (kind, leaf, var, name) in enumerate(
-                      zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths))]
+        with runtime.cost.label(SHARING):
+            inputs = [given[i] if i in given else
+                      self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                      for i, (kind, leaf, var, name) in enumerate(
+                          zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths))]
         return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
 
     def _plan(self, traced, leaves, paths, seed, progress, clear: bool = False):
@@ -411,7 +460,12 @@ class SecureFunction:
         if not show:
             yield _Silent()
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+        )
 
         title = f"{self.__name__} under {self.config.protocol}"
         with Progress("[bold]{task.description}[/bold] " + title.replace("[", r"\["),
@@ -420,6 +474,8 @@ class SecureFunction:
             yield _Bar(bar)
 
     def _input(self, interpreter, kind, leaf, aval, name, abstract):
+        if kind == "handle":
+            return self._handle_input(interpreter, leaf, name, abstract)
         raw = leaf.value if _is_marker(leaf) else leaf
         if not encodable(aval.dtype):
             raise EncodingError(f"secjax cannot take argument {name} of dtype {aval.dtype}: "
@@ -455,13 +511,74 @@ class SecureFunction:
         value = jax.numpy.asarray(raw, aval.dtype)
         return Private(value, owner) if is_private else ctx.share(value, owner)
 
-    def _output(self, interpreter, value, aval):
+    def _domain(self, protocol) -> Domain:
+        """Where shares this call computes on belong (:class:`secjax.handles.Domain`)."""
+        config, runtime = self.config, protocol.runtime
+        if runtime.party_set is None:
+            raise SecjaxError(f"{type(runtime).__name__} keeps no secret between calls: "
+                              "handles (secjax.share, secret_outputs) need a runtime that "
+                              "names its party set")
+        return Domain(config.protocol, config.parties, config.ring_bits, config.frac_bits,
+                      "values" if isinstance(protocol, Ideal) else "shares",
+                      tuple(p for p in range(config.parties) if runtime.holds(p)),
+                      runtime.party_set)
+
+    def _handle_input(self, interpreter, handle: Handle, name: str, abstract: bool) -> Secret:
+        """The secret a handle argument holds: its shares as they are, no communication.
+        A cost report takes any layout (it traces the real protocol's share layout) and
+        abstract handles; a run needs the handle's domain to be the call's own."""
+        protocol = interpreter.protocol
+        domain = self._domain(protocol)
+        costing = abstract and not isinstance(protocol, Ideal)
+        theirs = dataclasses.replace(handle.domain, layout=domain.layout) if costing else (
+            handle.domain)
+        differences = theirs.differences(domain)
+        if differences:
+            raise SecjaxError(f"argument {name} is a handle to shares of "
+                              f"{handle.domain.describe()}, but {self.__name__} runs "
+                              f"{domain.describe()}: {'; '.join(differences)}")
+        if handle.abstract and not abstract:
+            raise SecjaxError(f"argument {name} is an abstract handle (shared from "
+                              "jax.ShapeDtypeStruct placeholders): cost() takes it, a call "
+                              "needs shares")
+        if costing:
+            shares = jax.ShapeDtypeStruct(protocol.share_shape(handle.shape),
+                                          self.config.ring.dtype)
+        elif abstract:
+            shares = jax.ShapeDtypeStruct(np.shape(handle.shares), handle.shares.dtype)
+        else:
+            shares = handle.shares
+        return Secret(shares, tuple(handle.shape), np.dtype(handle.dtype))
+
+    def _keep(self, interpreter, value, aval, abstract: bool):
+        """An output that stays secret: a handle to its shares. One the parties computed
+        from public values alone stays public (every party knows it; sharing it would hide
+        nothing), marked so that passing it back in keeps it public; one party's private
+        value is shared by its owner."""
+        if isinstance(value, Public):
+            return Public(jax.numpy.asarray(value.value, aval.dtype))
+        if isinstance(value, Private):
+            with interpreter.protocol.runtime.cost.label(SHARING):
+                value = interpreter.ctx.secret(value)
+        shares = value.shares
+        if abstract:
+            shares = jax.ShapeDtypeStruct(shares.shape, shares.dtype)
+        return Handle(shares, tuple(aval.shape), np.dtype(aval.dtype),
+                      self._domain(interpreter.protocol))
+
+    def _output(self, interpreter, value, aval, abstract: bool):
+        """An output revealed to ``output_party`` (every party when ``None``)."""
         protocol, to = interpreter.protocol, self.config.output_party
-        if isinstance(value, Private) and to is not None and value.owner != to:
-            value = interpreter.ctx.secret(value)   # the owner shares it, then it is opened
-        if not isinstance(value, Secret):
-            return jax.numpy.asarray(value.value, aval.dtype)
-        opened = protocol.reveal(value.shares, to=to)
+        # a deferred secret's shares are computed here, outside the reveal: computing
+        shares = value.shares if isinstance(value, Secret) else None
+        with protocol.runtime.cost.label(REVEALING):
+            if isinstance(value, Private) and to is not None and value.owner != to:
+                shares = interpreter.ctx.secret(value).shares   # the owner shares it
+            if shares is None:
+                return jax.numpy.asarray(value.value, aval.dtype)
+            opened = protocol.reveal(shares, to=to)
+        if abstract:
+            return jax.ShapeDtypeStruct(aval.shape, aval.dtype)
         return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
                                aval.dtype)
 
@@ -496,8 +613,7 @@ class _Bar(_Silent):
 def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
     """Drop equations no output depends on: under MPC they would still cost messages
     (Hugging Face models compute a pooler even when only the hidden states are used)."""
-    jaxpr, _ = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars), instantiate=True)
-    return ClosedJaxpr(jaxpr, closed.consts)
+    return ClosedJaxpr(drop_dead_code(closed.jaxpr), closed.consts)
 
 
 def _argument_name(path) -> str:
@@ -508,6 +624,8 @@ def _argument_name(path) -> str:
 
 
 def _classify(leaf) -> tuple[str, Any]:
+    if isinstance(leaf, Handle):
+        return "handle", jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
     if isinstance(leaf, Public):
         return "public", leaf.value
     if isinstance(leaf, Private):
@@ -521,19 +639,72 @@ def _dtype_of(raw):
     return raw.dtype
 
 
-def secure_jit(fun: Callable | None = None, *, config: Config | None = None, **options):
+def secure_jit(fun: Callable | None = None, *, config: Config | None = None,
+               secret_outputs: Any = False, **options):
     """Compile ``fun`` for secure execution.
 
     Usable bare (``@secure_jit``) or with options (``secure_jit(f, protocol="semi2k",
     parties=3, ring_bits=64, frac_bits=18)``), or with a :class:`Config`. The result is
     called like ``fun`` and returns the same pytree, shapes and dtypes; every argument is
-    secret unless marked with :func:`public` or :func:`private`.
+    secret unless marked with :func:`public` or :func:`private`, or passed as a handle
+    (:func:`share`). ``secret_outputs`` names the outputs that stay secret (see
+    :class:`SecureFunction`): they come back as handles instead of being revealed.
     """
     if config is not None and options:
         raise TypeError("pass either config= or keyword options, not both")
     config = config or Config(**options)
     if fun is None:
-        return functools.partial(secure_jit, config=config)
+        return functools.partial(secure_jit, config=config, secret_outputs=secret_outputs)
     if isinstance(fun, SecureFunction):
         raise SecjaxError("function is already wrapped by secure_jit")
-    return SecureFunction(fun, config)
+    return SecureFunction(fun, config, secret_outputs)
+
+
+def _identity(tree):
+    return tree
+
+
+def share(tree, party: int = 0, *, config: Config | None = None, **options):
+    """Secret-share ``tree``'s arrays once, from party ``party``: returns the same pytree of
+    :class:`~secjax.handles.Handle` s, which calls of the same protocol, parties and ring take
+    in place of the arrays at no further cost (a model's weights, shared once for many
+    queries). Leaves marked :func:`public` stay public; ``jax.ShapeDtypeStruct`` leaves give
+    abstract handles, for :meth:`SecureFunction.cost`. The configuration is ``config`` or
+    the keyword ``options`` of :class:`Config`. Sharing costs what it costs as a call's
+    input; its report is that of ``secure_jit(lambda t: t, secret_outputs=True)``."""
+    if config is not None and options:
+        raise TypeError("pass either config= or keyword options, not both")
+    config = dataclasses.replace(config or Config(**options), input_party=party)
+    sharer = SecureFunction(_identity, config, secret_outputs=True)
+    abstract = any(isinstance(leaf, jax.ShapeDtypeStruct) or
+                   (isinstance(leaf, Private) and isinstance(leaf.value, jax.ShapeDtypeStruct))
+                   for leaf in jax.tree.leaves(tree, is_leaf=_is_marker))
+    outputs, _, _ = sharer._evaluate((tree,), {}, abstract=abstract)
+    return outputs
+
+
+def reveal(tree, to: int | None = None):
+    """Open the handles in ``tree`` (to every party, or to party ``to`` only), returning the
+    same pytree with arrays in their place; :func:`public`-marked values are unwrapped and
+    other leaves returned as they are. The handles must share one domain (protocol, parties,
+    ring, layout); revealing costs what revealing a call's outputs does."""
+    leaves, tree_def = jax.tree.flatten(tree, is_leaf=_is_marker)
+    handles = [leaf for leaf in leaves if isinstance(leaf, Handle)]
+    opened = iter(())
+    if handles:
+        domains = {handle.domain for handle in handles}
+        if len(domains) > 1:
+            raise SecjaxError("reveal() takes handles of one domain; these come from "
+                              + " and ".join(sorted(d.describe() for d in domains)))
+        domain = domains.pop()
+        if domain.party_set != Emulator.party_set:
+            raise SecjaxError(f"handles of {domain.describe()} are opened by that party "
+                              "set's runtime, not in this process")
+        config = Config(protocol=domain.protocol, parties=domain.parties,
+                        ring_bits=domain.ring_bits, frac_bits=domain.frac_bits,
+                        emulation="ideal" if domain.layout == "values" else "protocol",
+                        output_party=to)
+        opened = iter(SecureFunction(_identity, config)(handles))
+    return tree_def.unflatten([next(opened) if isinstance(leaf, Handle) else
+                               leaf.value if isinstance(leaf, Public) else leaf
+                               for leaf in leaves])

@@ -12,7 +12,7 @@ from rich.table import Table
 
 def _primitives(_args) -> int:
     from secjax.interpreter import RULES
-    from secjax.nn import OVERRIDES
+    from secjax.primitives.patterns import OVERRIDES
 
     table = Table(title="Primitives with a secure rule (all-public equations run in the clear)")
     table.add_column("module")

@@ -91,7 +91,7 @@ def attention_head(seq: int = 4, hidden: int = 8) -> Program:
 
 def _tiny_bert():
     """A random-init FlaxBertModel small enough to compile quickly (2 layers, hidden 32)."""
-    from transformers import BertConfig, FlaxBertModel   # imported here: mlp stays quick
+    from transformers import BertConfig, FlaxBertModel  # imported here: mlp stays quick
     config = BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     return FlaxBertModel(config, seed=1)

@@ -3,8 +3,8 @@
 An equation whose operands are all public is computed in the clear, exactly as JAX would;
 one whose operands are public or private to a single party is computed by that party in the
 clear. Any other equation goes to its primitive's rule (``secjax.primitives``); a named
-function with an MPC-friendly override (``secjax.nn``) is replaced as a whole, and a pattern
-the policy substitutes (``secjax.nn.substitutions``) is computed from other inputs, the
+function with an MPC-friendly override (``secjax.primitives.patterns``) is replaced as a whole,
+and a pattern the policy substitutes (``patterns.substitutions``) is computed from other inputs, the
 equations that then no output needs being skipped. A primitive
 without a rule is an error that names it and the user's source line: never a fallback to
 plaintext.
@@ -15,20 +15,24 @@ from typing import Callable
 
 from jax.extend.core import ClosedJaxpr, Literal, jaxprs_in_params
 
-from secjax import nn
-from secjax.primitives import load_rules
+from secjax.primitives import load_rules, patterns
 from secjax.primitives.context import RuleContext
 from secjax.values import Private, Public, Secret, Value
 
 RULES = load_rules()
 
 
+# The "owner" of values every party holds (public ones).
+EVERY_PARTY = -1
+
+
 def _owner(values) -> int | None:
-    """The single party that can compute on ``values`` in the clear, if there is one."""
+    """The single party that can compute on ``values`` in the clear (``EVERY_PARTY`` when
+    all are public), or None."""
     owners = {v.owner for v in values if isinstance(v, Private)}
     if any(isinstance(v, Secret) for v in values) or len(owners) > 1:
         return None
-    return owners.pop() if owners else -1
+    return owners.pop() if owners else EVERY_PARTY
 
 
 def _bind_clear(eqn, values):
@@ -43,8 +47,8 @@ class Interpreter:
     def __init__(self, protocol, *, overrides: bool = True, policy=None,
                  on_equation: Callable[[], None] | None = None):
         self.protocol = protocol
-        self.overrides = nn.OVERRIDES if overrides else {}
-        self.substitutions = nn.substitutions if overrides else None
+        self.overrides = patterns.OVERRIDES if overrides else {}
+        self.substitutions = patterns.substitutions if overrides else None
         self.ctx = RuleContext(protocol, self.eval_jaxpr, policy)
         self.on_equation = on_equation
         self._scopes = [""]  # name stacks of the equations being evaluated, outermost first
@@ -80,13 +84,13 @@ class Interpreter:
             self.on_equation()   # (jaxprs_in_params is a generator: always truthy itself)
 
     def _eval_eqn(self, eqn, values: list[Value], producers: dict,
-                  sub: nn.Substitution | None = None) -> list[Value]:
+                  sub: patterns.Substitution | None = None) -> list[Value]:
         self._advance(eqn)
         owner = _owner(values)
         if owner is not None:
             arrays = [v.value for v in values]
             outs = sub.clear(*arrays) if sub else _bind_clear(eqn, values)
-            return [Public(o) if owner == -1 else Private(o, owner) for o in outs]
+            return [Public(o) if owner == EVERY_PARTY else Private(o, owner) for o in outs]
         ctx = self.ctx
         outer_producers, ctx.producers = ctx.producers, producers
         ctx.eqn_stack.append(eqn)

@@ -48,11 +48,6 @@ class Ring:
     def signed_dtype(self) -> np.dtype:
         return np.dtype(np.int64 if self.bits == 64 else np.int32)
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes that one ring element takes on the wire."""
-        return self.bits // 8
-
     def max_abs(self, scale: int) -> float:
         """Largest magnitude a value encoded at ``scale`` may have without wrapping."""
         return float(2.0 ** (self.bits - 1 - scale))

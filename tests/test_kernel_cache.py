@@ -70,7 +70,7 @@ def test_arrays_larger_than_a_block_are_exact(cache):
     f = secjax.secure_jit(lambda a: a * a - a, protocol="aby3", seed=5)
     assert_close(f(x), x * x - x, atol=1e-3)
     ran, costed = f.last_cost.by_op(), f.cost(x).by_op()
-    for op, tally in costed.items():   # cost() stops before revealing the outputs
+    for op, tally in costed.items():   # cost() counts the reveal too
         assert (ran[op].sent, ran[op].rounds) == (tally.sent, tally.rounds), op
     assert ran["reveal"].sent == [8 * n] * 3 and ran["reveal"].rounds == 1
 

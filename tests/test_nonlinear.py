@@ -7,6 +7,7 @@ import pytest
 
 import secjax
 import secjax.nn as snn
+from secjax.primitives import patterns
 from secjax.primitives.policy import GeluPolicy, SiluPolicy, SoftmaxPolicy
 from secjax.protocols import PROTOCOLS
 from secjax.protocols.plain import Plain
@@ -287,10 +288,10 @@ def test_2quad_is_opt_in_and_only_replaces_softmax():
     assert snn.DEFAULT_POLICY.softmax == SoftmaxPolicy(method="exp")
     x = jnp.ones((2, 8))
     softmax = jax.make_jaxpr(jax.nn.softmax)(x).jaxpr
-    (index,) = snn.substitutions(softmax, QUAD)
+    (index,) = patterns.substitutions(softmax, QUAD)
     assert softmax.eqns[index].primitive.name == "exp"
-    assert snn.substitutions(softmax, snn.DEFAULT_POLICY) == {}
-    assert snn.substitutions(jax.make_jaxpr(jax.nn.log_softmax)(x).jaxpr, QUAD) == {}
+    assert patterns.substitutions(softmax, snn.DEFAULT_POLICY) == {}
+    assert patterns.substitutions(jax.make_jaxpr(jax.nn.log_softmax)(x).jaxpr, QUAD) == {}
     x, _ = _quad_inputs()
     np.testing.assert_allclose(snn.softmax(x), jax.nn.softmax(x), atol=1e-4)
     public = secjax.secure_jit(jax.nn.softmax, protocol="plain", policy=QUAD)(secjax.public(x))

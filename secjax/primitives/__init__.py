@@ -26,7 +26,21 @@ def register(*names: str):
 
 def load_rules() -> dict[str, Callable]:
     """Import the rule modules (they register themselves) and return the registry."""
-    from secjax.primitives import (arith, compare, control, lookup, rounding,  # noqa: F401
-                                   structural, transcendental)
+    from secjax.primitives import (  # noqa: F401
+        arith,
+        bitwise,
+        compare,
+        control,
+        division,
+        gradients,
+        lookup,
+        pooling,
+        reductions,
+        rounding,
+        sorting,
+        structural,
+        transcendental,
+        trigonometric,
+    )
 
     return RULES

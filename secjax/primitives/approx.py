@@ -36,9 +36,17 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from secjax.primitives.policy import (ExpPolicy, GeluPolicy, LogPolicy, NormalisePolicy,
-                                      OddSigmoidPolicy, ReciprocalPolicy, RsqrtPolicy,
-                                      SiluPolicy, SoftmaxPolicy)
+from secjax.primitives.policy import (
+    ExpPolicy,
+    GeluPolicy,
+    LogPolicy,
+    NormalisePolicy,
+    OddSigmoidPolicy,
+    ReciprocalPolicy,
+    RsqrtPolicy,
+    SiluPolicy,
+    SoftmaxPolicy,
+)
 from secjax.runtime.kernels import default_cache
 
 # -- fitted polynomials ---------------------------------------------------------------------
@@ -61,6 +69,7 @@ def _silu(x):
 TARGETS = {
     "exp": np.exp, "log": np.log, "tanh": np.tanh, "erf": _erf, "gelu": _gelu,
     "silu": _silu, "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "sin_pi": lambda x: np.sin(np.pi * x), "atan": np.arctan,
 }
 
 

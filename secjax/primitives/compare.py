@@ -1,4 +1,5 @@
-"""Rules for comparisons, logic, max/min, abs/sign, clamp and max/min/argmax reductions.
+"""Rules for comparisons, max/min, abs/sign, clamp and max/min/argmax reductions (logic:
+:mod:`secjax.primitives.bitwise`).
 
 Every comparison is ``protocol.msb`` of a difference (1 where it is negative), exact while
 the difference of the two operands, at their fixed-point scale s, stays below
@@ -14,34 +15,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear
-from secjax.protocols.base import Local, array_namespace
+from secjax.protocols.base import MULTIPLY, Local, array_namespace
 from secjax.values import Public
 
 
-def _ones(ctx, shape):
-    return ctx.protocol.from_public(jnp.ones(tuple(shape), ctx.ring.dtype))
-
-
 def _not(ctx, bits, shape):
-    return ctx.protocol.sub(_ones(ctx, shape), bits)
+    return ctx.protocol.sub(ctx.ones(shape), bits)
 
 
 def _broadcast_to(x, *, shape):
     return jnp.broadcast_to(x, shape)
 
 
-def _operand(ctx, value, shape):
+def broadcast_operand(ctx, value, shape):
     """Shares of ``value`` (of any kind) broadcast to ``shape``."""
     secret = ctx.secret(value)
     if tuple(secret.shape) == tuple(shape):
         return secret.shares
-    return ctx.protocol.local(Local(_broadcast_to, (("shape", tuple(shape)),)), secret.shares)
+    return ctx.protocol.local(Local.of(_broadcast_to, shape=tuple(shape)), secret.shares)
 
 
 def _difference(ctx, a, b):
     shape = ctx.out_avals[0].shape
-    return ctx.protocol.sub(_operand(ctx, a, shape), _operand(ctx, b, shape))
+    return ctx.protocol.sub(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape))
 
 
 @register("lt", "gt", "ge", "le")
@@ -63,36 +59,6 @@ def equality_rule(ctx, a, b, **_):
     return ctx.make(bits, ctx.out_avals[0])
 
 
-def _check_bool(ctx):
-    if not jnp.issubdtype(ctx.out_avals[0].dtype, jnp.bool_):
-        raise ctx.unsupported("bitwise operations on secret integers need a bit "
-                              "decomposition secjax does not provide; only booleans")
-
-
-@register("and")
-def and_rule(ctx, a, b, **_):
-    _check_bool(ctx)
-    return apply_bilinear(ctx, MULTIPLY, a, b)
-
-
-@register("or", "xor")
-def or_xor_rule(ctx, a, b, **_):
-    """a or b = a + b - ab; a xor b = a + b - 2ab (0/1 secrets)."""
-    _check_bool(ctx)
-    shape = ctx.out_avals[0].shape
-    product = apply_bilinear(ctx, MULTIPLY, a, b).shares
-    if ctx.primitive == "xor":
-        product = ctx.protocol.add(product, product)
-    total = ctx.protocol.add(_operand(ctx, a, shape), _operand(ctx, b, shape))
-    return ctx.make(ctx.protocol.sub(total, product), ctx.out_avals[0])
-
-
-@register("not")
-def not_rule(ctx, a, **_):
-    _check_bool(ctx)
-    return ctx.make(_not(ctx, ctx.secret(a).shares, a.shape), ctx.out_avals[0])
-
-
 def _infinite(value, sign: int) -> bool:
     if not isinstance(value, Public) or not jnp.issubdtype(value.dtype, jnp.floating):
         return False
@@ -112,8 +78,8 @@ def max_min_rule(ctx, a, b, **_):
     diff = _difference(ctx, a, b)
     keep_a = _not(ctx, ctx.protocol.msb(diff), shape)
     moved = ctx.protocol.bilinear(MULTIPLY, keep_a, diff)
-    base, op = ((_operand(ctx, b, shape), ctx.protocol.add) if ctx.primitive == "max" else
-                (_operand(ctx, a, shape), ctx.protocol.sub))
+    base, op = ((broadcast_operand(ctx, b, shape), ctx.protocol.add) if ctx.primitive == "max" else
+                (broadcast_operand(ctx, a, shape), ctx.protocol.sub))
     return ctx.make(op(base, moved), out_aval)
 
 
@@ -122,7 +88,7 @@ def abs_rule(ctx, x, **_):
     """|x| = x (1 - 2 msb(x))."""
     x = ctx.secret(x)
     s = ctx.protocol.msb(x.shares)
-    sign = ctx.protocol.sub(_ones(ctx, x.shape), ctx.protocol.add(s, s))
+    sign = ctx.protocol.sub(ctx.ones(x.shape), ctx.protocol.add(s, s))
     return ctx.make(ctx.protocol.bilinear(MULTIPLY, sign, x.shares), ctx.out_avals[0])
 
 
@@ -132,7 +98,7 @@ def sign_rule(ctx, x, **_):
     x = ctx.secret(x)
     p = ctx.protocol
     s = p.msb(x.shares)
-    sign = p.sub(p.sub(_ones(ctx, x.shape), p.add(s, s)), p.eqz(x.shares))
+    sign = p.sub(p.sub(ctx.ones(x.shape), p.add(s, s)), p.eqz(x.shares))
     scale = ctx.scale(ctx.out_avals[0].dtype)
     if scale:
         sign = p.scale_up(sign, scale)
@@ -156,7 +122,7 @@ def clamp_shares(p, xs, los, his):
 @register("clamp")
 def clamp_rule(ctx, lo, x, hi, **_):
     shape = ctx.out_avals[0].shape
-    xs, los, his = (_operand(ctx, v, shape) for v in (x, lo, hi))
+    xs, los, his = (broadcast_operand(ctx, v, shape) for v in (x, lo, hi))
     return ctx.make(clamp_shares(ctx.protocol, xs, los, his), ctx.out_avals[0])
 
 
@@ -164,13 +130,13 @@ def clamp_rule(ctx, lo, x, hi, **_):
 
 
 # Layout maps of whole share arrays (leading share axes left alone), numpy or JAX alike.
-def _to_last(x, *, perm, shape):
+def to_last(x, *, perm, shape):
     lead = x.ndim - len(perm)
     moved = array_namespace(x).transpose(x, (*range(lead), *(lead + p for p in perm)))
     return moved.reshape(x.shape[:lead] + tuple(shape))
 
 
-def _halves(x, *, h):
+def pair_halves(x, *, h):
     n = x.shape[-1]
     # adjacent pairs (2i, 2i+1): winners stay in position order, so ties resolve to the
     # lowest index at every level
@@ -185,11 +151,11 @@ def _squeeze_last(x):
     return x[..., 0]
 
 
-_CONCAT_LAST = Local(_concat_last, on_shares=True)
-_SQUEEZE_LAST = Local(_squeeze_last, on_shares=True)
+CONCAT_LAST = Local(_concat_last, on_shares=True)
+SQUEEZE_LAST = Local(_squeeze_last, on_shares=True)
 
 
-def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
+def tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     """Max (or min) of ``x`` over ``axes`` by a log-depth tree of pairwise comparisons; the
     index of the first extreme element when ``with_index`` (ties keep the lower index)."""
     p = ctx.protocol
@@ -198,36 +164,35 @@ def _tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     perm = tuple(keep) + tuple(axes)
     n = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
     kept_shape = tuple(x.shape[d] for d in keep)
-    values = p.local(Local(_to_last, (("perm", perm), ("shape", kept_shape + (n,))),
-                           on_shares=True), x.shares)
+    values = p.local(Local.of(to_last, perm=perm, shape=kept_shape + (n,), on_shares=True), x.shares)
     index = None
     if with_index:
         iota = jnp.broadcast_to(jnp.arange(n, dtype=ctx.ring.dtype), kept_shape + (n,))
         index = p.from_public(iota)
     while n > 1:
         h = n // 2
-        lv, rv, rest_v = p.local(Local(_halves, (("h", h),), on_shares=True), values)
+        lv, rv, rest_v = p.local(Local.of(pair_halves, h=h, on_shares=True), values)
         diff = p.sub(lv, rv)
         # keep the left (lower-index) element when it is >= (max) or <= (min) the right one
         below = p.msb(diff if largest else p.neg(diff))
         keep_left = _not(ctx, below, kept_shape + (h,))
         if with_index:
-            li, ri, rest_i = p.local(Local(_halves, (("h", h),), on_shares=True), index)
+            li, ri, rest_i = p.local(Local.of(pair_halves, h=h, on_shares=True), index)
             moves = p.bilinear(MULTIPLY, p.stack(keep_left, keep_left),
                                p.stack(diff, p.sub(li, ri)))
             move_v, move_i = p.local(Local(_unstack2), moves)
-            index = p.local(_CONCAT_LAST, p.add(ri, move_i), rest_i)
+            index = p.local(CONCAT_LAST, p.add(ri, move_i), rest_i)
         else:
             move_v = p.bilinear(MULTIPLY, keep_left, diff)
-        values = p.local(_CONCAT_LAST, p.add(rv, move_v), rest_v)
+        values = p.local(CONCAT_LAST, p.add(rv, move_v), rest_v)
         n = h + (n - 2 * h)
-    return p.local(_SQUEEZE_LAST, values), (p.local(_SQUEEZE_LAST, index) if with_index
+    return p.local(SQUEEZE_LAST, values), (p.local(SQUEEZE_LAST, index) if with_index
                                             else None)
 
 
 @register("reduce_max", "reduce_min")
 def reduce_max_rule(ctx, x, *, axes, **_):
-    values, _ = _tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max",
+    values, _ = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max",
                              with_index=False)
     return ctx.make(values, ctx.out_avals[0])
 
@@ -236,6 +201,6 @@ def reduce_max_rule(ctx, x, *, axes, **_):
 def argmax_rule(ctx, x, *, axes, **_):
     """Index of the first maximum (minimum): the tree carries indices along, selected by
     the same bits in the same product call as the values."""
-    _, index = _tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax",
+    _, index = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax",
                             with_index=True)
     return ctx.make(index, ctx.out_avals[0])

@@ -7,13 +7,22 @@ from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
-from jax._src import source_info_util
 from jax.extend.core import Literal
 
 from secjax import ring as ring_ops
 from secjax.errors import EncodingError, UnsupportedError, describe
+from secjax.jax_internals import user_frames
+from secjax.primitives.policy import DEFAULT_POLICY
 from secjax.protocols.base import Protocol
-from secjax.values import DeferredSecret, Private, Public, Secret, Value, encodable, scale_of
+from secjax.values import (
+    DeferredSecret,
+    Private,
+    Public,
+    Secret,
+    Value,
+    encodable,
+    scale_of,
+)
 
 
 class RuleContext:
@@ -25,13 +34,17 @@ class RuleContext:
 
     def __init__(self, protocol: Protocol, eval_jaxpr: Callable, policy=None):
         self.protocol = protocol
-        # secjax.primitives.policy.Policy of the nonlinear approximations (None: defaults)
-        self.policy = policy
+        # the approximations of nonlinear functions (secjax.primitives.policy.Policy)
+        self.policy = policy or DEFAULT_POLICY
         self.ring = protocol.ring
         self.eval_jaxpr = eval_jaxpr
         self.eqn_stack: list = []  # the equation being evaluated, innermost last
         self.producers: dict = {}
         self._shared: dict[int, tuple[Private, Secret]] = {}
+        # intermediate results rules share within this evaluation (jnp.floor_divide takes
+        # div and rem of the same operands: one long division), keyed by the rule's name and
+        # its operands' identities; the entries hold the operands, so the ids stay theirs
+        self.memo: dict = {}
 
     # -- where we are -----------------------------------------------------------------------
     @property
@@ -49,7 +62,7 @@ class RuleContext:
         Equations inside library jits (``jnp.sort`` is one) carry no frame of their own, so
         the nearest enclosing call's frames are used."""
         for eqn in reversed(self.eqn_stack):
-            frames = list(source_info_util.user_frames(eqn.source_info.traceback))
+            frames = user_frames(eqn.source_info.traceback)
             if frames:
                 return _describe_frames(frames)
         return None
@@ -64,11 +77,12 @@ class RuleContext:
     def out_avals(self):
         return [v.aval for v in self.eqn.outvars]
 
-    def producer(self, operand: int):
-        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed the
-        current equation's operand ``operand``, or None for inputs and literals. Lets a rule
-        see patterns such as ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s``."""
-        var = self.eqn.invars[operand]
+    def producer(self, operand):
+        """``(eqn, operand values)`` of the equation (in the same jaxpr) that computed
+        ``operand`` (a variable, or the index of one of the current equation's operands), or
+        None for inputs and literals. Lets a rule see patterns such as
+        ``div(x, broadcast_in_dim(s))``: one reciprocal of ``s`` (:mod:`.patterns`)."""
+        var = self.eqn.invars[operand] if isinstance(operand, int) else operand
         return self.producers.get(var) if not isinstance(var, Literal) else None
 
     def unsupported(self, reason: str) -> UnsupportedError:
@@ -125,6 +139,10 @@ class RuleContext:
         encoded = ring_ops.encode(self.ring, array, self.scale(array.dtype), saturate=False)
         return Secret(self.protocol.share(encoded, owner), tuple(np.shape(array)),
                       np.dtype(array.dtype))
+
+    def ones(self, shape):
+        """Shares of a public array of ones of ``shape`` (scale 0: as integers and bits)."""
+        return self.protocol.from_public(np.ones(shape, self.ring.dtype))
 
     def make(self, shares, aval) -> Secret:
         """A secret with the shape and dtype of ``aval``."""

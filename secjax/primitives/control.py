@@ -10,20 +10,20 @@ from secjax.protocols.base import Local
 from secjax.values import Private, Public, Secret
 
 
-@register("jit", "pjit", "closed_call", "core_call")
+@register("jit", "closed_call")
 def call_rule(ctx, *args, **params):
     """Enter the called jaxpr."""
     closed = params.get("jaxpr", params.get("call_jaxpr"))
     return ctx.eval_jaxpr(closed, list(args))
 
 
-@register("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
+@register("custom_jvp_call", "custom_vjp_call")
 def custom_derivative_rule(ctx, *args, call_jaxpr=None, fun_jaxpr=None, **_):
     """Custom derivatives only matter for differentiation: run the primal function."""
     return ctx.eval_jaxpr(call_jaxpr if call_jaxpr is not None else fun_jaxpr, list(args))
 
 
-@register("checkpoint", "remat", "remat2")
+@register("remat2")
 def remat_rule(ctx, *args, jaxpr, **_):
     """Rematerialisation is a no-op without differentiation: run the body once."""
     closed = jaxpr if isinstance(jaxpr, ClosedJaxpr) else ClosedJaxpr(jaxpr, ())
@@ -103,7 +103,7 @@ def cond_rule(ctx, index, *operands, branches, **_):
         acc = ctx.secret(outs[0][j]).shares
         for b in range(1, len(branches)):
             # Branch b is taken when index >= b (lax.cond clamps the index to its range).
-            at_least_b = protocol.sub(_ones_like(ctx, index), protocol.msb(
+            at_least_b = protocol.sub(ctx.ones(index.shape), protocol.msb(
                 protocol.add_public(index.shares, jnp.asarray(-b).astype(ctx.ring.dtype))))
             take = ctx.secret(outs[b][j]).shares
             acc = protocol.select(_broadcast_bit(ctx, at_least_b, index, aval), take, acc)
@@ -111,13 +111,9 @@ def cond_rule(ctx, index, *operands, branches, **_):
     return results
 
 
-def _ones_like(ctx, value):
-    return ctx.protocol.from_public(jnp.ones(value.shape, ctx.ring.dtype))
-
-
 def _broadcast_bit(ctx, bit_shares, index, aval):
     """The scalar branch bit broadcast to the shape of the selected output."""
     if tuple(aval.shape) == tuple(index.shape):
         return bit_shares
-    return ctx.protocol.local(Local(jnp.broadcast_to, (("shape", tuple(aval.shape)),)),
+    return ctx.protocol.local(Local.of(jnp.broadcast_to, shape=tuple(aval.shape)),
                               bit_shares)

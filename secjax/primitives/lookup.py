@@ -1,5 +1,7 @@
 """Gathers at positions that are not public: embeddings of token ids, and picks such as CLIP's
-pooled output ``hidden[arange(batch), ids.argmax(-1)]``.
+pooled output ``hidden[arange(batch), ids.argmax(-1)]``; and their transposes, scatter-adds
+at positions that are not public (the gradient of a gather at secret labels, as in a
+cross-entropy loss).
 
 A gather that picks whole slices of its operand at positions is a contraction with a one-hot
 matrix. The operand dimensions the index vector addresses are flattened (row-major), the flat
@@ -13,6 +15,10 @@ dimensions of the contraction.
 Out-of-bounds positions follow the gather's mode: ``clip`` clamps each component (one
 comparison pair per component when secret); ``fill`` reads a zero slice (a ring has no NaN to
 fill with); ``promise_in_bounds`` trusts the positions (a private one is clamped, as XLA does).
+
+A scatter-add is the transpose of the gather with the same positions: the same one-hot
+matrix, contracted with the updates over the index batch instead of with the operand over
+its positions, then added to the operand. Its cost is the gather's.
 """
 from __future__ import annotations
 
@@ -22,14 +28,14 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.lax import GatherScatterMode
+from jax.lax import GatherDimensionNumbers, GatherScatterMode
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY, apply_bilinear, apply_private_bilinear
-from secjax.primitives.compare import clamp_shares
+from secjax.primitives.bilinear import apply_bilinear, apply_private_bilinear
+from secjax.primitives.compare import clamp_shares, to_last
 from secjax.primitives.structural import linear_rule
-from secjax.protocols.base import Bilinear, Local
+from secjax.protocols.base import MULTIPLY, Bilinear, Local
 from secjax.values import Private, Public, Secret
 
 
@@ -119,14 +125,6 @@ def _count_out_of_range(bits):
     return jnp.sum(bits, axis=(0, bits.ndim - 1), dtype=bits.dtype)
 
 
-def _reshape(x, *, shape):
-    return jnp.reshape(x, shape)
-
-
-def _relayout(x, *, perm, shape):
-    return jnp.reshape(jnp.transpose(x, perm), shape)
-
-
 def _private_one_hot(pick: SlicePick, indices: Private, mode) -> Private:
     """The owner's one-hot matrix, computed in the clear with the mode's exact bounds."""
     comps = jnp.asarray(indices.value)
@@ -153,15 +151,17 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
         ring_ops.encode(ctx.ring, jnp.asarray(pick.limits) - 1, 0), shape))
     if mode == GatherScatterMode.CLIP:
         comps = clamp_shares(p, comps, p.from_public(jnp.zeros(shape, ctx.ring.dtype)), last)
-    flat = p.local(Local(_flat_position, (("strides", pick.strides),)), comps)
-    spread = p.local(Local(_spread, (("positions", pick.positions),)), flat)
+    flat = p.local(Local.of(_flat_position, strides=pick.strides), comps)
+    spread = p.local(Local.of(_spread, positions=pick.positions), flat)
     offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
     hot = p.eqz(p.add_public(spread, offsets))
     if mode == GatherScatterMode.FILL_OR_DROP and len(pick.limits) > 1:
         outside = p.local(Local(_count_out_of_range), p.msb(p.stack(comps, p.sub(last, comps))))
-        valid = p.local(Local(_spread, (("positions", pick.positions),)), p.eqz(outside))
+        valid = p.local(Local.of(_spread, positions=pick.positions), p.eqz(outside))
         hot = p.bilinear(MULTIPLY, hot, valid)
-    hot = p.local(Local(_reshape, (("shape", (*pick.batch, *pick.sizes)),)), hot)
+    rank = len(p.logical_shape(hot))
+    hot = p.local(Local.of(to_last, perm=tuple(range(rank)), shape=(*pick.batch, *pick.sizes),
+                           on_shares=True), hot)
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 
 
@@ -187,5 +187,79 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
         picked = apply_bilinear(ctx, contract, hot, operand, out_aval=result)
     if pick.layout == tuple(range(len(pick.layout))) and pick.result == out_aval.shape:
         return ctx.make(picked.shares, out_aval)
-    relayout = Local(_relayout, (("perm", pick.layout), ("shape", tuple(out_aval.shape))))
+    relayout = Local.of(to_last, perm=pick.layout, shape=tuple(out_aval.shape),
+                        on_shares=True)
     return ctx.make(ctx.protocol.local(relayout, picked.shares), out_aval)
+
+
+def _adjoint_gather(operand_shape, updates_shape, dn):
+    """``(dimension_numbers, slice_sizes)`` of the gather whose transpose is the scatter
+    with dimension numbers ``dn`` (its output has the updates' shape)."""
+    gather_dn = GatherDimensionNumbers(
+        offset_dims=tuple(dn.update_window_dims),
+        collapsed_slice_dims=tuple(dn.inserted_window_dims),
+        start_index_map=tuple(dn.scatter_dims_to_operand_dims),
+        operand_batching_dims=tuple(dn.operand_batching_dims),
+        start_indices_batching_dims=tuple(dn.scatter_indices_batching_dims))
+    windows = iter(updates_shape[d] for d in dn.update_window_dims)
+    slice_sizes = tuple(1 if d in dn.inserted_window_dims or d in dn.operand_batching_dims
+                        else next(windows) for d in range(len(operand_shape)))
+    return gather_dn, slice_sizes
+
+
+def _unlayout(x, *, perm, shape):
+    """Inverse of the gather's relayout (:func:`~secjax.primitives.compare.to_last`): from
+    the gather's output back to its contraction's."""
+    return jnp.transpose(jnp.reshape(x, shape), perm)
+
+
+def _spread_contraction(pick: SlicePick, rank: int):
+    """``(dot_general dimension numbers of (one_hot, updates), permutation to operand
+    order)`` of the transposed pick: the index batch contracted away, paired batch
+    dimensions kept, the one-hot's position axes landing on the indexed dimensions."""
+    (hot_contract, indexed), (hot_batch, operand_batch) = pick.contraction
+    n_batch = len(pick.batch)
+    nb = len(hot_batch)
+    free = tuple(j for j in range(n_batch) if j not in hot_batch)
+    dims = ((free, tuple(range(nb, nb + len(free)))), (tuple(hot_batch), tuple(range(nb))))
+    whole = [d for d in range(rank) if d not in indexed and d not in operand_batch]
+    labels = list(operand_batch) + list(indexed) + whole
+    return dims, tuple(labels.index(d) for d in range(rank))
+
+
+@register("scatter-add")
+def scatter_add_rule(ctx, operand, indices, updates, *, dimension_numbers, mode, **params):
+    """Public positions: a local scatter-add. Private or secret positions: the operand plus
+    the transpose of the one-hot gather at those positions applied to the updates."""
+    if isinstance(indices, Public):
+        return linear_rule(ctx, operand, indices, updates, dimension_numbers=dimension_numbers,
+                           mode=mode, **params)
+    gather_dn, slice_sizes = _adjoint_gather(operand.shape, updates.shape, dimension_numbers)
+    pick = slice_pick(operand.shape, indices.shape, gather_dn, slice_sizes)
+    if isinstance(pick, str):
+        raise ctx.unsupported(
+            f"scatter-add at {type(indices).__name__.lower()} positions: {pick}")
+    mode = GatherScatterMode.from_any(mode)
+    hot = (_private_one_hot(pick, indices, mode) if isinstance(indices, Private)
+           else _secret_one_hot(ctx, pick, indices, mode))
+    out_aval = ctx.out_avals[0]
+    rank = len(out_aval.shape)
+    inverse = tuple(int(i) for i in np.argsort(pick.layout))
+    laid = tuple(pick.result[i] for i in pick.layout)
+    moved = ctx.protocol.local(Local.of(_unlayout, perm=inverse, shape=laid),
+                               ctx.secret(updates).shares)
+    moved = ctx.make(moved, jax.ShapeDtypeStruct(pick.result, updates.dtype))
+    dims, perm = _spread_contraction(pick, rank)
+    spread_shape = tuple(out_aval.shape[d] for d in np.argsort(perm))
+    contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", dims),))
+    result = jax.ShapeDtypeStruct(spread_shape, out_aval.dtype)
+    if isinstance(hot, Private):   # used here alone
+        spread = apply_private_bilinear(ctx, contract, hot, moved, result)
+    else:
+        spread = apply_bilinear(ctx, contract, hot, moved, out_aval=result)
+    placed = ctx.protocol.local(Local.of(_transpose, perm=perm), spread.shares)
+    return ctx.make(ctx.protocol.add(ctx.secret(operand).shares, placed), out_aval)
+
+
+def _transpose(x, *, perm):
+    return jnp.transpose(x, perm)

@@ -185,6 +185,26 @@ class SoftmaxPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrigPolicy:
+    """Trigonometric functions (``secjax.primitives.trigonometric``).
+
+    sin and cos: u = x / (2 pi), reduced exactly to its fractional part f in [0, 1) (one
+    truncation, one comparison), then -sin(pi t) at t = 2f - 1 in [-1, 1) by an odd
+    polynomial of degree ``sin_degree``; tan = sin / cos (one reciprocal). The domain is
+    |x| < ``max_abs``: the product x / (2 pi) is held as finely as that bound allows
+    (outside it the product leaves the ring and the result is meaningless, though within
+    [-1, 1]). atan: |x| or 1 / |x|, whichever is at most 1, into an odd polynomial of degree
+    ``atan_degree`` on [-1, 1] (pi / 2 - it for |x| > 1); asin(x) = 2 atan(x / (1 +
+    sqrt(1 - x^2))), acos = pi / 2 - asin, atan2 from atan(y / x) and the quadrant.
+    Errors at 18 fractional bits, measured over the domain: sin, cos below 2e-5; atan,
+    asin, acos, atan2 below 1e-4 (tests/test_coverage.py)."""
+
+    sin_degree: int = 11
+    atan_degree: int = 17
+    max_abs: float = 1024.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Policy:
     """Approximation choices for every nonlinear function (see each field's class)."""
 
@@ -197,6 +217,7 @@ class Policy:
     gelu: GeluPolicy = GeluPolicy()
     silu: SiluPolicy = SiluPolicy()
     softmax: SoftmaxPolicy = SoftmaxPolicy()
+    trig: TrigPolicy = TrigPolicy()
 
     def replace(self, **changes) -> "Policy":
         return dataclasses.replace(self, **changes)

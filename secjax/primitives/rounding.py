@@ -29,7 +29,7 @@ from jax import lax
 
 from secjax import ring as ring_ops
 from secjax.primitives import register
-from secjax.primitives.arith import MULTIPLY
+from secjax.protocols.base import MULTIPLY
 
 
 def _secret_float(ctx, x):

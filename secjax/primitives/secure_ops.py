@@ -22,10 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from secjax import ring as ring_ops
-from secjax.protocols.base import Bilinear, Local
-from secjax.values import Secret, Value
-
-MULTIPLY = Bilinear(jnp.multiply)
+from secjax.protocols.base import MULTIPLY, Local
+from secjax.values import Secret, Value, is_float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +165,7 @@ class SecureOps:
             prod = self.p.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
                                    scale=sa + sb, planned=True)
             prods = ([prod] if len(idx) == 1 else
-                     list(self.p.local(Local(_unstack, (("n", len(idx)),)), prod,
+                     list(self.p.local(Local.of(_unstack, n=len(idx)), prod,
                                        over=self.p.logical_shape(prod)[1:])))
             for i, shares in zip(idx, prods):
                 value = Fx(shares, sa + sb - max(excess, 0))
@@ -178,7 +176,7 @@ class SecureOps:
     def ge(self, x: Fx, consts) -> Fx:
         """Stacked bits [x >= c] for public constants ``consts``: ONE msb call."""
         n = len(consts)
-        repeated = self.p.local(Local(_repeat, (("n", n),)), x.shares, over=self.shape(x))
+        repeated = self.p.local(Local.of(_repeat, n=n), x.shares, over=self.shape(x))
         shape = self.shape(x)
         offsets = np.stack([np.broadcast_to(self._encode(-c, x.scale), shape)
                             for c in consts])
@@ -369,3 +367,20 @@ def plan_powers(polys: tuple, bits: int) -> PowerPlan:
     """The shift (-8..16) with the least predicted error (:func:`_plan_for_shift`)."""
     return min((_plan_for_shift(polys, bits, t) for t in range(-8, 17)),
                key=lambda plan: plan.error)
+
+
+def require_float_output(ctx) -> None:
+    """A clear error unless the current equation's output is a float (approximations of
+    real functions have no integer form)."""
+    dtype = ctx.out_avals[0].dtype
+    if not is_float(dtype):
+        raise ctx.unsupported(f"{ctx.primitive} of a secret needs a floating dtype, got {dtype}")
+
+
+def run_approx(ctx, x, algorithm):
+    """Apply ``algorithm(ops, fx)`` (a description of :mod:`secjax.primitives.approx`) to the
+    value ``x`` under the session's protocol: a secret of the current equation's output,
+    which must be a float."""
+    require_float_output(ctx)
+    o = SecureOps(ctx)
+    return o.leave(algorithm(o, o.enter(x)), ctx.out_avals[0])

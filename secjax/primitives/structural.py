@@ -95,17 +95,17 @@ def local_primitive(primitive: Primitive, params: dict, rank: int | None = None)
     if on_shares is not None and rank is not None and params.get("dimensions") is None:
         fn, taken, needs_rank = on_shares
         kept = {k: freeze(params[k]) for k in taken} | ({"rank": rank} if needs_rank else {})
-        return Local(fn, tuple(sorted(kept.items())), on_shares=True)
+        return Local.of(fn, on_shares=True, **kept)
     if name in ("scatter-add", "scatter"):
         # The equation's update_jaxpr is typed for floats; lax rebuilds one for the ring.
         kept = {k: params[k] for k in ("dimension_numbers", "indices_are_sorted",
                                        "unique_indices", "mode")}
         combine = jax.lax.scatter_add if name == "scatter-add" else jax.lax.scatter
-        return Local(_scatter, (("combine", combine), ("params", freeze(kept))))
+        return Local.of(_scatter, combine=combine, params=freeze(kept))
     if name == "gather":
         params = dict(params, fill_value=0)  # out-of-bounds rows read as a sharing of 0
     frozen = tuple(sorted((k, freeze(v)) for k, v in params.items()))
-    return Local(bind_primitive, (("primitive", primitive), ("params", frozen)))
+    return Local.of(bind_primitive, primitive=primitive, params=frozen)
 
 
 def linear_rule(ctx, *operands, **params):
@@ -129,13 +129,13 @@ def linear_rule(ctx, *operands, **params):
 
 
 register(
-    "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "rev",
+    "reshape", "transpose", "broadcast_in_dim", "squeeze", "slice", "rev",
     "reduce_sum", "cumsum", "concatenate", "stack", "pad", "dynamic_slice",
-    "dynamic_update_slice", "scatter-add", "scatter", "split",
+    "dynamic_update_slice", "scatter", "split",
 )(linear_rule)
 
 
-@register("copy", "copy_p", "stop_gradient", "reduce_precision", "optimization_barrier")
+@register("copy", "stop_gradient", "reduce_precision", "optimization_barrier")
 def identity_rule(ctx, *operands, **params):
     """Value-preserving primitives (copies, gradient and precision markers)."""
     values = [ctx.secret(op) if not isinstance(op, Secret) else op for op in operands]

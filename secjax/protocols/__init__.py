@@ -1,6 +1,6 @@
 """Secret-sharing protocols, looked up by name."""
-from secjax.protocols.base import Bilinear, Local, Protocol
 from secjax.protocols.aby3 import Aby3
+from secjax.protocols.base import Bilinear, Local, Protocol
 from secjax.protocols.plain import Plain
 from secjax.protocols.semi2k import Semi2k
 

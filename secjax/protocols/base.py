@@ -34,6 +34,10 @@ class Bilinear:
         return self.fn(x, y, **dict(self.params))
 
 
+# The elementwise product (with broadcasting): the bilinear map of ``mul``.
+MULTIPLY = Bilinear(jnp.multiply)
+
+
 @dataclasses.dataclass(frozen=True)
 class Local:
     """A hashable linear map applied to every share alike: ``fn(*xs, **params)``.
@@ -46,6 +50,11 @@ class Local:
     fn: Callable
     params: tuple = ()
     on_shares: bool = False
+
+    @classmethod
+    def of(cls, fn: Callable, *, on_shares: bool = False, **params) -> "Local":
+        """``fn`` with its keyword parameters (hashable values), in a canonical order."""
+        return cls(fn, tuple(sorted(params.items())), on_shares)
 
     def __call__(self, *xs):
         return self.fn(*xs, **dict(self.params))
@@ -368,7 +377,7 @@ class Protocol:
 
     def index(self, shares, i: int):
         """Row ``i`` of the leading logical axis (local)."""
-        return self.local(Local(_index, (("i", i),)), shares,
+        return self.local(Local.of(_index, i=i), shares,
                           over=self.logical_shape(shares)[1:])
 
     def sub(self, a, b):
@@ -394,7 +403,7 @@ class Protocol:
 
     def select(self, bit, a, b):
         """``bit ? a : b`` for a secret 0/1 ``bit`` and secret ``a``, ``b`` of one shape."""
-        return self.add(b, self.bilinear(Bilinear(jnp.multiply), bit, self.sub(a, b)))
+        return self.add(b, self.bilinear(MULTIPLY, bit, self.sub(a, b)))
 
     def logical_shape(self, shares) -> tuple[int, ...]:
         return tuple(shares.shape[self.share_axes:])

@@ -25,6 +25,10 @@ class Runtime(abc.ABC):
     kernels: KernelCache
     stats: CacheStats
     compile_seconds: float
+    # Which set of processes holds the shares this runtime computes on, for handles that
+    # outlive a call (secjax.handles): equal names, interchangeable shares. None: this
+    # runtime keeps no secret between calls.
+    party_set: str | None = None
 
     @abc.abstractmethod
     def holds(self, party: int) -> bool:

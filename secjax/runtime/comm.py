@@ -95,11 +95,6 @@ class Comm(abc.ABC):
         meaningful at ``party`` itself (elsewhere it is that process's own slice)."""
         return x[party]
 
-    def total(self, x) -> jax.Array:
-        """The sum over all parties of the party-indexed ``x``, with no party axis: what an
-        ideal functionality sees. Only the emulator has it (for its ``ideal`` mode)."""
-        raise NotImplementedError(f"{type(self).__name__} runs real protocol steps only")
-
     @abc.abstractmethod
     def shift(self, x, offset: int = 1) -> jax.Array:
         """Every party i sends its ``x`` to party i + offset; returns what each received."""

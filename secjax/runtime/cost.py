@@ -28,8 +28,12 @@ class Tally:
         return max(self.sent) if self.sent else 0
 
 
-# The label of a call's own input sharing and output reveal (outside every primitive).
-INPUTS_AND_OUTPUTS = "(inputs and outputs)"
+# The labels of a call's own work outside every primitive: sharing its secret inputs,
+# revealing its outputs, and anything else (a deferred value computed for an output).
+SHARING = "(sharing inputs)"
+REVEALING = "(revealing outputs)"
+OUTSIDE_PRIMITIVES = "(outside primitives)"
+PHASES = {"sharing": SHARING, "revealing": REVEALING}
 
 
 class CostLog:
@@ -41,14 +45,14 @@ class CostLog:
         self.n_parties = n_parties
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
-        self._label = ("", INPUTS_AND_OUTPUTS)
+        self._label = (OUTSIDE_PRIMITIVES, "")   # (primitive or function, scope)
         self.largest = 0
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
         """Attribute what runs inside to primitive ``name`` (or a named function) within
         ``scope`` (the equation's name stack, e.g. ``FlaxBertModule/encoder/layer/0``)."""
-        outer, self._label = self._label, (scope, name)
+        outer, self._label = self._label, (name, scope)
         try:
             yield
         finally:
@@ -56,14 +60,15 @@ class CostLog:
 
     def current_label(self) -> tuple[str, str]:
         """The (primitive or function, scope) that exchanges are attributed to now."""
-        return self._label[1], self._label[0]
+        return self._label
 
     def add(self, exchanges) -> None:
         """Record one call of a step whose exchanges were traced as ``exchanges``."""
         touched = set()
         for exchange in exchanges:
             self.largest = max(self.largest, exchange.dealer, *exchange.sent)
-            key = (*self._label, exchange.op)
+            name, scope = self._label
+            key = (scope, name, exchange.op)   # the order of CostReport.rows
             self.by_label[key].add(exchange)
             touched.add(key)
         for key in touched:
@@ -110,10 +115,19 @@ class CostReport:
     def without_input_sharing(self) -> CostReport:
         """The report less the sharing of the call's secret inputs: what each call costs when
         they were shared beforehand, as a served model's weights are (once, not per query).
-        Comparable with figures for computation on inputs already shared."""
-        rows = {row: tally for row, tally in self.rows.items()
-                if row[1:] != (INPUTS_AND_OUTPUTS, "share")}
+        Comparable with figures for computation on inputs already shared. (Passing handles,
+        :func:`secjax.share`, measures this instead of subtracting it.)"""
+        rows = {row: tally for row, tally in self.rows.items() if row[1] != SHARING}
         return CostReport(self.n_parties, rows, self.info, self.largest)
+
+    def phases(self) -> dict[str, Tally]:
+        """``sharing`` (the call's secret inputs, by their owners), ``computing`` (everything
+        else) and ``revealing`` (the outputs not kept secret): their sum is :attr:`total`.
+        An argument passed as a handle costs nothing here."""
+        labels = {label: phase for phase, label in PHASES.items()}
+        return {phase: self._total([tally for row, tally in self.rows.items()
+                                    if labels.get(row[1], "computing") == phase])
+                for phase in ("sharing", "computing", "revealing")}
 
     def _grouped(self, key) -> dict[str, Tally]:
         groups = collections.defaultdict(list)
@@ -151,7 +165,9 @@ class CostReport:
         table.add_column("dealer", justify="right")
         table.add_column("rounds", justify="right")
         rows = sorted(self.by_primitive().items(), key=lambda kv: -kv[1].max_sent)
-        for name, tally in rows + [("total", self.total)]:
+        phases = self.phases()
+        for name, tally in rows + [("computing (all but sharing and revealing)",
+                                    phases["computing"]), ("total", self.total)]:
             table.add_row(name, *map(format_bytes, tally.sent), format_bytes(tally.dealer),
                           str(tally.rounds))
         return table

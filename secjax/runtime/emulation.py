@@ -69,9 +69,6 @@ class EmulatedComm(Comm):
     def party_index(self, like):
         return jnp.arange(self.n_parties, dtype=jnp.int32).reshape(self._party_shaped(like.ndim))
 
-    def total(self, x):
-        return jnp.sum(x, axis=0, dtype=x.dtype)
-
     def shift(self, x, offset=1):
         self._record((self._payload(x),) * self.n_parties)
         return jnp.roll(x, offset % self.n_parties, axis=0)
@@ -123,10 +120,10 @@ def _combine(shares, xor: bool):
 BLOCK_SIZES = {"cpu": (2**12, 2**16)}
 ACCELERATOR_BLOCK_SIZES = (2**12, 2**16, 2**20)
 
-# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (an aby3
-# comparison of 2^16 elements: 0.7 s to compile at level 0 and 86 ms to run, 2.0 s and 16 ms
-# at the default level), so kernels over few elements compile at level 0, larger ones with
-# XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's defaults.
+# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (measured in
+# benchmarks/RESULTS.md, "Compiling kernels"), so kernels over few elements compile at level
+# 0, larger ones with XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's
+# defaults.
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _OPTIMISE_FROM_ELEMENTS = 2**15
 
@@ -162,7 +159,11 @@ class Emulator(Runtime):
     :attr:`pending` for :meth:`compile_pending`.
     ``kernels``: where compiled steps are kept (default: the process's shared cache);
     ``persistent``: whether they may be read from and written to its disk part.
+    Every emulator holds all parties' shares in this process, so shares one emulator
+    computed (handles) are valid in any other of the same protocol, parties and ring.
     """
+
+    party_set = "emulator"
 
     def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
                  plan: bool = False, kernels: KernelCache | None = None,

@@ -370,7 +370,7 @@ class NetworkRuntime(Runtime):
             raise NetworkError("party processes run the real protocol steps only")
         key = (step, self.ring, tuple(sorted(static.items())),
                tuple((tuple(a.shape), np.dtype(a.dtype).str) for a in arrays))
-        self.label = getattr(self.cost, "_label", "?")
+        self.label = self.cost.current_label()
         started = time.perf_counter()
         kernel = self.kernels.get(key, lambda: None, False, self.stats,
                                   lambda: self._trace(step, arrays, static))

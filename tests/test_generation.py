@@ -1,0 +1,101 @@
+"""Greedy generation with a secret KV cache (tiny random-init GPT-2 and LLaMA): the same
+tokens as plaintext greedy decoding with the cache, a cache equal to plaintext's, and a cost
+per step that does not grow with the position."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message=".*TensorFlow and JAX classes are deprecated.*")
+transformers = pytest.importorskip("transformers")
+
+import secjax  # noqa: E402
+from secjax.generation import decode_step, greedy, secure_decode_step  # noqa: E402
+
+PROMPT = [5, 17, 42, 99]
+NEW_TOKENS = 16
+
+
+def _gpt2():
+    config = transformers.GPT2Config(vocab_size=256, n_positions=64, n_embd=64, n_layer=2,
+                                     n_head=4, n_inner=128, bos_token_id=1, eos_token_id=2)
+    return transformers.FlaxGPT2LMHeadModel(config, seed=0)
+
+
+def _llama():
+    config = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                      num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, max_position_embeddings=128,
+                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return transformers.FlaxLlamaForCausalLM(config, seed=1)
+
+
+MODELS = {"gpt2": _gpt2, "llama": _llama}
+
+
+def _plaintext(model):
+    """Tokens and final cache of plaintext greedy decoding with the cache (``jax.jit``)."""
+    total = len(PROMPT) + NEW_TOKENS
+    caches = []
+    step = jax.jit(decode_step(model))
+
+    def keep_cache(*args):
+        token, cache = step(*args)
+        caches.append(cache)
+        return token, cache
+
+    tokens = greedy(keep_cache, model.params, model.init_cache(1, total), PROMPT, NEW_TOKENS,
+                    secure=False)
+    return tokens, caches[-1]
+
+
+@pytest.mark.parametrize("name,options", [
+    ("gpt2", dict(protocol="aby3", emulation="ideal")),
+    ("llama", dict(protocol="aby3", emulation="ideal")),
+    pytest.param("gpt2", dict(protocol="aby3"), marks=pytest.mark.slow),
+    pytest.param("gpt2", dict(protocol="semi2k"), marks=pytest.mark.slow),
+    pytest.param("llama", dict(protocol="semi2k", emulation="ideal"), marks=pytest.mark.slow),
+])
+def test_secret_cache_generation_matches_plaintext(name, options):
+    model = MODELS[name]()
+    expected_tokens, expected_cache = _plaintext(model)
+    step = secure_decode_step(model, seed=7, **options)
+    weights = secjax.share(model.params, protocol=options["protocol"],
+                           emulation=options.get("emulation", "protocol"))
+    reports, caches = [], []
+
+    def secure_step(*args):
+        token, cache = step(*args)
+        reports.append(step.last_cost)
+        caches.append(cache)
+        return token, cache
+
+    total = len(PROMPT) + NEW_TOKENS
+    tokens = greedy(secure_step, weights, model.init_cache(1, total), PROMPT, NEW_TOKENS,
+                    secure=True)
+    assert tokens == expected_tokens
+
+    # the cache stayed secret (handles) except its public write index, and holds what
+    # plaintext decoding's does
+    for path, leaf in jax.tree_util.tree_leaves_with_path(caches[-1]):
+        is_index = "cache_index" in jax.tree_util.keystr(path)
+        assert isinstance(leaf, secjax.Handle) != is_index, path
+    opened = secjax.reveal(caches[-1])
+    for got, want in zip(jax.tree.leaves(opened), jax.tree.leaves(expected_cache)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-2, rtol=2e-2)
+
+    # after the prompt: no sharing at all, one token revealed, the same cost at every position
+    decoding = reports[1:]
+    first, last = decoding[0], decoding[-1]
+    assert first.phases()["sharing"].sent == [0] * len(first.bytes_per_party)
+    assert first.phases()["revealing"].sent == reports[0].phases()["revealing"].sent
+    assert max(last.bytes_per_party) <= 1.2 * max(first.bytes_per_party)
+    for report in decoding:
+        assert report.bytes_per_party == first.bytes_per_party
+        assert report.rounds == first.rounds
