@@ -161,7 +161,11 @@ class RunStats:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Traced:
+class Traced:
+    """A secure function traced for one input signature: the closed jaxpr (dead code
+    removed), the output tree, and each flat input's kind (``"public"``, ``"private:N"`` or
+    ``"secret"``)."""
+
     jaxpr: Any
     out_tree: Any
     kinds: tuple
@@ -246,7 +250,10 @@ class SecureFunction:
         return max((f for f, ok in fits.items() if ok), default=None)
 
     # -- tracing -----------------------------------------------------------------------------
-    def _trace(self, args, kwargs) -> tuple[_Traced, list, list]:
+    def trace(self, args, kwargs=None) -> tuple[Traced, list, list]:
+        """The traced program for ``(args, kwargs)`` (cached per signature), the flat input
+        leaves (markers kept) and their argument names (``args[0]['dense']['kernel']``)."""
+        kwargs = dict(kwargs or {})
         with_paths, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs),
                                                                     is_leaf=_is_marker)
         paths = [_argument_name(path) for path, _ in with_paths]
@@ -269,18 +276,31 @@ class SecureFunction:
                 return out_leaves
 
             closed = _without_dead_code(jax.make_jaxpr(flat_fun)(*avals))
-            traced = self._traces[key] = _Traced(closed, out_tree[0], tuple(kinds))
+            traced = self._traces[key] = Traced(closed, out_tree[0], tuple(kinds))
         return traced, leaves, paths
 
     # -- running -----------------------------------------------------------------------------
-    def _execute(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False):
+    def run_on(self, runtime, args, kwargs=None, *, given=None, reveal: bool = True):
+        """Evaluate on ``runtime``, one party's runtime of a cluster
+        (:class:`secjax.runtime.party.NetworkRuntime`): inputs the party does not hold are
+        ``jax.ShapeDtypeStruct`` placeholders; outputs are ``None`` unless it is the output
+        party. ``given`` maps flat input positions to values made beforehand (secrets shared
+        once, then used by many calls) that replace those inputs. ``reveal=False`` returns
+        the flat list of outputs as :class:`~secjax.values.Secret` values, opened to no one."""
+        return self._execute(tuple(args), dict(kwargs or {}), abstract=False, runtime=runtime,
+                             given=given, reveal=reveal)
+
+    def _execute(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
+                 given=None, reveal: bool = True):
         """The call's outputs; with ``abstract`` its cost report; with ``clear`` its range
         monitor (see :meth:`_evaluate`)."""
         outputs, report, monitor = self._evaluate(args, kwargs, abstract=abstract,
-                                                  runtime=runtime, clear=clear)
+                                                  runtime=runtime, clear=clear, given=given,
+                                                  reveal=reveal)
         return monitor if clear else report if abstract else outputs
 
-    def _evaluate(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False):
+    def _evaluate(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
+                  given=None, reveal: bool = True):
         """Evaluate securely on ``runtime`` (default: an :class:`Emulator`); returns the
         outputs, the cost report and the range monitor (or ``None``). A network runtime
         (:mod:`secjax.network`) runs one party: inputs it does not hold are
@@ -291,9 +311,10 @@ class SecureFunction:
         and compiles the missing ones on every core while it runs (the run waits only for
         the kernel it needs next). ``clear``: run the protocol's functionality with exact
         truncations and record every bounded step's magnitudes in the monitor
-        (:class:`~secjax.protocols.ranges.RangeMonitor`)."""
+        (:class:`~secjax.protocols.ranges.RangeMonitor`). ``given`` and ``reveal``: see
+        :meth:`run_on`."""
         start = time.perf_counter()
-        traced, leaves, paths = self._trace(args, kwargs)
+        traced, leaves, paths = self.trace(args, kwargs)
         traced_at = time.perf_counter()
         config = self.config
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -318,10 +339,12 @@ class SecureFunction:
                 interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
                                                     ideal=emulated and not abstract,
                                                     on_equation=advance, guard=guard,
-                                                    clear=clear)
+                                                    clear=clear, given=given)
             finally:
                 if compiling is not None:
                     compiling.shutdown(wait=True, cancel_futures=True)
+            if not reveal:   # a served query's outputs: secret, opened to no one here
+                return [interpreter.ctx.secret(out) for out in outs], None, None
             kept = self._kept_outputs(traced.out_tree)
             results = [self._keep(interpreter, out, var.aval, abstract) if keep else
                        self._output(interpreter, out, var.aval, abstract)
@@ -390,10 +413,12 @@ class SecureFunction:
         return Emulator(config.parties, config.ring, seed, persistent=config.cache, **modes)
 
     def _interpret(self, runtime, traced, leaves, paths, abstract: bool, *, ideal: bool,
-                   on_equation=None, guard: str | None = None, clear: bool = False):
+                   on_equation=None, guard: str | None = None, clear: bool = False,
+                   given=None):
         """Run the jaxpr's equations on ``runtime``; returns the interpreter and the outputs.
         ``guard``: the range guard's mode (None: no guard); ``clear``: the functionality
-        with exact truncations (:class:`~secjax.protocols.ideal.Clear`)."""
+        with exact truncations (:class:`~secjax.protocols.ideal.Clear`); ``given``: values
+        for some flat inputs, by position, used as they are."""
         config = self.config
         protocol = PROTOCOLS[config.protocol](config.ring, config.parties, runtime)
         if clear:
@@ -405,10 +430,12 @@ class SecureFunction:
                                   on_equation=on_equation)
         if guard is not None:
             protocol.monitor = RangeMonitor(config.ring, guard, interpreter.ctx.site)
+        given = given or {}
         with runtime.cost.label(SHARING):
-            inputs = [self._input(interpreter, kind, leaf, var.aval, name, abstract)
-                      for kind, leaf, var, name in zip(traced.kinds, leaves,
-                                                       traced.jaxpr.jaxpr.invars, paths)]
+            inputs = [given[i] if i in given else
+                      self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                      for i, (kind, leaf, var, name) in enumerate(
+                          zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths))]
         return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
 
     def _plan(self, traced, leaves, paths, seed, progress, clear: bool = False):

@@ -1,5 +1,6 @@
 """The ``secjax`` command: what this installation supports, the compiled-kernel cache
-(``cache``), and running parties across machines (``keygen``, ``party``, ``launch``)."""
+(``cache``), and running parties across machines (``keygen``, ``cluster``, ``party``,
+``serve``, ``query``, ``launch``)."""
 from __future__ import annotations
 
 import argparse
@@ -70,12 +71,91 @@ def _cache(args) -> int:
 
 # -- running across machines (secjax.network) ---------------------------------------------
 def _keygen(args) -> int:
-    from secjax.runtime.network import keygen
+    from secjax.runtime import cluster
 
-    path = keygen(args.out, args.parties, protocol=args.protocol, host=args.host,
-                  base_port=args.port, input_party=args.input_party,
-                  output_party=args.output_party, timeout=args.timeout)
-    Console().print(f"wrote CURVE key pairs and {path}")
+    if args.party is not None:
+        public_file, public = cluster.create_key_pair(args.out, args.party)
+        print(f"wrote {args.out}/{args.party}.key_secret (keep it here, mode 0600) and "
+              f"{public_file}; public key of {args.party}:")
+        print(public.decode("ascii"))
+        return 0
+    path = cluster.keygen(args.out, args.parties, protocol=args.protocol, host=args.host,
+                          base_port=args.port, input_party=args.input_party,
+                          output_party=args.output_party, timeout=args.timeout,
+                          clients=args.client or ())
+    Console().print(f"wrote every node's CURVE key pair and {path} (one directory holds "
+                    "every secret key: for trying things on one machine; across machines "
+                    "use keygen --party and cluster)")
+    return 0
+
+
+def _assemble(args) -> int:
+    from secjax.runtime import cluster
+
+    addresses = {name: address for name, address, _ in args.node}
+    keys = {name: cluster.load_public_key(path) for name, _, path in args.node}
+    clients = {name: cluster.load_public_key(path) for name, path in args.client or ()}
+    path = cluster.assemble_cluster(args.out, addresses, keys, clients=clients,
+                                    protocol=args.protocol, input_party=args.input_party,
+                                    output_party=args.output_party, timeout=args.timeout)
+    print(f"wrote {path}")
+    return 0
+
+
+def _serve(args) -> int:
+    from secjax import network
+
+    program = network.load_program(args.program)
+    cluster = network.load_cluster(args.config)
+    call_args, call_kwargs = (
+        network.load_inputs(args.inputs, args.id, program.args, program.kwargs,
+                            input_party=-1) if args.inputs else
+        network.inputs_for(args.id, program.args, program.kwargs, input_party=-1))
+    served = network.Program(program.fn, call_args, call_kwargs)
+    node = f"secjax serve {args.id}"
+
+    def ready(seconds):
+        print(f"{node}: ready after {seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def report(record):
+        print(record.line(node), file=sys.stderr, flush=True)
+
+    def phase(name, seconds):
+        print(f"{node}: {name} in {seconds:.1f} s", file=sys.stderr, flush=True)
+    try:
+        network.serve(served, cluster=cluster, party=args.id, key=args.key,
+                      timeout=args.timeout, queries=args.queries, on_ready=ready,
+                      on_phase=phase, on_query=report)
+    except network.NetworkError as exc:
+        print(f"{node}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _query(args) -> int:
+    import jax
+    import numpy as np
+
+    from secjax import network
+
+    program = network.load_program(args.program)
+    call_args, call_kwargs = (
+        network.load_inputs(args.inputs, args.name, program.args, program.kwargs,
+                            input_party=args.name) if args.inputs
+        else (program.args, program.kwargs))
+    try:
+        with network.Client(program, cluster=args.config, name=args.name, key=args.key,
+                            timeout=args.timeout) as client:
+            output = client(*call_args, **call_kwargs)
+    except network.NetworkError as exc:
+        print(f"secjax query: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    leaves = jax.tree.leaves(output)
+    if args.out:
+        np.savez(args.out, *[np.asarray(x) for x in leaves])
+    else:
+        for leaf in leaves:
+            print(np.asarray(leaf))
     return 0
 
 
@@ -85,7 +165,7 @@ def _wire_line(run) -> str:
            else run.cost.total.sent[int(run.party)])
     return (f"party {run.party}: sent {wire.total('payload')} B payload in "
             f"{wire.total('messages')} messages (+{wire.total('header')} B headers, "
-            f"{wire.handshake} B hellos); cost report says {own} B; {run.seconds:.1f} s")
+            f"{wire.control} B control); cost report says {own} B; {run.seconds:.1f} s")
 
 
 def _party(args) -> int:
@@ -181,19 +261,54 @@ def main(argv: list[str] | None = None) -> int:
                                 "its size (default) or clear it")
     cache.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     cache.set_defaults(run=_cache)
-    keys = commands.add_parser("keygen", help="CURVE key pairs and a cluster.toml for N "
-                               "parties on one host (edit addresses for real machines)")
-    keys.add_argument("--out", required=True, help="directory for the keys and cluster.toml")
+    keys = commands.add_parser("keygen", help="a CURVE key pair for one node (--party N, "
+                               "recommended: run on that node's machine), or every node's "
+                               "key pair and a cluster.toml on one host (for trying things)")
+    keys.add_argument("--out", required=True, help="directory for the keys (and cluster.toml)")
+    keys.add_argument("--party", help="make one key pair only, for this node: a party "
+                      "number, 'dealer' or a client's name; prints its public key")
     keys.add_argument("--parties", type=int, default=3)
-    keys.add_argument("--protocol", default="aby3", choices=["aby3", "semi2k"])
+    keys.add_argument("--client", action="append", help="also a key pair for this client")
+    keys.set_defaults(run=_keygen)
+    cluster = commands.add_parser("cluster", help="write cluster.toml from every node's "
+                                  "address and public key file")
+    cluster.add_argument("--out", required=True, help="the cluster.toml to write")
+    cluster.add_argument("--node", nargs=3, action="append", required=True,
+                         metavar=("NAME", "ADDRESS", "PUBLIC_KEY_FILE"),
+                         help="a party (0, 1, ...) or 'dealer', e.g. 0 tcp://10.0.0.5:5700 0.key")
+    cluster.add_argument("--client", nargs=2, action="append",
+                         metavar=("NAME", "PUBLIC_KEY_FILE"), help="a client allowed to query")
+    cluster.set_defaults(run=_assemble)
+    for sub in (keys, cluster):
+        sub.add_argument("--protocol", default="aby3", choices=["aby3", "semi2k"])
+        sub.add_argument("--input-party", type=int, default=1,
+                         help="party providing unmarked (secret) arguments (secjax party)")
+        sub.add_argument("--output-party", type=int, default=1,
+                         help="party learning the output (secjax party)")
+        sub.add_argument("--timeout", type=float, default=60.0,
+                         help="seconds to wait for any one message")
     keys.add_argument("--host", default="127.0.0.1")
     keys.add_argument("--port", type=int, default=5700, help="first port (one per party)")
-    keys.add_argument("--input-party", type=int, default=1,
-                      help="party providing unmarked (secret) arguments")
-    keys.add_argument("--output-party", type=int, default=1, help="party learning the output")
-    keys.add_argument("--timeout", type=float, default=60.0,
-                      help="seconds to wait for any one message")
-    keys.set_defaults(run=_keygen)
+    serve = commands.add_parser("serve", help="serve a program as one party (or the "
+                                "dealer): share the private inputs once, answer queries")
+    serve.add_argument("--config", required=True, help="cluster.toml")
+    serve.add_argument("--id", required=True, help="party number, or 'dealer'")
+    serve.add_argument("--program", required=True, help="module:attribute (see party)")
+    serve.add_argument("--inputs", help=".npz of this party's private inputs")
+    serve.add_argument("--key", help="this party's .key_secret (default: next to the config)")
+    serve.add_argument("--queries", type=int, help="stop after this many queries")
+    serve.add_argument("--timeout", type=float, help="override the config's timeout")
+    serve.set_defaults(run=_serve)
+    query = commands.add_parser("query", help="query served parties as an outside client")
+    query.add_argument("--config", required=True, help="cluster.toml")
+    query.add_argument("--name", required=True, help="this client's name ([clients.NAME])")
+    query.add_argument("--program", required=True, help="module:attribute (see party)")
+    query.add_argument("--inputs", help=".npz of the client's inputs, keyed by argument name "
+                       "(default: the program's demo values)")
+    query.add_argument("--key", help="the client's .key_secret (default: next to the config)")
+    query.add_argument("--out", help="write the output to this .npz")
+    query.add_argument("--timeout", type=float, help="override the config's timeout")
+    query.set_defaults(run=_query)
     party = commands.add_parser("party", help="run one party (or the dealer) of a program")
     party.add_argument("--config", required=True, help="cluster.toml")
     party.add_argument("--id", required=True, help="party number, or 'dealer'")

@@ -15,36 +15,44 @@ them), so that all parties trace the same jaxpr:
 
 The outputs are revealed to the cluster's ``output_party`` only; every other party gets
 ``None``. The parties check at start-up that they run the same program (a digest of the
-jaxpr, the configuration and the public inputs). See :mod:`secjax.runtime.network` for the
-transport, framing, randomness, dealer and fault handling, and ``docs/network.md`` for the
-command line (``secjax keygen / party / launch``).
+jaxpr, the configuration and the public inputs).
+
+To answer many queries, parties stay up instead (:func:`serve`, ``secjax serve``): the
+owner's ``private`` leaves are shared once, kernels compiled once, and an outside
+:class:`Client` (``secjax query``), which runs no party, sends the unmarked leaves of each
+query secret-shared and alone learns the answer (:mod:`secjax.serving`).
+
+The protocols are secure against **semi-honest** parties (that follow the protocol and try to
+learn more from what they see); the authenticated, encrypted channels keep outsiders out,
+but a party that deviates can change the output undetected. See
+:mod:`secjax.runtime.transport` for the links, :mod:`secjax.runtime.party` for the party
+runtime, and ``docs/network.md`` for the command line (``secjax keygen / cluster / party /
+serve / query / launch``).
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import threading
 import time
 from typing import Any, Callable
 
 import jax
 import numpy as np
 
+from secjax import serving
 from secjax.api import Config, SecureFunction, _argument_name, _is_marker
+from secjax.runtime.cluster import Cluster, keygen, load_cluster, load_secret_key
 from secjax.runtime.cost import CostReport
-from secjax.runtime.network import (
-    DEALER,
-    Cluster,
-    NetworkError,
-    NetworkRuntime,
-    WireStats,
-    keygen,
-    load_cluster,
-    program_digest,
-)
+from secjax.runtime.faults import NetworkError, Stopped
+from secjax.runtime.party import NetworkRuntime, program_digest
+from secjax.runtime.transport import WireStats
+from secjax.runtime.wire import DEALER, KIND_DONE
 from secjax.values import Private, Public
 
-__all__ = ["DEALER", "NetworkError", "PartyRun", "Program", "inputs_for", "keygen",
-           "load_cluster", "load_inputs", "load_program", "run_party", "save_inputs"]
+__all__ = ["DEALER", "Client", "NetworkError", "PartyRun", "Program", "inputs_for", "keygen",
+           "load_cluster", "load_inputs", "load_program", "run_party", "save_inputs",
+           "serve"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,20 +207,19 @@ def run_party(fn: Callable, args, kwargs=None, *, cluster, party, key=None,
     config = _config(cluster, **options)
     function = SecureFunction(fn, config)
     kwargs = dict(kwargs or {})
-    traced, leaves, _ = function._trace(tuple(args), kwargs)
-    public = [leaf.value for leaf in leaves if isinstance(leaf, Public)]
-    digest = program_digest(
-        "secjax-network-1", config.protocol, config.parties, config.ring_bits,
-        config.frac_bits, config.input_party, config.output_party, config.overrides,
-        repr(config.policy), str(traced.jaxpr), str(traced.out_tree), traced.kinds,
-        [(tuple(v.aval.shape), str(v.aval.dtype)) for v in traced.jaxpr.jaxpr.invars],
-        *traced.jaxpr.consts, *[np.asarray(p) for p in public])
+    traced, leaves, _ = function.trace(tuple(args), kwargs)
+    digest = program_digest("secjax-network-1", config, traced, leaves)
+    largest = function.cost(*args, **kwargs).largest
     with jax.enable_x64(True):
         runtime = NetworkRuntime(cluster, party, config.ring, digest=digest,
-                                 secret_key_file=key, timeout=timeout)
+                                 secret_key_file=key, timeout=timeout, max_message=largest)
     connected = time.perf_counter()
     try:
-        output = function._execute(tuple(args), kwargs, abstract=False, runtime=runtime)
+        output = function.run_on(runtime, args, kwargs)
+        if party == DEALER:           # the dealer hears every party's end, or its abort
+            runtime.transport.wait_done(cluster.parties, what="the parties' end")
+        elif cluster.has_dealer:
+            runtime.transport.notify(DEALER, KIND_DONE)
     except BaseException:
         runtime.close(failed=True)
         raise
@@ -220,3 +227,97 @@ def run_party(fn: Callable, args, kwargs=None, *, cluster, party, key=None,
     return PartyRun(party, output, runtime.cost.report(title=f"party {party}"),
                     runtime.transport.stats, time.perf_counter() - start,
                     connected - start)
+
+
+def _cluster(cluster) -> Cluster:
+    return cluster if isinstance(cluster, Cluster) else load_cluster(cluster)
+
+
+def serve(program: Program, *, cluster, party, key=None, timeout: float | None = None,
+          queries: int | None = None, stop: threading.Event | None = None,
+          on_ready: Callable[[float], None] | None = None,
+          on_phase: Callable[[str, float], None] | None = None,
+          on_query: Callable[[serving.QueryRecord], None] | None = None, **options) -> int:
+    """Serve ``program`` as node ``party`` (an int, or ``"dealer"``) of ``cluster``: connect,
+    share the ``private`` leaves once, compile by a warm-up query, call ``on_ready(seconds
+    since start)`` (``on_phase(name, seconds)`` after each start-up phase), then answer
+    clients' queries until ``stop`` is set or ``queries`` were
+    answered or failed (each reported to ``on_query``). ``program``'s leaves: this node's
+    own ``private`` values, placeholders for the others' and for the clients' (unmarked)
+    ones (:func:`inputs_for` with ``party``). Returns the number of failed queries."""
+    start = last = time.perf_counter()
+
+    def phase(name):
+        nonlocal last
+        now = time.perf_counter()
+        if on_phase is not None:
+            on_phase(name, now - last)
+        last = now
+    cluster = _cluster(cluster)
+    party = str(party)
+    served = serving.Served.of(program.fn, program.args, program.kwargs,
+                               serving.serving_config(cluster, **options))
+    phase("traced")
+    runtime = serving.connect_server(served, cluster, party, key=key, timeout=timeout)
+    phase("costed and connected")
+    server = serving.Server(served, runtime)
+    failed = answered = 0
+    try:
+        server.share_state()
+        phase("state shared")
+        server.warm_up()
+        phase("warmed up (kernels compiled)")
+        if on_ready is not None:
+            on_ready(time.perf_counter() - start)
+        while queries is None or answered < queries:
+            try:
+                record = server.answer_next(stop)
+            except Stopped:
+                break
+            answered += 1
+            failed += not record.ok
+            if on_query is not None:
+                on_query(record)
+    except BaseException:
+        runtime.close(failed=True)
+        raise
+    runtime.close()
+    return failed
+
+
+class Client:
+    """An outside client of served parties: it secret-shares its inputs (the program's
+    unmarked leaves) to the computing parties, and alone reconstructs the output.
+
+        client = secjax.network.Client(program, cluster="cluster.toml", name="alice")
+        out = client(*args)     # args in the program's structure; only unmarked leaves used
+
+    ``key``: the client's ``*.key_secret`` (default: next to the cluster file, named after
+    the client). ``wait``: seconds to wait for an answer (default: 10 x the timeout)."""
+
+    def __init__(self, program: Program, *, cluster, name: str, key=None,
+                 timeout: float | None = None, wait: float | None = None, **options):
+        cluster = _cluster(cluster)
+        self.served = serving.Served.of(program.fn, program.args, program.kwargs,
+                                        serving.serving_config(cluster, **options))
+        keys = load_secret_key(key or cluster.default_key_path(name))
+        self.session = serving.ClientSession(self.served, cluster, name, keys,
+                                             timeout=timeout)
+        self.wait = 10 * self.session.links.timeout if wait is None else float(wait)
+
+    def values(self, args, kwargs=None) -> list:
+        """The client's leaves of ``(args, kwargs)`` (the program's structure)."""
+        _, leaves, _ = self.served.function.trace(tuple(args), dict(kwargs or {}))
+        return [leaves[i] for i in self.served.client]
+
+    def __call__(self, *args, **kwargs):
+        return self.session.query(self.values(args, kwargs), wait=self.wait)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import secjax
-from secjax.runtime import network as rn
+from secjax.runtime import cluster as rc
+from secjax.runtime import faults, party, prg, transport, wire
 
 RUN_LIMIT = 480  # seconds a whole cluster run may take before the test fails (no hang)
 
@@ -31,15 +32,15 @@ def _free_ports(k):
     return ports
 
 
-def _cluster(tmp_path, n, protocol, timeout):
-    path = rn.keygen(tmp_path, n, protocol=protocol, input_party=1, output_party=1,
-                     timeout=timeout)
-    cluster = rn.load_cluster(path)
+def _cluster(tmp_path, n, protocol, timeout, clients=()):
+    path = rc.keygen(tmp_path, n, protocol=protocol, input_party=1, output_party=1,
+                     timeout=timeout, clients=clients)
+    cluster = rc.load_cluster(path)
     ports = _free_ports(len(cluster.nodes))
-    nodes = {name: rn.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
+    nodes = {name: rc.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
              for (name, node), port in zip(cluster.nodes.items(), ports)}
-    rn.write_cluster(path, nodes, protocol=protocol, input_party=1, output_party=1,
-                     timeout=timeout)
+    rc.write_cluster(path, nodes, clients=cluster.clients, protocol=protocol, input_party=1,
+                     output_party=1, timeout=timeout)
     return path
 
 
@@ -49,13 +50,13 @@ def _party_main(cluster_path, name, programs, queue, die_at_step=None):
     from secjax import network
 
     if die_at_step is not None:
-        original = rn.NetworkRuntime.run
+        original = party.NetworkRuntime.run
 
         def run(self, step, *arrays, **static):
             if self.step + 1 == die_at_step:
                 os.kill(os.getpid(), signal.SIGKILL)   # die mid-run, without a word
             return original(self, step, *arrays, **static)
-        rn.NetworkRuntime.run = run
+        party.NetworkRuntime.run = run
     cluster = network.load_cluster(cluster_path)
     for program_name in programs:
         program = getattr(secjax.demo, program_name)()
@@ -124,7 +125,7 @@ def _check_against_emulation(results, names, program_name, protocol, atol):
         assert list(sent) == list(cost.total.sent) and dealer == cost.total.dealer
         own = dealer if name == "dealer" else sent[int(name)]
         assert sum(payload.values()) == own
-        assert header >= rn.HEADER.size * messages
+        assert header >= wire.HEADER.size * messages
     output = results[("1", program_name)][1]
     np.testing.assert_allclose(np.asarray(output), np.asarray(out), atol=atol)
 
@@ -160,44 +161,71 @@ def test_semi2k_two_processes_and_dealer_match_emulation(tmp_path):
     assert results[("dealer", "mlp")][4] == {"1": results[("dealer", "mlp")][3]}
 
 
-def test_killed_party_makes_the_others_fail_within_the_timeout(tmp_path):
+@pytest.mark.parametrize("protocol, names", [("aby3", ["0", "1", "2"]),
+                                             ("semi2k", ["0", "1", "dealer"])])
+def test_killed_party_makes_the_others_fail_within_the_timeout(tmp_path, protocol, names):
+    """Party 1 dies mid-run without a word: every other process, the dealer included, stops
+    with an error naming the cause."""
     timeout = 4.0
-    path = _cluster(tmp_path, 3, "aby3", timeout=timeout)
-    results = _run_cluster(path, ["0", "1", "2"], ["mlp"], die=("2", 6), expect=2)
+    path = _cluster(tmp_path, len(names) - (protocol == "semi2k"), protocol, timeout=timeout)
+    survivors = [n for n in names if n != "1"]
+    results = _run_cluster(path, names, ["mlp"], die=("1", 6), expect=len(survivors))
     messages = []
-    for name in ("0", "1"):
+    for name in survivors:
         status, kind, message, seconds = results[(name, "mlp")]
         assert status == "error"
-        # a survivor waiting on party 2 times out; the other may be waiting on that
-        # survivor, and then times out too or hears its abort
+        # a survivor waiting on party 1 times out; another may be waiting on that survivor,
+        # and then times out too or hears its abort
         assert kind in ("PeerTimeout", "PeerAborted"), message
         assert seconds < 60, seconds
         messages.append(message)
-    assert any("no message from party 2" in m for m in messages), messages
+    # whoever waited on whom, each error names the party whose connection closed
+    assert all("party 1" in m for m in messages), messages
 
 
 # -- transport-level checks, in this process ---------------------------------------------
 @pytest.fixture
 def pair(tmp_path):
-    """Party 0's transport (short timeout) and a raw CURVE client holding party 1's keys."""
+    """Party 0's transport (short timeout) and a raw CURVE ROUTER holding party 1's keys,
+    listening where party 1 would: what it sends reaches party 0 as party 1's messages."""
     import zmq
 
     path = _cluster(tmp_path, 2, "aby3", timeout=2.0)
-    cluster = rn.load_cluster(path)
-    server = rn.Transport(cluster, "0", peers=[])
+    cluster = rc.load_cluster(path)
+    server = transport.Transport(cluster, "0", peers=["1"], max_message=1 << 16)
     ctx = zmq.Context()
     sockets = []
 
-    def client(keys=None):
-        public, secret = keys or rn.load_secret_key(tmp_path / "1.key_secret")
-        sock = ctx.socket(zmq.PUSH)
+    def fake_party_1():
+        public, secret = rc.load_secret_key(tmp_path / "1.key_secret")
+        sock = ctx.socket(zmq.ROUTER)
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.curve_server = True
+        sock.router_mandatory = 1
+        sock.linger = 0
+        sock.bind(cluster.nodes["1"].address)
+        sockets.append(sock)
+
+        def send(frames):
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    return sock.send_multipart([b"0", *frames])
+                except zmq.ZMQError:
+                    assert time.monotonic() < deadline, "party 0 never connected"
+                    time.sleep(0.02)
+        return send
+
+    def intruder(keys=None):
+        public, secret = keys or zmq.curve_keypair()
+        sock = ctx.socket(zmq.DEALER)
         sock.curve_publickey, sock.curve_secretkey = public, secret
         sock.curve_serverkey = cluster.nodes["0"].public_key
         sock.linger = 0
         sock.connect(cluster.nodes["0"].address)
         sockets.append(sock)
         return sock
-    yield server, client
+    yield server, fake_party_1, intruder, cluster
     for sock in sockets:
         sock.close()
     ctx.term()
@@ -205,28 +233,27 @@ def pair(tmp_path):
 
 
 def _header(**fields):
-    values = dict(kind=rn.KIND_DATA, sender="1", step=1, seq=0, dtype=np.uint64, shape=(4,))
+    values = dict(kind=wire.KIND_DATA, sender="1", session=0, query=0, step=1, seq=0,
+                  dtype=np.uint64, shape=(4,))
     values.update(fields)
-    return rn.encode_header(values["kind"], values["sender"], values["step"], values["seq"],
-                            values["dtype"], values["shape"])
+    return wire.encode_header(values["kind"], values["sender"], values["session"],
+                              values["query"], values["step"], values["seq"], values["dtype"],
+                              values["shape"])
 
 
 def test_a_valid_message_passes(pair):
-    server, client = pair
-    client().send_multipart([_header(), np.arange(4, dtype=np.uint64).tobytes()])
-    got = server.recv("1", rn.KIND_DATA, 1, np.uint64, (4,))
+    server, fake, _, _ = pair
+    fake()([_header(), np.arange(4, dtype=np.uint64).tobytes()])
+    got = server.recv("1", wire.KIND_DATA, 1, np.uint64, (4,))
     np.testing.assert_array_equal(got, np.arange(4))
 
 
 def test_peer_with_unknown_key_is_rejected(pair):
-    import zmq
-
-    server, client = pair
-    intruder = client(keys=zmq.curve_keypair())
-    intruder.send_multipart([_header(), np.zeros(4, np.uint64).tobytes()])
+    server, _, intruder, _ = pair
+    intruder().send_multipart([_header(), np.zeros(4, np.uint64).tobytes()])
     start = time.monotonic()
-    with pytest.raises(rn.PeerTimeout, match="not in the cluster config were rejected"):
-        server.recv("1", rn.KIND_DATA, 1, np.uint64, (4,))
+    with pytest.raises(faults.PeerTimeout, match="not in the cluster config were rejected"):
+        server.recv("1", wire.KIND_DATA, 1, np.uint64, (4,))
     assert time.monotonic() - start < 5
     assert server.rejected >= 1
 
@@ -241,28 +268,77 @@ def test_peer_with_unknown_key_is_rejected(pair):
     ([_header(shape=(2, 2)), bytes(32)], r"expected uint64\[4\]"),
     ([_header(step=9), bytes(32)], "step 9, expected 1"),
     ([_header()[:-8] + struct.pack("<Q", 2**40), bytes(32)], "header announces"),
+    ([_header(shape=(2**62, 2**62)), bytes(32)], "header announces"),   # no int64 wrap
+    ([_header(session=0x5EED), bytes(32)], "earlier run"),
+    ([_header(query=7), bytes(32)], "of query 7, expected query 0"),
 ])
-def test_garbled_or_truncated_message_is_rejected(pair, frames, match):
-    server, client = pair
-    client().send_multipart(frames)
-    with pytest.raises(rn.MalformedMessage, match=match):
-        server.recv("1", rn.KIND_DATA, 1, np.uint64, (4,))
+def test_garbled_truncated_or_stale_message_is_rejected(pair, frames, match):
+    server, fake, _, _ = pair
+    fake()(frames)
+    with pytest.raises(faults.MalformedMessage, match=match):
+        server.recv("1", wire.KIND_DATA, 1, np.uint64, (4,))
 
 
-def test_numpy_chacha20_matches_the_tested_prg():
+def test_messages_of_a_finished_query_are_dropped(pair):
+    server, fake, _, _ = pair
+    server.begin(5)
+    server.end()
+    server.begin(6)
+    send = fake()
+    send([_header(query=5), bytes(32)])
+    send([_header(query=6), np.arange(4, dtype=np.uint64).tobytes()])
+    np.testing.assert_array_equal(server.recv("1", wire.KIND_DATA, 1, np.uint64, (4,)),
+                                  np.arange(4))
+    assert server.dropped == 1
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_huge_unauthenticated_frame_is_not_buffered(pair):
+    """A ZMTP greeting then a 400 MB command frame, without any key: the listening socket's
+    maxmsgsize drops the connection before buffering it."""
+    server, _, _, cluster = pair
+    host, port = cluster.nodes["0"].address.rsplit("/", 1)[1].split(":")
+    before = _rss_mib()
+    greeting = (b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0")
+                + b"\x00" + bytes(31))
+    size = 400 * 10**6
+    chunk = bytes(1 << 20)
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(greeting)
+        sock.sendall(b"\x06" + struct.pack(">Q", size))
+        try:
+            while sent < size:
+                sent += sock.send(chunk)
+        except OSError:
+            pass   # the party dropped the connection: what should happen
+    server._poll_control(100)
+    assert _rss_mib() - before < 50, (before, _rss_mib())
+    assert sent < size, "the whole frame was taken"
+
+
+def test_host_chacha20_matches_the_tested_prg():
     import jax
 
-    from secjax.runtime.prg import PRG
-
     seed = bytes(range(32))
-    ours = rn.chacha20_keystream(seed, 0, 3)
+    ours = prg.chacha20_keystream(seed, 0, 3)
     with jax.enable_x64(True):
-        reference = np.asarray(PRG(seed).random((48,), np.uint32))
+        reference = np.asarray(prg.PRG(seed).random((48,), np.uint32))
     np.testing.assert_array_equal(ours, reference)
-    stream = rn._Stream(seed)
+    stream = prg.Stream(seed)
     a, b = stream.draw((3,), np.uint64), stream.draw((5,), np.uint8)
     raw = ours.astype("<u4").tobytes()
     assert a.tobytes() == raw[:24] and b.tobytes() == raw[24:29]
+    other = prg.Stream(seed, stream=5).draw((16,), np.uint32)   # another nonce, another stream
+    np.testing.assert_array_equal(other, prg.chacha20_keystream(seed, 0, 1, stream=5))
+    assert not np.array_equal(other, ours[:16])
 
 
 def test_keygen_cli_and_config_validation(tmp_path):
@@ -270,13 +346,46 @@ def test_keygen_cli_and_config_validation(tmp_path):
 
     assert main(["keygen", "--out", str(tmp_path), "--parties", "2", "--protocol", "semi2k",
                  "--port", "6100"]) == 0
-    cluster = rn.load_cluster(tmp_path / "cluster.toml")
+    cluster = rc.load_cluster(tmp_path / "cluster.toml")
     assert cluster.n_parties == 2 and cluster.has_dealer and cluster.protocol == "semi2k"
     assert cluster.node("dealer").address == "tcp://127.0.0.1:6102"
     assert (tmp_path / "dealer.key_secret").exists()
     text = (tmp_path / "cluster.toml").read_text()
     (tmp_path / "bad.toml").write_text(text.replace("[parties.dealer]", "[parties.7]"))
-    with pytest.raises(rn.NetworkError, match="named 0"):
-        rn.load_cluster(tmp_path / "bad.toml")
-    with pytest.raises(rn.NetworkError, match="not the public key"):
-        rn.Transport(cluster, "0", tmp_path / "1.key_secret")
+    with pytest.raises(faults.NetworkError, match="named 0"):
+        rc.load_cluster(tmp_path / "bad.toml")
+    with pytest.raises(faults.NetworkError, match="not the public key"):
+        transport.Transport(cluster, "0", tmp_path / "1.key_secret")
+
+
+def test_secret_keys_are_private_from_creation_and_checked(tmp_path):
+    keys = tmp_path / "keys"
+    public_file, public = rc.create_key_pair(keys, "0")
+    secret_file = keys / "0.key_secret"
+    assert os.stat(keys).st_mode & 0o777 == 0o700
+    assert os.stat(secret_file).st_mode & 0o777 == 0o600
+    assert rc.load_public_key(public_file) == public
+    assert rc.load_secret_key(secret_file)[0] == public
+    with pytest.raises(faults.KeyFileError, match="exists"):
+        rc.create_key_pair(keys, "0")
+    os.chmod(secret_file, 0o644)
+    with pytest.raises(faults.KeyFileError, match="readable by others"):
+        rc.load_secret_key(secret_file)
+
+
+def test_cluster_assembled_from_public_keys_by_the_cli(tmp_path, capsys):
+    from secjax.cli import main
+
+    for name in ("0", "1", "2", "alice"):
+        assert main(["keygen", "--party", name, "--out", str(tmp_path / name)]) == 0
+        assert rc.load_public_key(tmp_path / name / f"{name}.key").decode() in \
+            capsys.readouterr().out
+    args = ["cluster", "--out", str(tmp_path / "cluster.toml"), "--protocol", "aby3"]
+    for i in range(3):
+        args += ["--node", str(i), f"tcp://127.0.0.1:{7000 + i}",
+                 str(tmp_path / str(i) / f"{i}.key")]
+    args += ["--client", "alice", str(tmp_path / "alice" / "alice.key")]
+    assert main(args) == 0
+    cluster = rc.load_cluster(tmp_path / "cluster.toml")
+    assert cluster.n_parties == 3 and list(cluster.clients) == ["alice"]
+    assert cluster.node(2).public_key == rc.load_public_key(tmp_path / "2" / "2.key")

@@ -46,6 +46,7 @@ class CostLog:
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
             lambda: Tally([0] * n_parties))
         self._label = (OUTSIDE_PRIMITIVES, "")   # (primitive or function, scope)
+        self.largest = 0
 
     @contextlib.contextmanager
     def label(self, name: str, scope: str = ""):
@@ -65,6 +66,7 @@ class CostLog:
         """Record one call of a step whose exchanges were traced as ``exchanges``."""
         touched = set()
         for exchange in exchanges:
+            self.largest = max(self.largest, exchange.dealer, *exchange.sent)
             name, scope = self._label
             key = (scope, name, exchange.op)   # the order of CostReport.rows
             self.by_label[key].add(exchange)
@@ -73,7 +75,7 @@ class CostLog:
             self.by_label[key].calls += 1
 
     def report(self, **info) -> CostReport:
-        return CostReport(self.n_parties, dict(self.by_label), info)
+        return CostReport(self.n_parties, dict(self.by_label), info, self.largest)
 
 
 @dataclasses.dataclass
@@ -87,6 +89,7 @@ class CostReport:
     n_parties: int
     rows: dict[tuple[str, str, str], Tally]
     info: dict
+    largest: int = 0   # the most bytes one party (or the dealer) sends in one exchange
 
     def _total(self, rows) -> Tally:
         total = Tally([0] * self.n_parties)
@@ -115,7 +118,7 @@ class CostReport:
         Comparable with figures for computation on inputs already shared. (Passing handles,
         :func:`secjax.share`, measures this instead of subtracting it.)"""
         rows = {row: tally for row, tally in self.rows.items() if row[1] != SHARING}
-        return CostReport(self.n_parties, rows, self.info)
+        return CostReport(self.n_parties, rows, self.info, self.largest)
 
     def phases(self) -> dict[str, Tally]:
         """``sharing`` (the call's secret inputs, by their owners), ``computing`` (everything

@@ -7,6 +7,7 @@ block counters, so one jitted call yields many blocks.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -104,3 +105,49 @@ class PRG:
             return words.reshape(shape)
         pairs = words.reshape(count, 2).astype(jnp.uint64)
         return (pairs[:, 0] | (pairs[:, 1] << 32)).reshape(shape)
+
+
+
+def chacha20_keystream(seed: bytes, first_block: int, n_blocks: int, stream: int = 0):
+    """The same ChaCha20 keystream words computed on the host by OpenSSL (through
+    ``cryptography``; a 16-byte IV is the 32-bit block counter then the 96-bit nonce, as in
+    RFC 8439): usable inside a JAX host callback, where calling back into JAX could
+    deadlock, and about ten times faster than the block function in numpy. Tests check it
+    agrees with :func:`chacha20_block`."""
+    if first_block + n_blocks > 2**32:
+        raise OverflowError("ChaCha20 block counter exhausted")
+    data = _host_cipher(seed, first_block, stream).update(bytes(64 * n_blocks))
+    return np.frombuffer(data, "<u4").astype(np.uint32)
+
+
+def _host_cipher(seed: bytes, first_block: int, stream: int):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    iv = first_block.to_bytes(4, "little") + stream.to_bytes(12, "little")
+    return Cipher(algorithms.ChaCha20(bytes(seed), iv), mode=None).encryptor()
+
+
+class Stream:
+    """A ChaCha20 keystream under a 32-byte seed (and a 96-bit ``stream`` number, the
+    nonce), read out in order on the host as arrays of any fixed-width dtype (little-endian
+    bytes); no keystream byte is used twice. A party process draws its randomness from
+    these."""
+
+    def __init__(self, seed: bytes, stream: int = 0):
+        if len(seed) != 32:
+            raise ValueError("stream seed must be 32 bytes")
+        if not 0 <= stream < 2**96:
+            raise ValueError("stream must be in [0, 2^96)")
+        self._cipher = _host_cipher(seed, 0, stream)
+        self._left = 64 * 2**32        # bytes before the 32-bit block counter runs out
+
+    def draw(self, shape, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        n = math.prod(int(d) for d in shape) * dtype.itemsize
+        if n > self._left:
+            raise OverflowError("ChaCha20 block counter exhausted")
+        self._left -= n
+        data = self._cipher.update(bytes(n))
+        if dtype == np.bool_:
+            return (np.frombuffer(data, np.uint8) & 1).astype(np.bool_).reshape(shape)
+        return np.frombuffer(data, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
