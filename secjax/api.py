@@ -31,7 +31,16 @@ from secjax.ring import Ring
 from secjax.runtime.cost import REVEALING, SHARING, CostReport
 from secjax.runtime.emulation import Emulator
 from secjax.runtime.fingerprint import fingerprint
-from secjax.values import Private, Public, Secret, encodable, scale_of
+from secjax.values import (
+    Private,
+    Public,
+    Secret,
+    argument_name,
+    dtype_of,
+    encodable,
+    is_marker,
+    scale_of,
+)
 
 DEFAULT_PARTIES = {"plain": 1, "semi2k": 2, "aby3": 3}
 PROGRESS_MIN_EQUATIONS = 300
@@ -133,9 +142,6 @@ def private(tree, party: int):
     in the clear; it is shared the first time it meets another party's data)."""
     return jax.tree.map(lambda x: Private(x, party), tree)
 
-
-def _is_marker(x) -> bool:
-    return isinstance(x, (Public, Private))
 
 
 @dataclasses.dataclass
@@ -255,13 +261,13 @@ class SecureFunction:
         leaves (markers kept) and their argument names (``args[0]['dense']['kernel']``)."""
         kwargs = dict(kwargs or {})
         with_paths, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs),
-                                                                    is_leaf=_is_marker)
-        paths = [_argument_name(path) for path, _ in with_paths]
+                                                                    is_leaf=is_marker)
+        paths = [argument_name(path) for path, _ in with_paths]
         leaves = [leaf for _, leaf in with_paths]
         kinds, avals = [], []
         for leaf in leaves:
             kind, raw = _classify(leaf)
-            aval = jax.ShapeDtypeStruct(np.shape(raw), _dtype_of(raw))
+            aval = jax.ShapeDtypeStruct(np.shape(raw), dtype_of(raw))
             kinds.append(kind)
             avals.append(aval)
         key = (in_tree, tuple(kinds), tuple((a.shape, a.dtype) for a in avals))
@@ -476,7 +482,7 @@ class SecureFunction:
     def _input(self, interpreter, kind, leaf, aval, name, abstract):
         if kind == "handle":
             return self._handle_input(interpreter, leaf, name, abstract)
-        raw = leaf.value if _is_marker(leaf) else leaf
+        raw = leaf.value if is_marker(leaf) else leaf
         if not encodable(aval.dtype):
             raise EncodingError(f"secjax cannot take argument {name} of dtype {aval.dtype}: "
                                 "only booleans, integers and real floats have a ring encoding")
@@ -616,12 +622,6 @@ def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
     return ClosedJaxpr(drop_dead_code(closed.jaxpr), closed.consts)
 
 
-def _argument_name(path) -> str:
-    """``args[0]['dense']['kernel']`` from a pytree key path of ``(args, kwargs)``."""
-    (top, *rest) = path
-    head = "args" if top.idx == 0 else "kwargs"
-    return head + jax.tree_util.keystr(tuple(rest))
-
 
 def _classify(leaf) -> tuple[str, Any]:
     if isinstance(leaf, Handle):
@@ -632,11 +632,6 @@ def _classify(leaf) -> tuple[str, Any]:
         return f"private:{leaf.owner}", leaf.value
     return "secret", leaf
 
-
-def _dtype_of(raw):
-    if isinstance(raw, (bool, int, float, complex)):
-        return jax.numpy.asarray(raw).dtype
-    return raw.dtype
 
 
 def secure_jit(fun: Callable | None = None, *, config: Config | None = None,
@@ -678,7 +673,7 @@ def share(tree, party: int = 0, *, config: Config | None = None, **options):
     sharer = SecureFunction(_identity, config, secret_outputs=True)
     abstract = any(isinstance(leaf, jax.ShapeDtypeStruct) or
                    (isinstance(leaf, Private) and isinstance(leaf.value, jax.ShapeDtypeStruct))
-                   for leaf in jax.tree.leaves(tree, is_leaf=_is_marker))
+                   for leaf in jax.tree.leaves(tree, is_leaf=is_marker))
     outputs, _, _ = sharer._evaluate((tree,), {}, abstract=abstract)
     return outputs
 
@@ -688,7 +683,7 @@ def reveal(tree, to: int | None = None):
     same pytree with arrays in their place; :func:`public`-marked values are unwrapped and
     other leaves returned as they are. The handles must share one domain (protocol, parties,
     ring, layout); revealing costs what revealing a call's outputs does."""
-    leaves, tree_def = jax.tree.flatten(tree, is_leaf=_is_marker)
+    leaves, tree_def = jax.tree.flatten(tree, is_leaf=is_marker)
     handles = [leaf for leaf in leaves if isinstance(leaf, Handle)]
     opened = iter(())
     if handles:

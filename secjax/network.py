@@ -41,14 +41,14 @@ import jax
 import numpy as np
 
 from secjax import serving
-from secjax.api import Config, SecureFunction, _argument_name, _is_marker
+from secjax.api import Config, SecureFunction
 from secjax.runtime.cluster import Cluster, keygen, load_cluster, load_secret_key
 from secjax.runtime.cost import CostReport
 from secjax.runtime.faults import NetworkError, Stopped
 from secjax.runtime.party import NetworkRuntime, program_digest
 from secjax.runtime.transport import WireStats
 from secjax.runtime.wire import DEALER, KIND_DONE
-from secjax.values import Private, Public
+from secjax.values import Private, Public, argument_name, dtype_of, is_marker
 
 __all__ = ["DEALER", "Client", "NetworkError", "PartyRun", "Program", "inputs_for", "keygen",
            "load_cluster", "load_inputs", "load_program", "run_party", "save_inputs",
@@ -89,15 +89,14 @@ def _owner(leaf, input_party: int):
 
 
 def _placeholder(x):
-    return jax.ShapeDtypeStruct(np.shape(x), x.dtype if hasattr(x, "dtype")
-                                else np.asarray(x).dtype)
+    return jax.ShapeDtypeStruct(np.shape(x), dtype_of(x))
 
 
 def _map_leaves(fn, args, kwargs):
     """Apply ``fn(name, leaf)`` to every leaf (markers are leaves) of ``(args, kwargs)``."""
     with_paths, tree = jax.tree_util.tree_flatten_with_path((tuple(args), dict(kwargs or {})),
-                                                            is_leaf=_is_marker)
-    leaves = [fn(_argument_name(path), leaf) for path, leaf in with_paths]
+                                                            is_leaf=is_marker)
+    leaves = [fn(argument_name(path), leaf) for path, leaf in with_paths]
     return jax.tree.unflatten(tree, leaves)
 
 
@@ -115,7 +114,7 @@ def inputs_for(party, args, kwargs=None, *, input_party: int = 0):
     owns nothing."""
     def keep(_, leaf):
         owner = _owner(leaf, input_party)
-        raw = leaf.value if _is_marker(leaf) else leaf
+        raw = leaf.value if is_marker(leaf) else leaf
         if owner is None or str(owner) == str(party):
             return leaf
         return _rewrap(leaf, _placeholder(raw))
@@ -129,7 +128,7 @@ def save_inputs(path, party, args, kwargs=None, *, input_party: int = 0) -> list
 
     def take(name, leaf):
         if str(_owner(leaf, input_party)) == str(party):
-            arrays[name] = np.asarray(leaf.value if _is_marker(leaf) else leaf)
+            arrays[name] = np.asarray(leaf.value if is_marker(leaf) else leaf)
         return leaf
     _map_leaves(take, args, kwargs)
     np.savez(path, **arrays)
@@ -145,7 +144,7 @@ def load_inputs(path, party, args, kwargs=None, *, input_party: int = 0):
     used = set()
 
     def fill(name, leaf):
-        raw = leaf.value if _is_marker(leaf) else leaf
+        raw = leaf.value if is_marker(leaf) else leaf
         owner = _owner(leaf, input_party)
         if owner is None:
             return leaf

@@ -95,3 +95,24 @@ def encodable(dtype) -> bool:
     """Whether values of ``dtype`` have a ring encoding (real and integer, not complex)."""
     return bool(jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.integer)
                 or is_float(dtype))
+
+
+def is_marker(x) -> bool:
+    """Whether ``x`` is a ``public`` or ``private`` marker around a user's array."""
+    return isinstance(x, (Public, Private))
+
+
+def dtype_of(raw) -> np.dtype:
+    """The dtype of an argument as the user's JAX sees it: an array's own, and a Python
+    scalar's as ``jax.numpy`` makes it (float32 unless the user enabled x64)."""
+    if hasattr(raw, "dtype"):
+        return np.dtype(raw.dtype)
+    return np.dtype(jnp.asarray(raw).dtype)
+
+
+def argument_name(path) -> str:
+    """``args[0]['dense']['kernel']`` from a pytree key path of ``(args, kwargs)``."""
+    (top, *rest) = path
+    head = "args" if top.idx == 0 else "kwargs"
+    return head + jax.tree_util.keystr(tuple(rest))
+
