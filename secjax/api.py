@@ -169,8 +169,7 @@ class RunStats:
 @dataclasses.dataclass(frozen=True)
 class Traced:
     """A secure function traced for one input signature: the closed jaxpr (dead code
-    removed), the output tree, and each flat input's kind (``"public"``, ``"private:N"`` or
-    ``"secret"``)."""
+    removed), the output tree, and each flat input's :class:`InputKind`."""
 
     jaxpr: Any
     out_tree: Any
@@ -406,7 +405,8 @@ class SecureFunction:
         if config_name is None or not self.config.cache:
             return None
         digest = hashlib.sha256(str(traced.jaxpr.jaxpr).encode())
-        publics = [leaf.value for leaf, kind in zip(leaves, traced.kinds) if kind == "public"]
+        publics = [leaf.value for leaf, kind in zip(leaves, traced.kinds)
+                   if kind.name == "public"]
         for value in [*traced.jaxpr.consts, *publics]:
             array = np.asarray(value)
             digest.update(repr((array.dtype.str, array.shape)).encode())
@@ -480,13 +480,13 @@ class SecureFunction:
             yield _Bar(bar)
 
     def _input(self, interpreter, kind, leaf, aval, name, abstract):
-        if kind == "handle":
+        if kind.name == "handle":
             return self._handle_input(interpreter, leaf, name, abstract)
         raw = leaf.value if is_marker(leaf) else leaf
         if not encodable(aval.dtype):
             raise EncodingError(f"secjax cannot take argument {name} of dtype {aval.dtype}: "
                                 "only booleans, integers and real floats have a ring encoding")
-        if kind == "public":
+        if kind.name == "public":
             return Public(jax.numpy.asarray(raw, aval.dtype))
         is_private = isinstance(leaf, Private)
         owner = leaf.owner if is_private else self.config.input_party
@@ -623,14 +623,24 @@ def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
 
 
 
-def _classify(leaf) -> tuple[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class InputKind:
+    """How a flat argument enters a secure call: ``"public"`` (every party holds it),
+    ``"private"`` to ``owner`` (that party computes on it in the clear), ``"secret"``
+    (shared by the input party) or ``"handle"`` (shares an earlier call made)."""
+
+    name: str
+    owner: int | None = None
+
+
+def _classify(leaf) -> tuple[InputKind, Any]:
     if isinstance(leaf, Handle):
-        return "handle", jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+        return InputKind("handle"), jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
     if isinstance(leaf, Public):
-        return "public", leaf.value
+        return InputKind("public"), leaf.value
     if isinstance(leaf, Private):
-        return f"private:{leaf.owner}", leaf.value
-    return "secret", leaf
+        return InputKind("private", leaf.owner), leaf.value
+    return InputKind("secret"), leaf
 
 
 

@@ -425,7 +425,7 @@ def program_digest(tag: str, config, traced, leaves) -> bytes:
         h.update(b"\x00")
     fields = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
               if f.name not in _LOCAL_OPTIONS]
-    public = [leaf.value for leaf, kind in zip(leaves, traced.kinds) if kind == "public"]
+    public = [leaf.value for leaf, kind in zip(leaves, traced.kinds) if kind.name == "public"]
     for part in (tag, fields, str(traced.jaxpr), str(traced.out_tree), traced.kinds,
                  [(tuple(v.aval.shape), str(v.aval.dtype)) for v in traced.jaxpr.jaxpr.invars],
                  *traced.jaxpr.consts, *[np.asarray(p) for p in public]):
