@@ -11,6 +11,7 @@ The 2Quad softmax is measured against its plaintext twin (``secjax.nn.softmax`` 
 2Quad policy): it is a different function, for models fine-tuned with it. Writes a plot of
 the error curves of the elementwise functions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,10 @@ class Case:
     x: np.ndarray
     domain: str
     bound: str = POINTWISE
-    reference: Callable | None = None     # default: fn itself in float
+    reference: Callable | None = None  # default: fn itself in float
     policy: object = None
-    per_row: bool = False                 # relative error per output row (layer norm)
-    curve: bool = False                   # drawn in the plot
+    per_row: bool = False  # relative error per output row (layer norm)
+    curve: bool = False  # drawn in the plot
 
 
 def _layer_norm_case() -> Case:
@@ -49,59 +50,92 @@ def _layer_norm_case() -> Case:
     x = rng.normal(size=(16, 64)) * np.sqrt(var)[:, None]
     ln = nn.LayerNorm()
     params = ln.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
-    return Case("layer norm", lambda v: ln.apply(params, v), x, "var in [1e-3, 1e3]",
-                "row rel<=1%", per_row=True)
+    return Case(
+        "layer norm",
+        lambda v: ln.apply(params, v),
+        x,
+        "var in [1e-3, 1e3]",
+        "row rel<=1%",
+        per_row=True,
+    )
 
 
 def cases() -> list[Case]:
     sym = np.linspace(-10, 10, 2001)
     pos = np.geomspace(0.01, 100, 2001)
     wide = np.linspace(-20, 20, 4001)
-    grid = np.arange(-80, 81) / 8.0               # integers, halves and eighths
-    scores = np.asarray(jax.random.uniform(jax.random.key(0), (16, 128), minval=-30,
-                                           maxval=30))
+    grid = np.arange(-80, 81) / 8.0  # integers, halves and eighths
+    scores = np.asarray(jax.random.uniform(jax.random.key(0), (16, 128), minval=-30, maxval=30))
     act = "abs<=0.015"
     return [
         Case("exp", jnp.exp, sym, "[-10, 10]", curve=True),
         Case("logistic", jax.nn.sigmoid, sym, "[-10, 10]", curve=True),
         Case("tanh", jnp.tanh, sym, "[-10, 10]", curve=True),
         Case("erf", jax.scipy.special.erf, sym, "[-10, 10]", curve=True),
-        Case("reciprocal", lambda v: 1.0 / v, sym[np.abs(sym) >= 0.1],
-             "[-10, 10] \\ (-0.1, 0.1)", curve=True),
+        Case(
+            "reciprocal",
+            lambda v: 1.0 / v,
+            sym[np.abs(sym) >= 0.1],
+            "[-10, 10] \\ (-0.1, 0.1)",
+            curve=True,
+        ),
         Case("log", jnp.log, pos, "[0.01, 100]", curve=True),
         Case("sqrt", jnp.sqrt, pos, "[0.01, 100]", curve=True),
         Case("rsqrt", jax.lax.rsqrt, pos, "[0.01, 100]", curve=True),
-        Case("gelu (erf)", lambda v: jax.nn.gelu(v, approximate=False), wide, "[-20, 20]",
-             act, curve=True),
-        Case("gelu (tanh)", lambda v: jax.nn.gelu(v, approximate=True), wide, "[-20, 20]",
-             act, curve=True),
+        Case(
+            "gelu (erf)",
+            lambda v: jax.nn.gelu(v, approximate=False),
+            wide,
+            "[-20, 20]",
+            act,
+            curve=True,
+        ),
+        Case(
+            "gelu (tanh)",
+            lambda v: jax.nn.gelu(v, approximate=True),
+            wide,
+            "[-20, 20]",
+            act,
+            curve=True,
+        ),
         Case("silu", jax.nn.silu, wide, "[-20, 20]", act, curve=True),
         Case("softmax", jax.nn.softmax, scores, "16x128 in [-30, 30]"),
-        Case("softmax 2quad", jax.nn.softmax, scores, "16x128 in [-30, 30]", "vs twin",
-             reference=lambda v: snn.softmax(v, policy=QUAD), policy=QUAD),
+        Case(
+            "softmax 2quad",
+            jax.nn.softmax,
+            scores,
+            "16x128 in [-30, 30]",
+            "vs twin",
+            reference=lambda v: snn.softmax(v, policy=QUAD),
+            policy=QUAD,
+        ),
         _layer_norm_case(),
         Case("floor", jnp.floor, grid, "[-10, 10] by 1/8", "exact"),
         Case("ceil", jnp.ceil, grid, "[-10, 10] by 1/8", "exact"),
         Case("round (even)", jnp.round, grid, "[-10, 10] by 1/8", "exact"),
-        Case("round (away)", lambda v: jax.lax.round(v, jax.lax.RoundingMethod.AWAY_FROM_ZERO),
-             grid, "[-10, 10] by 1/8", "exact"),
+        Case(
+            "round (away)",
+            lambda v: jax.lax.round(v, jax.lax.RoundingMethod.AWAY_FROM_ZERO),
+            grid,
+            "[-10, 10] by 1/8",
+            "exact",
+        ),
         # secjax.primitives.trigonometric (TrigPolicy) and the exact remainder
         Case("sin", jnp.sin, np.linspace(-1000, 1000, 4001), "[-1000, 1000]", "abs<=2e-5"),
         Case("cos", jnp.cos, np.linspace(-1000, 1000, 4001), "[-1000, 1000]", "abs<=2e-5"),
         Case("tan", jnp.tan, np.linspace(-1.4, 1.4, 2001), "[-1.4, 1.4]"),
         Case("atan", jnp.arctan, wide, "[-20, 20]", "abs<=1e-4"),
-        Case("asin", jnp.arcsin, np.linspace(-0.999, 0.999, 2001), "[-0.999, 0.999]",
-             "abs<=1e-4"),
-        Case("acos", jnp.arccos, np.linspace(-0.999, 0.999, 2001), "[-0.999, 0.999]",
-             "abs<=1e-4"),
+        Case("asin", jnp.arcsin, np.linspace(-0.999, 0.999, 2001), "[-0.999, 0.999]", "abs<=1e-4"),
+        Case("acos", jnp.arccos, np.linspace(-0.999, 0.999, 2001), "[-0.999, 0.999]", "abs<=1e-4"),
         Case("sinh", jnp.sinh, np.linspace(-5, 5, 2001), "[-5, 5]"),
         Case("cosh", jnp.cosh, np.linspace(-5, 5, 2001), "[-5, 5]"),
         Case("asinh", jnp.arcsinh, wide, "[-20, 20]"),
         Case("acosh", jnp.arccosh, np.linspace(1, 20, 2001), "[1, 20]"),
         Case("atanh", jnp.arctanh, np.linspace(-0.95, 0.95, 2001), "[-0.95, 0.95]"),
         Case("expm1", jnp.expm1, np.linspace(-5, 2, 2001), "[-5, 2]"),
-        Case("fmod by 0.7", lambda v: jnp.fmod(v, 0.7), grid, "[-10, 10] by 1/8",
-             "exact (encodings)"),
+        Case(
+            "fmod by 0.7", lambda v: jnp.fmod(v, 0.7), grid, "[-10, 10] by 1/8", "exact (encodings)"
+        ),
     ]
 
 
@@ -127,9 +161,20 @@ def measure(protocol: str):
         got = np.asarray(secure(x), np.float64)
         worst, rel, both = errors(case, got, ref)
         report = secjax.secure_jit(case.fn, protocol="aby3", policy=case.policy).cost(
-            jax.ShapeDtypeStruct(x.shape, x.dtype))
-        rows.append((case.name, case.domain, worst, rel, np.max(both), case.bound,
-                     max(report.bytes_per_party) / x.size, report.rounds))
+            jax.ShapeDtypeStruct(x.shape, x.dtype)
+        )
+        rows.append(
+            (
+                case.name,
+                case.domain,
+                worst,
+                rel,
+                np.max(both),
+                case.bound,
+                max(report.bytes_per_party) / x.size,
+                report.rounds,
+            )
+        )
         if case.curve:
             curves[case.name] = (case.x, both)
     return rows, curves
@@ -166,14 +211,20 @@ def main():
     parser.add_argument("--plot", default="docs/accuracy.png")
     args = parser.parse_args()
     rows, curves = measure(args.protocol)
-    print(f"accuracy under {args.protocol} (18 fractional bits, 64-bit ring); "
-          "cost under aby3 per element")
-    print(f"{'function':<14} {'domain':<24} {'max abs err':>11} {'max rel err':>11} "
-          f"{'min(abs,rel)':>12}  {'bound':<18} {'bytes':>7} {'rounds':>6}")
+    print(
+        f"accuracy under {args.protocol} (18 fractional bits, 64-bit ring); "
+        "cost under aby3 per element"
+    )
+    print(
+        f"{'function':<14} {'domain':<24} {'max abs err':>11} {'max rel err':>11} "
+        f"{'min(abs,rel)':>12}  {'bound':<18} {'bytes':>7} {'rounds':>6}"
+    )
     for name, domain, worst, rel, both, bound, per_element, rounds in rows:
         both = "-" if np.isnan(both) else f"{both:.3e}"
-        print(f"{name:<14} {domain:<24} {worst:11.3e} {rel:11.3e} {both:>12}  {bound:<18} "
-              f"{per_element:7.1f} {rounds:6d}")
+        print(
+            f"{name:<14} {domain:<24} {worst:11.3e} {rel:11.3e} {both:>12}  {bound:<18} "
+            f"{per_element:7.1f} {rounds:6d}"
+        )
     plot(curves, args.plot)
 
 

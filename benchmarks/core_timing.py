@@ -8,6 +8,7 @@ each: jax.jit's first call (compile + run) and warm call, then secure_jit's firs
 into trace, kernel compile and run, and its warm call; the last column is warm secure time
 over warm plaintext time, measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,28 +39,37 @@ def mlp_workload():
 def bert_linear_workload():
     from transformers import BertConfig, FlaxBertModel
 
-    config = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=512)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+    )
     params = FlaxBertModel(config, seed=0).params
     ids = jax.random.randint(jax.random.key(0), (1, 32), 0, config.vocab_size)
 
     def embed_and_linear(params, ids):
         emb = params["embeddings"]
-        h = (emb["word_embeddings"]["embedding"][ids]
-             + emb["position_embeddings"]["embedding"][: ids.shape[1]][None]
-             + emb["token_type_embeddings"]["embedding"][0])
+        h = (
+            emb["word_embeddings"]["embedding"][ids]
+            + emb["position_embeddings"]["embedding"][: ids.shape[1]][None]
+            + emb["token_type_embeddings"]["embedding"][0]
+        )
         for layer in params["encoder"]["layer"].values():
             attention = layer["attention"]
             for name in ("query", "key", "value"):
                 dense = attention["self"][name]
                 h = h + (h @ dense["kernel"] + dense["bias"]) * 0.1
-            for dense in (attention["output"]["dense"], layer["intermediate"]["dense"],
-                          layer["output"]["dense"]):
+            for dense in (
+                attention["output"]["dense"],
+                layer["intermediate"]["dense"],
+                layer["output"]["dense"],
+            ):
                 h = h @ dense["kernel"] + dense["bias"]
         return h
 
-    return ("tiny BERT embeddings + dense layers", embed_and_linear,
-            (params, secjax.public(ids)))
+    return ("tiny BERT embeddings + dense layers", embed_and_linear, (params, secjax.public(ids)))
 
 
 def _timed(fn):
@@ -69,8 +79,11 @@ def _timed(fn):
 
 
 def measure(name, fun, args, protocol):
-    plain_args = jax.tree.map(lambda a: a.value if isinstance(a, secjax.values.Public) else a,
-                              args, is_leaf=lambda a: isinstance(a, secjax.values.Public))
+    plain_args = jax.tree.map(
+        lambda a: a.value if isinstance(a, secjax.values.Public) else a,
+        args,
+        is_leaf=lambda a: isinstance(a, secjax.values.Public),
+    )
     plain = jax.jit(fun)
     plain_first = _timed(lambda: plain(*plain_args))
     plain_warm = min(_timed(lambda: plain(*plain_args)) for _ in range(5))
@@ -78,20 +91,39 @@ def measure(name, fun, args, protocol):
     secure_first = _timed(lambda: secure(*args))
     first = secure.last_stats
     secure_warm = min(_timed(lambda: secure(*args)) for _ in range(3))
-    return [name, f"{plain_first * 1e3:.0f}", f"{plain_warm * 1e3:.2f}",
-            f"{secure_first:.2f}", f"{first.trace:.2f}", f"{first.compile:.2f}",
-            f"{first.run:.2f}", str(first.kernels_compiled), f"{secure_warm * 1e3:.1f}",
-            f"{secure_warm / plain_warm:.0f}x"]
+    return [
+        name,
+        f"{plain_first * 1e3:.0f}",
+        f"{plain_warm * 1e3:.2f}",
+        f"{secure_first:.2f}",
+        f"{first.trace:.2f}",
+        f"{first.compile:.2f}",
+        f"{first.run:.2f}",
+        str(first.kernels_compiled),
+        f"{secure_warm * 1e3:.1f}",
+        f"{secure_warm / plain_warm:.0f}x",
+    ]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="plain")
     args = parser.parse_args()
-    table = Table(title=f"secure_jit ({args.protocol}) against jax.jit, CPU, "
-                        f"{jax.device_count()} device")
-    for column in ("workload", "jit first ms", "jit warm ms", "secure first s", "trace s",
-                   "compile s", "run s", "kernels", "secure warm ms", "warm ratio"):
+    table = Table(
+        title=f"secure_jit ({args.protocol}) against jax.jit, CPU, {jax.device_count()} device"
+    )
+    for column in (
+        "workload",
+        "jit first ms",
+        "jit warm ms",
+        "secure first s",
+        "trace s",
+        "compile s",
+        "run s",
+        "kernels",
+        "secure warm ms",
+        "warm ratio",
+    ):
         table.add_column(column, justify="left" if column == "workload" else "right")
     for workload in (mlp_workload, bert_linear_workload):
         table.add_row(*measure(*workload(), args.protocol))

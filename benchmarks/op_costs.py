@@ -8,6 +8,7 @@ Bytes are the busiest party's, divided by the number of elements of the first in
 inputs' sharing excluded (``without_input_sharing``) and the outputs' opening included;
 rounds are the whole call's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from rich.table import Table
 import secjax
 
 F = jax.ShapeDtypeStruct((64, 64), jnp.float32)
-I = jax.ShapeDtypeStruct((4096,), jnp.int32)
+INTS = jax.ShapeDtypeStruct((4096,), jnp.int32)
 B = jax.ShapeDtypeStruct((64, 64), jnp.bool_)
 IMG = jax.ShapeDtypeStruct((1, 32, 32, 4), jnp.float32)
 
@@ -30,20 +31,23 @@ CASES = [
     ("argsort, 64 rows of 64", lambda x: jnp.argsort(x, axis=1), (F,)),
     ("top_k k=5, 64 rows of 64", lambda x: jax.lax.top_k(x, 5), (F,)),
     ("median, 64 rows of 64", lambda x: jnp.median(x, axis=1), (F,)),
-    ("bitwise and (int32)", jnp.bitwise_and, (I, I)),
-    ("bitwise xor with public", lambda x: x ^ 0x5A5A, (I,)),
-    ("shift right by 3 (int32)", lambda x: x >> 3, (I,)),
-    ("population_count (int32)", jax.lax.population_count, (I,)),
-    ("floor_divide (int32)", jnp.floor_divide, (I, I)),
-    ("x // 7 (int32)", lambda x: x // 7, (I,)),
-    ("remainder (int32)", jnp.remainder, (I, I)),
+    ("bitwise and (int32)", jnp.bitwise_and, (INTS, INTS)),
+    ("bitwise xor with public", lambda x: x ^ 0x5A5A, (INTS,)),
+    ("shift right by 3 (int32)", lambda x: x >> 3, (INTS,)),
+    ("population_count (int32)", jax.lax.population_count, (INTS,)),
+    ("floor_divide (int32)", jnp.floor_divide, (INTS, INTS)),
+    ("x // 7 (int32)", lambda x: x // 7, (INTS,)),
+    ("remainder (int32)", jnp.remainder, (INTS, INTS)),
     ("fmod (float32)", jnp.fmod, (F, F)),
     ("all over rows of 64", lambda b: jnp.all(b, axis=1), (B,)),
     ("reduce_prod over rows of 64", lambda x: jnp.prod(x, axis=1), (F,)),
     ("cummax over rows of 64", lambda x: jax.lax.cummax(x, axis=1), (F,)),
     ("max pool 2x2 (32x32x4)", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), (IMG,)),
-    ("max pool 2x2 gradient", jax.grad(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
-                                       .sum()), (IMG,)),
+    (
+        "max pool 2x2 gradient",
+        jax.grad(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)).sum()),
+        (IMG,),
+    ),
     ("signbit (float32)", jnp.signbit, (F,)),
 ]
 

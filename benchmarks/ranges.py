@@ -10,6 +10,7 @@ the same values squared (``x * x``: truncated correctly up to 2^(k-1)) and with 
 truncation. ``--minilm``: the range report of all-MiniLM-L6-v2 at 128 tokens, and its plot
 ``benchmarks/ranges_minilm.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,13 @@ from rich.table import Table
 import secjax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = [("plain", "protocol"), ("semi2k", "protocol"), ("semi2k", "ideal"),
-         ("aby3", "protocol"), ("aby3", "ideal")]
+MODES = [
+    ("plain", "protocol"),
+    ("semi2k", "protocol"),
+    ("semi2k", "ideal"),
+    ("aby3", "protocol"),
+    ("aby3", "ideal"),
+]
 CASES = [("1e4 * 1e4", 1e4, 18), ("10 * 10, frac_bits=28", 10.0, 28)]
 
 
@@ -40,12 +46,21 @@ def _wrong_share(fn, value: float, n: int, **options) -> tuple[float, float]:
 
 
 def cases_table(n: int) -> Table:
-    table = Table(title=f"elements wrong past the truncation's bound ({n:,} elements, "
-                        "range_guard='count')")
-    for column in ("case", "protocol", "emulation", "a * b", "guard predicts", "a * a",
-                   "a * b, safe truncation"):
-        table.add_column(column, justify="left" if column in ("case", "protocol", "emulation")
-                         else "right")
+    table = Table(
+        title=f"elements wrong past the truncation's bound ({n:,} elements, range_guard='count')"
+    )
+    for column in (
+        "case",
+        "protocol",
+        "emulation",
+        "a * b",
+        "guard predicts",
+        "a * a",
+        "a * b, safe truncation",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("case", "protocol", "emulation") else "right"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", secjax.RangeWarning)
         for name, value, frac in CASES:
@@ -53,10 +68,18 @@ def cases_table(n: int) -> Table:
                 options = dict(protocol=protocol, emulation=emulation, frac_bits=frac)
                 product, predicted = _wrong_share(lambda a, b: a * b, value, n, **options)
                 square, _ = _wrong_share(lambda a, b: a * a, value, n, **options)
-                safe, _ = _wrong_share(lambda a, b: a * b, value, n, safe_truncation=True,
-                                       **options)
-                table.add_row(name, protocol, emulation, f"{product:.1%}", f"{predicted:.1%}",
-                              f"{square:.1%}", f"{safe:.1%}")
+                safe, _ = _wrong_share(
+                    lambda a, b: a * b, value, n, safe_truncation=True, **options
+                )
+                table.add_row(
+                    name,
+                    protocol,
+                    emulation,
+                    f"{product:.1%}",
+                    f"{predicted:.1%}",
+                    f"{square:.1%}",
+                    f"{safe:.1%}",
+                )
     return table
 
 
@@ -65,15 +88,18 @@ def minilm_report(console: Console) -> None:
     from embed_minilm import SENTENCES, load, make_embed
 
     model, tokenizer = load()
-    batch = tokenizer(SENTENCES[:1], padding="max_length", max_length=128,
-                      return_tensors="np")
+    batch = tokenizer(SENTENCES[:1], padding="max_length", max_length=128, return_tensors="np")
     f = secjax.secure_jit(make_embed(model), protocol="aby3")
     start = time.perf_counter()
-    report = f.ranges(secjax.private(model.params, 0), secjax.private(batch["input_ids"], 1),
-                      secjax.private(batch["attention_mask"], 1))
+    report = f.ranges(
+        secjax.private(model.params, 0),
+        secjax.private(batch["input_ids"], 1),
+        secjax.private(batch["attention_mask"], 1),
+    )
     console.print(report.table())
-    console.print(f"range report in {time.perf_counter() - start:.1f} s (with the frac_bits "
-                  "search)")
+    console.print(
+        f"range report in {time.perf_counter() - start:.1f} s (with the frac_bits search)"
+    )
     path = os.path.join(ROOT, "benchmarks", "ranges_minilm.png")
     report.plot(path)
     console.print(f"plot: {os.path.relpath(path, ROOT)}")

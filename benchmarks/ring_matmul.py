@@ -2,6 +2,7 @@
 
 Run: PYTHONPATH=. python benchmarks/ring_matmul.py   (prints median ms of several runs)
 """
+
 import statistics
 import time
 
@@ -11,8 +12,13 @@ import numpy as np
 
 from secjax import ring
 
-SHAPES = [(128, 128, 128), (256, 256, 256), (512, 512, 512), (1024, 1024, 1024),
-          (128, 384, 1536)]  # the last: a BERT-base FFN on 128 tokens
+SHAPES = [
+    (128, 128, 128),
+    (256, 256, 256),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (128, 384, 1536),
+]  # the last: a BERT-base FFN on 128 tokens
 MATMUL = (((1,), (0,)), ((), ()))
 
 
@@ -27,13 +33,16 @@ def median_ms(fn, *args, repeats=7):
 
 
 def main():
-    integer = jax.jit(lambda x, y: jax.lax.dot_general(x, y, MATMUL,
-                                                       preferred_element_type=x.dtype))
+    integer = jax.jit(
+        lambda x, y: jax.lax.dot_general(x, y, MATMUL, preferred_element_type=x.dtype)
+    )
     limbs = jax.jit(lambda x, y: ring.dot_general(x, y, MATMUL))
     floats = jax.jit(jnp.matmul)
     rng = np.random.default_rng(0)
-    print(f"{'m x k x n':>18} {'uint64 ms':>10} {'ring ms':>9} {'f32 ms':>8} "
-          f"{'int/ring':>9} {'ring/f32':>9}")
+    print(
+        f"{'m x k x n':>18} {'uint64 ms':>10} {'ring ms':>9} {'f32 ms':>8} "
+        f"{'int/ring':>9} {'ring/f32':>9}"
+    )
     with jax.enable_x64(True):
         for m, k, n in SHAPES:
             x = jnp.asarray(rng.integers(0, 2**64, (m, k), dtype=np.uint64))
@@ -41,8 +50,11 @@ def main():
             xf, yf = x.astype(jnp.float32), y.astype(jnp.float32)
             t_int = median_ms(integer, x, y, repeats=3)
             t_ring, t_f32 = median_ms(limbs, x, y), median_ms(floats, xf, yf)
-            print(f"{f'{m}x{k}x{n}':>18} {t_int:10.2f} {t_ring:9.2f} {t_f32:8.2f} "
-                  f"{t_int / t_ring:8.1f}x {t_ring / t_f32:8.1f}x", flush=True)
+            print(
+                f"{f'{m}x{k}x{n}':>18} {t_int:10.2f} {t_ring:9.2f} {t_f32:8.2f} "
+                f"{t_int / t_ring:8.1f}x {t_ring / t_f32:8.1f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ start to ready per party, each query's latency, the mean and the worst, the byte
 messages each party sent per query beside its cost report, the cost report's LAN estimate
 (5 Gbps, 1 ms per round), the cosine to plaintext ``jax.jit``, and the load average.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,11 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "examples")]
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-TEXT = ("Secure multi-party computation lets a model owner and a user run a transformer "
-        "together so that neither learns the other's secret: the weights stay with the "
-        "owner and the prompt with the user. ")
+TEXT = (
+    "Secure multi-party computation lets a model owner and a user run a transformer "
+    "together so that neither learns the other's secret: the weights stay with the "
+    "owner and the prompt with the user. "
+)
 TOKENS = 128
 
 
@@ -45,12 +48,12 @@ def program():
     from secjax.network import Program
 
     model, tokenizer = load()
-    batch = tokenizer([TEXT * 20], truncation=True, max_length=TOKENS, padding="max_length",
-                      return_tensors="np")
+    batch = tokenizer(
+        [TEXT * 20], truncation=True, max_length=TOKENS, padding="max_length", return_tensors="np"
+    )
     ids = batch["input_ids"].astype(np.int32)
     mask = batch["attention_mask"].astype(np.int32)
-    return Program(make_embed(model), (secjax.private(model.params, 0), ids,
-                                       secjax.public(mask)))
+    return Program(make_embed(model), (secjax.private(model.params, 0), ids, secjax.public(mask)))
 
 
 def _free_ports(k):
@@ -76,19 +79,48 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="secjax-serving-")
     path = rc.keygen(work, n, protocol=args.protocol, clients=("bench",), timeout=args.timeout)
     cluster = rc.load_cluster(path)
-    nodes = {name: rc.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
-             for (name, node), port in zip(cluster.nodes.items(), _free_ports(len(cluster.nodes)))}
-    rc.write_cluster(path, nodes, clients=cluster.clients, protocol=args.protocol,
-                     timeout=args.timeout)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT, os.path.join(ROOT, "benchmarks"), os.path.join(ROOT, "examples"),
-         os.environ.get("PYTHONPATH", "")]))
+    nodes = {
+        name: rc.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
+        for (name, node), port in zip(cluster.nodes.items(), _free_ports(len(cluster.nodes)))
+    }
+    rc.write_cluster(
+        path, nodes, clients=cluster.clients, protocol=args.protocol, timeout=args.timeout
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [
+                ROOT,
+                os.path.join(ROOT, "benchmarks"),
+                os.path.join(ROOT, "examples"),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+        ),
+    )
     started = time.perf_counter()
     logs = {name: open(os.path.join(work, f"{name}.log"), "w+") for name in nodes}
-    procs = {name: subprocess.Popen(
-        [sys.executable, "-m", "secjax.cli", "serve", "--config", str(path), "--id", name,
-         "--program", "serving:program", "--queries", str(args.queries)],
-        env=env, stdout=logs[name], stderr=subprocess.STDOUT) for name in nodes}
+    procs = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "secjax.cli",
+                "serve",
+                "--config",
+                str(path),
+                "--id",
+                name,
+                "--program",
+                "serving:program",
+                "--queries",
+                str(args.queries),
+            ],
+            env=env,
+            stdout=logs[name],
+            stderr=subprocess.STDOUT,
+        )
+        for name in nodes
+    }
     try:
         ready = {}
         while len(ready) < len(nodes):
@@ -105,8 +137,10 @@ def main() -> int:
         print(f"servers ready: {ready} (all ready {all_ready:.1f} s after launch)")
         prog = program()
         from embed_minilm import load  # noqa: F401 - the model, for the plaintext reference
-        params = jax.tree.map(lambda m: m.value, prog.args[0],
-                              is_leaf=lambda m: hasattr(m, "owner"))
+
+        params = jax.tree.map(
+            lambda m: m.value, prog.args[0], is_leaf=lambda m: hasattr(m, "owner")
+        )
         plain = np.asarray(jax.jit(prog.fn)(params, prog.args[1], prog.args[2].value))
         latencies, outputs = [], []
         with network.Client(prog, cluster=path, name="bench", wait=args.timeout * 4) as client:
@@ -123,11 +157,15 @@ def main() -> int:
                 proc.wait()
         for log in logs.values():
             log.close()
-    cosines = [float(np.dot(o.ravel(), plain.ravel()) /
-                     (np.linalg.norm(o) * np.linalg.norm(plain))) for o in outputs]
-    print(f"per-query latency (client, s): {[round(x, 2) for x in latencies]}; mean "
-          f"{np.mean(latencies):.2f}, worst {max(latencies):.2f}; cosine to jax.jit "
-          f"min {min(cosines):.6f}")
+    cosines = [
+        float(np.dot(o.ravel(), plain.ravel()) / (np.linalg.norm(o) * np.linalg.norm(plain)))
+        for o in outputs
+    ]
+    print(
+        f"per-query latency (client, s): {[round(x, 2) for x in latencies]}; mean "
+        f"{np.mean(latencies):.2f}, worst {max(latencies):.2f}; cosine to jax.jit "
+        f"min {min(cosines):.6f}"
+    )
     sent, rounds = 0, 0
     for name in nodes:
         with open(logs[name].name) as log:
@@ -137,8 +175,10 @@ def main() -> int:
                 found = re.search(r"cost report (\d+) B, (\d+) rounds", line)
                 if found:
                     sent, rounds = max(sent, int(found.group(1))), int(found.group(2))
-    print(f"per query, from the cost report: busiest party {sent} B, {rounds} rounds; LAN "
-          f"estimate (5 Gbps, 1 ms per round) {sent * 8 / 5e9 + rounds * 1e-3:.2f} s")
+    print(
+        f"per query, from the cost report: busiest party {sent} B, {rounds} rounds; LAN "
+        f"estimate (5 Gbps, 1 ms per round) {sent * 8 / 5e9 + rounds * 1e-3:.2f} s"
+    )
     print(f"load average: {os.getloadavg()}")
     return 0
 

@@ -8,6 +8,7 @@ not an integer), under semi2k and aby3; sharing the inputs and opening the outpu
 out. Times are warm, against jax.jit of the same function in the same run. Then the bounds
 that the default truncation needs, per ring size and fractional bits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,21 +31,33 @@ def _per_element(fn, protocol: str, n: int, **options):
     """(bytes per element of the busiest party, rounds) of ``fn``'s own computation."""
     x = jax.ShapeDtypeStruct((n,), jnp.float32)
     rows = secjax.secure_jit(fn, protocol=protocol, **options).cost(x, x).rows
-    own = [tally for (_, primitive, _), tally in rows.items()
-           if primitive != "(inputs and outputs)"]
+    own = [
+        tally for (_, primitive, _), tally in rows.items() if primitive != "(inputs and outputs)"
+    ]
     sent = [sum(t.sent[p] for t in own) for p in range(len(own[0].sent))]
     return max(sent) / n, sum(t.rounds for t in own)
 
 
 def cost_table(n: int) -> Table:
     table = Table(title=f"truncations of {n:,} elements, warm, against jax.jit in the same run")
-    for column in ("operation", "protocol", "truncation", "bytes/element", "ratio",
-                   "rounds", "secure ms", "x jax.jit"):
-        table.add_column(column, justify="left" if column in ("operation", "protocol",
-                                                             "truncation") else "right")
+    for column in (
+        "operation",
+        "protocol",
+        "truncation",
+        "bytes/element",
+        "ratio",
+        "rounds",
+        "secure ms",
+        "x jax.jit",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("operation", "protocol", "truncation") else "right"
+        )
     rng = np.random.default_rng(0)
-    inputs = (rng.normal(size=n).astype(np.float32) * 100,
-              rng.normal(size=n).astype(np.float32) * 100)
+    inputs = (
+        rng.normal(size=n).astype(np.float32) * 100,
+        rng.normal(size=n).astype(np.float32) * 100,
+    )
     for name, fn in CASES.items():
         plain = warm_seconds(jax.jit(fn), *inputs)
         for protocol in ("semi2k", "aby3"):
@@ -52,26 +65,45 @@ def cost_table(n: int) -> Table:
             for safe in (False, True):
                 per_element, rounds = _per_element(fn, protocol, n, safe_truncation=safe)
                 default = default or per_element
-                secure = warm_seconds(secjax.secure_jit(fn, protocol=protocol, seed=0,
-                                                         safe_truncation=safe), *inputs)
-                table.add_row(name, protocol, "safe" if safe else "default",
-                              f"{per_element:.1f}", f"{per_element / default:.2f}x",
-                              str(rounds), f"{secure * 1e3:.1f}", f"{secure / plain:.0f}x")
+                secure = warm_seconds(
+                    secjax.secure_jit(fn, protocol=protocol, seed=0, safe_truncation=safe), *inputs
+                )
+                table.add_row(
+                    name,
+                    protocol,
+                    "safe" if safe else "default",
+                    f"{per_element:.1f}",
+                    f"{per_element / default:.2f}x",
+                    str(rounds),
+                    f"{secure * 1e3:.1f}",
+                    f"{secure / plain:.0f}x",
+                )
     return table
 
 
 def bounds_table() -> Table:
-    table = Table(title="where values fit: |x| < 2^(k-1); the default truncation: |x| < "
-                        "2^(k-2) in the ring, a square's: x < 2^(k-1)")
-    for column in ("ring bits", "frac_bits", "a value (its encoding) below",
-                   "a product of two values below", "a square below"):
+    table = Table(
+        title="where values fit: |x| < 2^(k-1); the default truncation: |x| < "
+        "2^(k-2) in the ring, a square's: x < 2^(k-1)"
+    )
+    for column in (
+        "ring bits",
+        "frac_bits",
+        "a value (its encoding) below",
+        "a product of two values below",
+        "a square below",
+    ):
         table.add_column(column, justify="right")
     for bits, fracs in ((64, (12, 14, 16, 18, 20, 22, 24, 26, 28)), (32, (8, 10, 12))):
         for frac in fracs:
             ring = Ring(bits, frac)
-            table.add_row(str(bits), str(frac), f"{ring.max_abs(frac):.3g}",
-                          f"{2.0 ** product_range_bits(ring):.3g}",
-                          f"{2.0 ** (product_range_bits(ring) + 1):.3g}")
+            table.add_row(
+                str(bits),
+                str(frac),
+                f"{ring.max_abs(frac):.3g}",
+                f"{2.0 ** product_range_bits(ring):.3g}",
+                f"{2.0 ** (product_range_bits(ring) + 1):.3g}",
+            )
     return table
 
 

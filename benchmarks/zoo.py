@@ -10,6 +10,7 @@ call: compile and run), and each party's bytes sent and the rounds from ``cost()
 that fails shows its error's first line instead; the run goes on. ``--all`` adds the models
 marked slow.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,18 @@ import jax  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
+from zoo_models import (
+    ARGMAX_THRESHOLD,
+    COSINE_THRESHOLD,
+    SLOW,
+    ZOO,  # noqa: E402
+    argmax_agreement,
+    build,
+    min_row_cosine,
+)
 
 import secjax  # noqa: E402
 from secjax.runtime.cost import format_bytes  # noqa: E402
-from zoo_models import (ARGMAX_THRESHOLD, COSINE_THRESHOLD, SLOW, ZOO,  # noqa: E402
-                        argmax_agreement, build, min_row_cosine)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -63,14 +71,21 @@ def run_model(name: str, protocol: str, public_inputs: bool) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="aby3", help="aby3 (default), semi2k or plain")
-    parser.add_argument("--models", default="", help="comma-separated names (default: all "
-                        "fast ones); known: " + ", ".join(ZOO))
+    parser.add_argument(
+        "--models",
+        default="",
+        help="comma-separated names (default: all fast ones); known: " + ", ".join(ZOO),
+    )
     parser.add_argument("--all", action="store_true", help="include the models marked slow")
-    parser.add_argument("--public-inputs", action="store_true",
-                        help="token ids, masks and pixels public (weights stay secret)")
+    parser.add_argument(
+        "--public-inputs",
+        action="store_true",
+        help="token ids, masks and pixels public (weights stay secret)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()] or [
-        n for n in ZOO if args.all or n not in SLOW]
+        n for n in ZOO if args.all or n not in SLOW
+    ]
     unknown = [n for n in names if n not in ZOO]
     if unknown:
         parser.error(f"unknown models {unknown}; known: {', '.join(ZOO)}")
@@ -78,12 +93,20 @@ def main(argv=None) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
-    table = Table(title=f"secjax zoo under {args.protocol}"
-                  + (" (public inputs)" if args.public_inputs else ""))
-    for column, justify in [("model", "left"), ("min row cos", "right"),
-                            ("argmax agree", "right"), ("secure s", "right"),
-                            ("plain s", "right"), ("bytes/party", "right"),
-                            ("rounds", "right"), ("error", "left")]:
+    table = Table(
+        title=f"secjax zoo under {args.protocol}"
+        + (" (public inputs)" if args.public_inputs else "")
+    )
+    for column, justify in [
+        ("model", "left"),
+        ("min row cos", "right"),
+        ("argmax agree", "right"),
+        ("secure s", "right"),
+        ("plain s", "right"),
+        ("bytes/party", "right"),
+        ("rounds", "right"),
+        ("error", "left"),
+    ]:
         table.add_column(column, justify=justify, overflow="fold")
     with console.status("") as status:
         for name in names:
@@ -93,10 +116,12 @@ def main(argv=None) -> int:
             agree = row.get("argmax")
             table.add_row(
                 name,
-                "" if cos is None else (f"{cos:.5f}" if cos >= COSINE_THRESHOLD
-                                        else f"[red]{cos:.5f}[/red]"),
-                "" if agree is None else (f"{agree:.1%}" if agree >= ARGMAX_THRESHOLD
-                                          else f"[red]{agree:.1%}[/red]"),
+                ""
+                if cos is None
+                else (f"{cos:.5f}" if cos >= COSINE_THRESHOLD else f"[red]{cos:.5f}[/red]"),
+                ""
+                if agree is None
+                else (f"{agree:.1%}" if agree >= ARGMAX_THRESHOLD else f"[red]{agree:.1%}[/red]"),
                 f"{row['secure_s']:.2f}" if "secure_s" in row else "",
                 f"{row['plain_s']:.2f}" if "plain_s" in row else "",
                 format_bytes(row["bytes"]) if "bytes" in row else "",

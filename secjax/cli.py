@@ -1,6 +1,7 @@
 """The ``secjax`` command: what this installation supports, the compiled-kernel cache
 (``cache``), and running parties across machines (``keygen``, ``cluster``, ``party``,
 ``serve``, ``query``, ``launch``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,7 @@ def _info(_args) -> int:
     from secjax.protocols import PROTOCOLS
 
     console = Console()
-    console.print(f"secjax {secjax.__version__} on jax {jax.__version__} "
-                  f"({jax.default_backend()})")
+    console.print(f"secjax {secjax.__version__} on jax {jax.__version__} ({jax.default_backend()})")
     for name, cls in PROTOCOLS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         console.print(f"  protocol [bold]{name}[/bold]: {doc}")
@@ -75,17 +75,28 @@ def _keygen(args) -> int:
 
     if args.party is not None:
         public_file, public = cluster.create_key_pair(args.out, args.party)
-        print(f"wrote {args.out}/{args.party}.key_secret (keep it here, mode 0600) and "
-              f"{public_file}; public key of {args.party}:")
+        print(
+            f"wrote {args.out}/{args.party}.key_secret (keep it here, mode 0600) and "
+            f"{public_file}; public key of {args.party}:"
+        )
         print(public.decode("ascii"))
         return 0
-    path = cluster.keygen(args.out, args.parties, protocol=args.protocol, host=args.host,
-                          base_port=args.port, input_party=args.input_party,
-                          output_party=args.output_party, timeout=args.timeout,
-                          clients=args.client or ())
-    Console().print(f"wrote every node's CURVE key pair and {path} (one directory holds "
-                    "every secret key: for trying things on one machine; across machines "
-                    "use keygen --party and cluster)")
+    path = cluster.keygen(
+        args.out,
+        args.parties,
+        protocol=args.protocol,
+        host=args.host,
+        base_port=args.port,
+        input_party=args.input_party,
+        output_party=args.output_party,
+        timeout=args.timeout,
+        clients=args.client or (),
+    )
+    Console().print(
+        f"wrote every node's CURVE key pair and {path} (one directory holds "
+        "every secret key: for trying things on one machine; across machines "
+        "use keygen --party and cluster)"
+    )
     return 0
 
 
@@ -95,9 +106,16 @@ def _assemble(args) -> int:
     addresses = {name: address for name, address, _ in args.node}
     keys = {name: cluster.load_public_key(path) for name, _, path in args.node}
     clients = {name: cluster.load_public_key(path) for name, path in args.client or ()}
-    path = cluster.assemble_cluster(args.out, addresses, keys, clients=clients,
-                                    protocol=args.protocol, input_party=args.input_party,
-                                    output_party=args.output_party, timeout=args.timeout)
+    path = cluster.assemble_cluster(
+        args.out,
+        addresses,
+        keys,
+        clients=clients,
+        protocol=args.protocol,
+        input_party=args.input_party,
+        output_party=args.output_party,
+        timeout=args.timeout,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -108,9 +126,10 @@ def _serve(args) -> int:
     program = network.load_program(args.program)
     cluster = network.load_cluster(args.config)
     call_args, call_kwargs = (
-        network.load_inputs(args.inputs, args.id, program.args, program.kwargs,
-                            input_party=-1) if args.inputs else
-        network.inputs_for(args.id, program.args, program.kwargs, input_party=-1))
+        network.load_inputs(args.inputs, args.id, program.args, program.kwargs, input_party=-1)
+        if args.inputs
+        else network.inputs_for(args.id, program.args, program.kwargs, input_party=-1)
+    )
     served = network.Program(program.fn, call_args, call_kwargs)
     node = f"secjax serve {args.id}"
 
@@ -122,10 +141,19 @@ def _serve(args) -> int:
 
     def phase(name, seconds):
         print(f"{node}: {name} in {seconds:.1f} s", file=sys.stderr, flush=True)
+
     try:
-        network.serve(served, cluster=cluster, party=args.id, key=args.key,
-                      timeout=args.timeout, queries=args.queries, on_ready=ready,
-                      on_phase=phase, on_query=report)
+        network.serve(
+            served,
+            cluster=cluster,
+            party=args.id,
+            key=args.key,
+            timeout=args.timeout,
+            queries=args.queries,
+            on_ready=ready,
+            on_phase=phase,
+            on_query=report,
+        )
     except network.NetworkError as exc:
         print(f"{node}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -140,12 +168,16 @@ def _query(args) -> int:
 
     program = network.load_program(args.program)
     call_args, call_kwargs = (
-        network.load_inputs(args.inputs, args.name, program.args, program.kwargs,
-                            input_party=args.name) if args.inputs
-        else (program.args, program.kwargs))
+        network.load_inputs(
+            args.inputs, args.name, program.args, program.kwargs, input_party=args.name
+        )
+        if args.inputs
+        else (program.args, program.kwargs)
+    )
     try:
-        with network.Client(program, cluster=args.config, name=args.name, key=args.key,
-                            timeout=args.timeout) as client:
+        with network.Client(
+            program, cluster=args.config, name=args.name, key=args.key, timeout=args.timeout
+        ) as client:
             output = client(*call_args, **call_kwargs)
     except network.NetworkError as exc:
         print(f"secjax query: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -161,11 +193,12 @@ def _query(args) -> int:
 
 def _wire_line(run) -> str:
     wire = run.wire
-    own = (run.cost.total.dealer if run.party == "dealer"
-           else run.cost.total.sent[int(run.party)])
-    return (f"party {run.party}: sent {wire.total('payload')} B payload in "
-            f"{wire.total('messages')} messages (+{wire.total('header')} B headers, "
-            f"{wire.control} B control); cost report says {own} B; {run.seconds:.1f} s")
+    own = run.cost.total.dealer if run.party == "dealer" else run.cost.total.sent[int(run.party)]
+    return (
+        f"party {run.party}: sent {wire.total('payload')} B payload in "
+        f"{wire.total('messages')} messages (+{wire.total('header')} B headers, "
+        f"{wire.control} B control); cost report says {own} B; {run.seconds:.1f} s"
+    )
 
 
 def _party(args) -> int:
@@ -176,15 +209,23 @@ def _party(args) -> int:
     program = network.load_program(args.program)
     cluster = network.load_cluster(args.config)
     if args.inputs:
-        call_args, call_kwargs = network.load_inputs(args.inputs, args.id, program.args,
-                                                     program.kwargs,
-                                                     input_party=cluster.input_party)
+        call_args, call_kwargs = network.load_inputs(
+            args.inputs, args.id, program.args, program.kwargs, input_party=cluster.input_party
+        )
     else:  # a demo program: take this party's own leaves from the program itself
-        call_args, call_kwargs = network.inputs_for(args.id, program.args, program.kwargs,
-                                                    input_party=cluster.input_party)
+        call_args, call_kwargs = network.inputs_for(
+            args.id, program.args, program.kwargs, input_party=cluster.input_party
+        )
     try:
-        run = network.run_party(program.fn, call_args, call_kwargs, cluster=cluster,
-                                party=args.id, key=args.key, timeout=args.timeout)
+        run = network.run_party(
+            program.fn,
+            call_args,
+            call_kwargs,
+            cluster=cluster,
+            party=args.id,
+            key=args.key,
+            timeout=args.timeout,
+        )
     except network.NetworkError as exc:
         print(f"secjax party {args.id}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -218,19 +259,38 @@ def _launch(args) -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = args.port or probe.getsockname()[1]
-    network.keygen(work, n, protocol=args.protocol, base_port=port, input_party=1 % n,
-                   output_party=1 % n, timeout=args.timeout)
+    network.keygen(
+        work,
+        n,
+        protocol=args.protocol,
+        base_port=port,
+        input_party=1 % n,
+        output_party=1 % n,
+        timeout=args.timeout,
+    )
     cluster = network.load_cluster(work / "cluster.toml")
     names = [str(i) for i in range(n)] + (["dealer"] if cluster.has_dealer else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     procs = {}
     for name in names:
-        cmd = [sys.executable, "-m", "secjax.cli", "party", "--config",
-               str(work / "cluster.toml"), "--id", name, "--program", args.program,
-               "--out", str(work / f"out-{name}.npz")]
-        procs[name] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "secjax.cli",
+            "party",
+            "--config",
+            str(work / "cluster.toml"),
+            "--id",
+            name,
+            "--program",
+            args.program,
+            "--out",
+            str(work / f"out-{name}.npz"),
+        ]
+        procs[name] = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     failed = False
     try:
         for name, proc in procs.items():
@@ -255,42 +315,70 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="secjax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="version, backend and protocols").set_defaults(run=_info)
-    commands.add_parser("primitives", help="the primitives secjax can compute securely"
-                        ).set_defaults(run=_primitives)
-    cache = commands.add_parser("cache", help="the on-disk cache of compiled kernels: show "
-                                "its size (default) or clear it")
+    commands.add_parser(
+        "primitives", help="the primitives secjax can compute securely"
+    ).set_defaults(run=_primitives)
+    cache = commands.add_parser(
+        "cache", help="the on-disk cache of compiled kernels: show its size (default) or clear it"
+    )
     cache.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     cache.set_defaults(run=_cache)
-    keys = commands.add_parser("keygen", help="a CURVE key pair for one node (--party N, "
-                               "recommended: run on that node's machine), or every node's "
-                               "key pair and a cluster.toml on one host (for trying things)")
+    keys = commands.add_parser(
+        "keygen",
+        help="a CURVE key pair for one node (--party N, "
+        "recommended: run on that node's machine), or every node's "
+        "key pair and a cluster.toml on one host (for trying things)",
+    )
     keys.add_argument("--out", required=True, help="directory for the keys (and cluster.toml)")
-    keys.add_argument("--party", help="make one key pair only, for this node: a party "
-                      "number, 'dealer' or a client's name; prints its public key")
+    keys.add_argument(
+        "--party",
+        help="make one key pair only, for this node: a party "
+        "number, 'dealer' or a client's name; prints its public key",
+    )
     keys.add_argument("--parties", type=int, default=3)
     keys.add_argument("--client", action="append", help="also a key pair for this client")
     keys.set_defaults(run=_keygen)
-    cluster = commands.add_parser("cluster", help="write cluster.toml from every node's "
-                                  "address and public key file")
+    cluster = commands.add_parser(
+        "cluster", help="write cluster.toml from every node's address and public key file"
+    )
     cluster.add_argument("--out", required=True, help="the cluster.toml to write")
-    cluster.add_argument("--node", nargs=3, action="append", required=True,
-                         metavar=("NAME", "ADDRESS", "PUBLIC_KEY_FILE"),
-                         help="a party (0, 1, ...) or 'dealer', e.g. 0 tcp://10.0.0.5:5700 0.key")
-    cluster.add_argument("--client", nargs=2, action="append",
-                         metavar=("NAME", "PUBLIC_KEY_FILE"), help="a client allowed to query")
+    cluster.add_argument(
+        "--node",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "ADDRESS", "PUBLIC_KEY_FILE"),
+        help="a party (0, 1, ...) or 'dealer', e.g. 0 tcp://10.0.0.5:5700 0.key",
+    )
+    cluster.add_argument(
+        "--client",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "PUBLIC_KEY_FILE"),
+        help="a client allowed to query",
+    )
     cluster.set_defaults(run=_assemble)
     for sub in (keys, cluster):
         sub.add_argument("--protocol", default="aby3", choices=["aby3", "semi2k"])
-        sub.add_argument("--input-party", type=int, default=1,
-                         help="party providing unmarked (secret) arguments (secjax party)")
-        sub.add_argument("--output-party", type=int, default=1,
-                         help="party learning the output (secjax party)")
-        sub.add_argument("--timeout", type=float, default=60.0,
-                         help="seconds to wait for any one message")
+        sub.add_argument(
+            "--input-party",
+            type=int,
+            default=1,
+            help="party providing unmarked (secret) arguments (secjax party)",
+        )
+        sub.add_argument(
+            "--output-party", type=int, default=1, help="party learning the output (secjax party)"
+        )
+        sub.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds to wait for any one message"
+        )
     keys.add_argument("--host", default="127.0.0.1")
     keys.add_argument("--port", type=int, default=5700, help="first port (one per party)")
-    serve = commands.add_parser("serve", help="serve a program as one party (or the "
-                                "dealer): share the private inputs once, answer queries")
+    serve = commands.add_parser(
+        "serve",
+        help="serve a program as one party (or the "
+        "dealer): share the private inputs once, answer queries",
+    )
     serve.add_argument("--config", required=True, help="cluster.toml")
     serve.add_argument("--id", required=True, help="party number, or 'dealer'")
     serve.add_argument("--program", required=True, help="module:attribute (see party)")
@@ -303,8 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("--config", required=True, help="cluster.toml")
     query.add_argument("--name", required=True, help="this client's name ([clients.NAME])")
     query.add_argument("--program", required=True, help="module:attribute (see party)")
-    query.add_argument("--inputs", help=".npz of the client's inputs, keyed by argument name "
-                       "(default: the program's demo values)")
+    query.add_argument(
+        "--inputs",
+        help=".npz of the client's inputs, keyed by argument name "
+        "(default: the program's demo values)",
+    )
     query.add_argument("--key", help="the client's .key_secret (default: next to the config)")
     query.add_argument("--out", help="write the output to this .npz")
     query.add_argument("--timeout", type=float, help="override the config's timeout")
@@ -312,17 +403,26 @@ def main(argv: list[str] | None = None) -> int:
     party = commands.add_parser("party", help="run one party (or the dealer) of a program")
     party.add_argument("--config", required=True, help="cluster.toml")
     party.add_argument("--id", required=True, help="party number, or 'dealer'")
-    party.add_argument("--program", required=True,
-                       help="module:attribute, a secjax.network.Program or a function "
-                            "returning one (e.g. secjax.demo:mlp)")
-    party.add_argument("--inputs", help=".npz of this party's inputs, keyed by argument name "
-                       "(secjax.network.save_inputs); default: the program's demo values")
+    party.add_argument(
+        "--program",
+        required=True,
+        help="module:attribute, a secjax.network.Program or a function "
+        "returning one (e.g. secjax.demo:mlp)",
+    )
+    party.add_argument(
+        "--inputs",
+        help=".npz of this party's inputs, keyed by argument name "
+        "(secjax.network.save_inputs); default: the program's demo values",
+    )
     party.add_argument("--key", help="this party's .key_secret (default: next to the config)")
     party.add_argument("--out", help="write the output (output party only) to this .npz")
     party.add_argument("--timeout", type=float, help="override the config's timeout")
     party.set_defaults(run=_party)
-    launch = commands.add_parser("launch", help="try a program: start all parties on "
-                                 "localhost, print the result and the bytes on the wire")
+    launch = commands.add_parser(
+        "launch",
+        help="try a program: start all parties on "
+        "localhost, print the result and the bytes on the wire",
+    )
     launch.add_argument("--program", default="secjax.demo:mlp")
     launch.add_argument("--protocol", default="aby3", choices=["aby3", "semi2k"])
     launch.add_argument("--parties", type=int)

@@ -4,6 +4,7 @@ Each returns a :class:`secjax.network.Program` with concrete demo inputs: the mo
 are ``private`` to party 0 (the model owner), the input ``x`` is unmarked, so it belongs to
 the cluster's ``input_party`` (the client, party 1 in clusters made by ``secjax keygen``).
 """
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -33,14 +34,17 @@ class AttentionBlock(nn.Module):
     def __call__(self, x, mask):
         seq, hidden = x.shape
         head = hidden // self.heads
-        q, k, v = (nn.Dense(hidden, name=n)(x).reshape(seq, self.heads, head).transpose(1, 0, 2)
-                   for n in ("query", "key", "value"))
+        q, k, v = (
+            nn.Dense(hidden, name=n)(x).reshape(seq, self.heads, head).transpose(1, 0, 2)
+            for n in ("query", "key", "value")
+        )
         scores = q @ k.transpose(0, 2, 1) / jnp.sqrt(head).astype(x.dtype)
         scores = scores + (1.0 - mask[None, None, :]) * jnp.finfo(jnp.float32).min
         ctx = (jax.nn.softmax(scores, axis=-1) @ v).transpose(1, 0, 2).reshape(seq, hidden)
         x = nn.LayerNorm(name="ln1")(x + nn.Dense(hidden, name="out")(ctx))
-        ff = nn.Dense(hidden, name="ff2")(jax.nn.gelu(nn.Dense(2 * hidden, name="ff1")(x),
-                                                      approximate=False))
+        ff = nn.Dense(hidden, name="ff2")(
+            jax.nn.gelu(nn.Dense(2 * hidden, name="ff1")(x), approximate=False)
+        )
         return nn.LayerNorm(name="ln2")(x + ff)
 
 
@@ -60,7 +64,7 @@ def mlp(batch: int = 4, features: int = 8) -> Program:
 
 def attention(seq: int = 8, hidden: int = 16) -> Program:
     x = jax.random.normal(jax.random.key(0), (seq, hidden))
-    mask = jnp.ones((seq,), jnp.float32).at[-2:].set(0.0)   # two padding positions
+    mask = jnp.ones((seq,), jnp.float32).at[-2:].set(0.0)  # two padding positions
     params = AttentionBlock().init(jax.random.key(1), x, mask)
     return Program(_attention_apply, (secjax.private(params, 0), x, secjax.public(mask)))
 
@@ -84,7 +88,7 @@ def _head_apply(params, x, mask):
 
 def attention_head(seq: int = 4, hidden: int = 8) -> Program:
     x = jax.random.normal(jax.random.key(0), (seq, hidden))
-    mask = jnp.ones((seq,), jnp.float32).at[-1:].set(0.0)   # one padding position
+    mask = jnp.ones((seq,), jnp.float32).at[-1:].set(0.0)  # one padding position
     params = AttentionHead().init(jax.random.key(1), x, mask)
     return Program(_head_apply, (secjax.private(params, 0), x, secjax.public(mask)))
 
@@ -92,14 +96,20 @@ def attention_head(seq: int = 4, hidden: int = 8) -> Program:
 def _tiny_bert():
     """A random-init FlaxBertModel small enough to compile quickly (2 layers, hidden 32)."""
     from transformers import BertConfig, FlaxBertModel  # imported here: mlp stays quick
-    config = BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+
+    config = BertConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return FlaxBertModel(config, seed=1)
 
 
 def _bert_apply(params, input_ids, attention_mask):
-    return _tiny_bert()(input_ids, attention_mask=attention_mask,
-                        params=params).last_hidden_state
+    return _tiny_bert()(input_ids, attention_mask=attention_mask, params=params).last_hidden_state
 
 
 def bert(seq: int = 8) -> Program:
@@ -108,5 +118,4 @@ def bert(seq: int = 8) -> Program:
     mask."""
     ids = jax.random.randint(jax.random.key(0), (1, seq), 0, 128)
     mask = jnp.ones((1, seq), jnp.int32).at[:, -2:].set(0)
-    return Program(_bert_apply, (secjax.private(_tiny_bert().params, 0), ids,
-                                 secjax.public(mask)))
+    return Program(_bert_apply, (secjax.private(_tiny_bert().params, 0), ids, secjax.public(mask)))

@@ -1,4 +1,5 @@
 """Errors secjax raises at trace time, each naming the primitive, the reason and the source."""
+
 from __future__ import annotations
 
 

@@ -23,6 +23,7 @@ Handles never cross a trust boundary by themselves: in a party process each hand
 party's own shares, and the party set (``Runtime.party_set``) says which processes hold the
 matching shares.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,10 +66,12 @@ class Domain:
         return out
 
     def describe(self) -> str:
-        return (f"{self.protocol}, {self.parties} parties, ring 2^{self.ring_bits} with "
-                f"{self.frac_bits} fractional bits, {self.layout} held by "
-                f"{'all parties' if len(self.holders) == self.parties else _show(self.holders)}"
-                f" in {self.party_set}")
+        return (
+            f"{self.protocol}, {self.parties} parties, ring 2^{self.ring_bits} with "
+            f"{self.frac_bits} fractional bits, {self.layout} held by "
+            f"{'all parties' if len(self.holders) == self.parties else _show(self.holders)}"
+            f" in {self.party_set}"
+        )
 
 
 def _show(value) -> str:

@@ -9,6 +9,7 @@ equations that then no output needs being skipped. A primitive
 without a rule is an error that names it and the user's source line: never a fallback to
 plaintext.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -45,8 +46,14 @@ def _bind_clear(eqn, values):
 class Interpreter:
     """Evaluates closed jaxprs securely under one protocol."""
 
-    def __init__(self, protocol, *, overrides: bool = True, policy=None,
-                 on_equation: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        protocol,
+        *,
+        overrides: bool = True,
+        policy=None,
+        on_equation: Callable[[], None] | None = None,
+    ):
         self.protocol = protocol
         self.overrides = patterns.OVERRIDES if overrides else {}
         self.substitutions = patterns.substitutions if overrides else None
@@ -59,7 +66,7 @@ class Interpreter:
         env: dict = {}
 
         def read(var):
-            if isinstance(var, Literal):   # a Python scalar (True in `b & True`) gets its dtype
+            if isinstance(var, Literal):  # a Python scalar (True in `b & True`) gets its dtype
                 return Public(np.asarray(var.val, var.aval.dtype))
             return env[var]
 
@@ -84,10 +91,11 @@ class Interpreter:
 
     def _advance(self, eqn) -> None:
         if self.on_equation is not None and next(jaxprs_in_params(eqn.params), None) is None:
-            self.on_equation()   # (jaxprs_in_params is a generator: always truthy itself)
+            self.on_equation()  # (jaxprs_in_params is a generator: always truthy itself)
 
-    def _eval_eqn(self, eqn, values: list[Value], producers: dict,
-                  sub: patterns.Substitution | None = None) -> list[Value]:
+    def _eval_eqn(
+        self, eqn, values: list[Value], producers: dict, sub: patterns.Substitution | None = None
+    ) -> list[Value]:
         self._advance(eqn)
         owner = _owner(values)
         if owner is not None:
@@ -120,7 +128,8 @@ class Interpreter:
         if rule is None:
             raise self.ctx.unsupported(
                 "no secure rule for this primitive on non-public operands (see "
-                "`secjax primitives` for the supported list)")
+                "`secjax primitives` for the supported list)"
+            )
         return rule
 
     def _scope(self, eqn) -> str:
@@ -132,8 +141,11 @@ class Interpreter:
     @staticmethod
     def _label(eqn) -> str:
         name = eqn.params.get("name")
-        return f"{eqn.primitive.name}:{name}" if name and "jaxpr" in eqn.params else (
-            eqn.primitive.name)
+        return (
+            f"{eqn.primitive.name}:{name}"
+            if name and "jaxpr" in eqn.params
+            else (eqn.primitive.name)
+        )
 
 
 def _unneeded(jaxpr, subs: dict) -> frozenset:

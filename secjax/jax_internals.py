@@ -3,6 +3,7 @@
 Everything else in secjax uses JAX's public API and ``jax.extend``. What is needed from the
 inside is named here, once, so that a JAX upgrade that moves it breaks one file.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,6 +29,7 @@ def primitive_names() -> frozenset[str]:
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith("jax"):
             continue
-        names.update(value.name for value in list(vars(module).values())
-                     if isinstance(value, Primitive))
+        names.update(
+            value.name for value in list(vars(module).values()) if isinstance(value, Primitive)
+        )
     return frozenset(names)

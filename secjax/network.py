@@ -29,6 +29,7 @@ but a party that deviates can change the output undetected. See
 runtime, and ``docs/network.md`` for the command line (``secjax keygen / cluster / party /
 serve / query / launch``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,9 +51,21 @@ from secjax.runtime.transport import WireStats
 from secjax.runtime.wire import DEALER, KIND_DONE
 from secjax.values import Private, Public, argument_name, dtype_of, is_marker
 
-__all__ = ["DEALER", "Client", "NetworkError", "PartyRun", "Program", "inputs_for", "keygen",
-           "load_cluster", "load_inputs", "load_program", "run_party", "save_inputs",
-           "serve"]
+__all__ = [
+    "DEALER",
+    "Client",
+    "NetworkError",
+    "PartyRun",
+    "Program",
+    "inputs_for",
+    "keygen",
+    "load_cluster",
+    "load_inputs",
+    "load_program",
+    "run_party",
+    "save_inputs",
+    "serve",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +107,9 @@ def _placeholder(x):
 
 def _map_leaves(fn, args, kwargs):
     """Apply ``fn(name, leaf)`` to every leaf (markers are leaves) of ``(args, kwargs)``."""
-    with_paths, tree = jax.tree_util.tree_flatten_with_path((tuple(args), dict(kwargs or {})),
-                                                            is_leaf=is_marker)
+    with_paths, tree = jax.tree_util.tree_flatten_with_path(
+        (tuple(args), dict(kwargs or {})), is_leaf=is_marker
+    )
     leaves = [fn(argument_name(path), leaf) for path, leaf in with_paths]
     return jax.tree.unflatten(tree, leaves)
 
@@ -112,12 +126,14 @@ def inputs_for(party, args, kwargs=None, *, input_party: int = 0):
     """``(args, kwargs)`` as party ``party`` passes them: its own leaves and public ones as
     they are, every other leaf replaced by a ``jax.ShapeDtypeStruct``. ``party="dealer"``
     owns nothing."""
+
     def keep(_, leaf):
         owner = _owner(leaf, input_party)
         raw = leaf.value if is_marker(leaf) else leaf
         if owner is None or str(owner) == str(party):
             return leaf
         return _rewrap(leaf, _placeholder(raw))
+
     return _map_leaves(keep, args, kwargs)
 
 
@@ -130,6 +146,7 @@ def save_inputs(path, party, args, kwargs=None, *, input_party: int = 0) -> list
         if str(_owner(leaf, input_party)) == str(party):
             arrays[name] = np.asarray(leaf.value if is_marker(leaf) else leaf)
         return leaf
+
     _map_leaves(take, args, kwargs)
     np.savez(path, **arrays)
     return sorted(arrays)
@@ -154,16 +171,20 @@ def load_inputs(path, party, args, kwargs=None, *, input_party: int = 0):
             raise NetworkError(f"{path} has no array {name!r}, party {party}'s input")
         value = arrays[name]
         if value.shape != np.shape(raw) or value.dtype != np.dtype(_placeholder(raw).dtype):
-            raise NetworkError(f"{path}: {name} is {value.dtype}{list(value.shape)}, the "
-                               f"program expects {_placeholder(raw).dtype}"
-                               f"{list(np.shape(raw))}")
+            raise NetworkError(
+                f"{path}: {name} is {value.dtype}{list(value.shape)}, the "
+                f"program expects {_placeholder(raw).dtype}"
+                f"{list(np.shape(raw))}"
+            )
         used.add(name)
         return _rewrap(leaf, value)
+
     out = _map_leaves(fill, args, kwargs)
     extra = sorted(set(arrays) - used)
     if extra:
-        raise NetworkError(f"{path} holds arrays the program does not take from party "
-                           f"{party}: {extra}")
+        raise NetworkError(
+            f"{path} holds arrays the program does not take from party {party}: {extra}"
+        )
     return out
 
 
@@ -180,14 +201,28 @@ def load_program(spec: str) -> Program:
 
 
 def _config(cluster: Cluster, **options) -> Config:
-    return Config(protocol=cluster.protocol, parties=cluster.n_parties,
-                  ring_bits=cluster.ring_bits, frac_bits=cluster.frac_bits,
-                  input_party=cluster.input_party, output_party=cluster.output_party,
-                  **options)
+    return Config(
+        protocol=cluster.protocol,
+        parties=cluster.n_parties,
+        ring_bits=cluster.ring_bits,
+        frac_bits=cluster.frac_bits,
+        input_party=cluster.input_party,
+        output_party=cluster.output_party,
+        **options,
+    )
 
 
-def run_party(fn: Callable, args, kwargs=None, *, cluster, party, key=None,
-              timeout: float | None = None, **options) -> PartyRun:
+def run_party(
+    fn: Callable,
+    args,
+    kwargs=None,
+    *,
+    cluster,
+    party,
+    key=None,
+    timeout: float | None = None,
+    **options,
+) -> PartyRun:
     """Run ``fn`` securely as party ``party`` (an int, or ``"dealer"``) of ``cluster`` (a
     :class:`Cluster` or the path of its TOML file); blocks until every party is done.
 
@@ -210,12 +245,19 @@ def run_party(fn: Callable, args, kwargs=None, *, cluster, party, key=None,
     digest = program_digest("secjax-network-1", config, traced, leaves)
     largest = function.cost(*args, **kwargs).largest
     with jax.enable_x64(True):
-        runtime = NetworkRuntime(cluster, party, config.ring, digest=digest,
-                                 secret_key_file=key, timeout=timeout, max_message=largest)
+        runtime = NetworkRuntime(
+            cluster,
+            party,
+            config.ring,
+            digest=digest,
+            secret_key_file=key,
+            timeout=timeout,
+            max_message=largest,
+        )
     connected = time.perf_counter()
     try:
         output = function.run_on(runtime, args, kwargs)
-        if party == DEALER:           # the dealer hears every party's end, or its abort
+        if party == DEALER:  # the dealer hears every party's end, or its abort
             runtime.transport.wait_done(cluster.parties, what="the parties' end")
         elif cluster.has_dealer:
             runtime.transport.notify(DEALER, KIND_DONE)
@@ -223,20 +265,34 @@ def run_party(fn: Callable, args, kwargs=None, *, cluster, party, key=None,
         runtime.close(failed=True)
         raise
     runtime.close()
-    return PartyRun(party, output, runtime.cost.report(title=f"party {party}"),
-                    runtime.transport.stats, time.perf_counter() - start,
-                    connected - start)
+    return PartyRun(
+        party,
+        output,
+        runtime.cost.report(title=f"party {party}"),
+        runtime.transport.stats,
+        time.perf_counter() - start,
+        connected - start,
+    )
 
 
 def _cluster(cluster) -> Cluster:
     return cluster if isinstance(cluster, Cluster) else load_cluster(cluster)
 
 
-def serve(program: Program, *, cluster, party, key=None, timeout: float | None = None,
-          queries: int | None = None, stop: threading.Event | None = None,
-          on_ready: Callable[[float], None] | None = None,
-          on_phase: Callable[[str, float], None] | None = None,
-          on_query: Callable[[serving.QueryRecord], None] | None = None, **options) -> int:
+def serve(
+    program: Program,
+    *,
+    cluster,
+    party,
+    key=None,
+    timeout: float | None = None,
+    queries: int | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[float], None] | None = None,
+    on_phase: Callable[[str, float], None] | None = None,
+    on_query: Callable[[serving.QueryRecord], None] | None = None,
+    **options,
+) -> int:
     """Serve ``program`` as node ``party`` (an int, or ``"dealer"``) of ``cluster``: connect,
     share the ``private`` leaves once, compile by a warm-up query, call ``on_ready(seconds
     since start)`` (``on_phase(name, seconds)`` after each start-up phase), then answer
@@ -252,10 +308,12 @@ def serve(program: Program, *, cluster, party, key=None, timeout: float | None =
         if on_phase is not None:
             on_phase(name, now - last)
         last = now
+
     cluster = _cluster(cluster)
     party = str(party)
-    served = serving.Served.of(program.fn, program.args, program.kwargs,
-                               serving.serving_config(cluster, **options))
+    served = serving.Served.of(
+        program.fn, program.args, program.kwargs, serving.serving_config(cluster, **options)
+    )
     phase("traced")
     runtime = serving.connect_server(served, cluster, party, key=key, timeout=timeout)
     phase("costed and connected")
@@ -294,14 +352,23 @@ class Client:
     ``key``: the client's ``*.key_secret`` (default: next to the cluster file, named after
     the client). ``wait``: seconds to wait for an answer (default: 10 x the timeout)."""
 
-    def __init__(self, program: Program, *, cluster, name: str, key=None,
-                 timeout: float | None = None, wait: float | None = None, **options):
+    def __init__(
+        self,
+        program: Program,
+        *,
+        cluster,
+        name: str,
+        key=None,
+        timeout: float | None = None,
+        wait: float | None = None,
+        **options,
+    ):
         cluster = _cluster(cluster)
-        self.served = serving.Served.of(program.fn, program.args, program.kwargs,
-                                        serving.serving_config(cluster, **options))
+        self.served = serving.Served.of(
+            program.fn, program.args, program.kwargs, serving.serving_config(cluster, **options)
+        )
         keys = load_secret_key(key or cluster.default_key_path(name))
-        self.session = serving.ClientSession(self.served, cluster, name, keys,
-                                             timeout=timeout)
+        self.session = serving.ClientSession(self.served, cluster, name, keys, timeout=timeout)
         self.wait = 10 * self.session.links.timeout if wait is None else float(wait)
 
     def values(self, args, kwargs=None) -> list:

@@ -8,6 +8,7 @@ equation's rule and the kind of bounded step), the largest magnitude that reache
 names the first one past its bound with its source line, and gives the largest
 ``frac_bits`` at which every site fits, found by running again at that setting.
 """
+
 from __future__ import annotations
 
 import collections
@@ -64,14 +65,18 @@ class RangeReport:
         """The bounded site with the least headroom."""
         return min(self.bounded, key=lambda site: site.headroom, default=None)
 
-    def by_layer(self, depth: int | None = 4, *, kind: str | None = None,
-                 planned: bool = False) -> dict[str, Site]:
+    def by_layer(
+        self, depth: int | None = 4, *, kind: str | None = None, planned: bool = False
+    ) -> dict[str, Site]:
         """The tightest bounded site of each model scope, cut to its first ``depth`` parts
         (4 groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``), of ``kind``
         (``"truncation"``, ``"product"``...) or any; ``planned``: of the sites inside
         approximations instead."""
-        sites = ([site for site in self.sites if site.planned and site.kind in _BOUNDED]
-                 if planned else self.bounded)
+        sites = (
+            [site for site in self.sites if site.planned and site.kind in _BOUNDED]
+            if planned
+            else self.bounded
+        )
         layers: dict[str, Site] = {}
         for site in sites:
             layer = _layer(site, depth)
@@ -85,8 +90,11 @@ class RangeReport:
         """The scopes of every truncation past its bound, in program order: what to pass as
         ``Config(safe_truncation=...)`` so that only they pay for the safe truncation (a
         product that wraps the ring needs fewer fractional bits instead)."""
-        return tuple(dict.fromkeys(site.scope for site in self.sites
-                                   if site.past and site.kind == TRUNCATION))
+        return tuple(
+            dict.fromkeys(
+                site.scope for site in self.sites if site.past and site.kind == TRUNCATION
+            )
+        )
 
     @property
     def wraps(self) -> bool:
@@ -104,19 +112,32 @@ class RangeReport:
     def advice(self) -> str:
         """What to do: nothing, or the fix for the first site past its bound."""
         first = self.first_overflow
-        fits = ("" if self.largest_frac_bits is None else
-                f" frac_bits <= {self.largest_frac_bits} fits every site.")
+        fits = (
+            ""
+            if self.largest_frac_bits is None
+            else f" frac_bits <= {self.largest_frac_bits} fits every site."
+        )
         if first is None:
             tight = self.tightest
-            room = "" if tight is None else (
-                f" Least headroom: {tight.headroom:.1f} bits at {tight.label} in "
-                f"{tight.scope or '(top level)'}.")
+            room = (
+                ""
+                if tight is None
+                else (
+                    f" Least headroom: {tight.headroom:.1f} bits at {tight.label} in "
+                    f"{tight.scope or '(top level)'}."
+                )
+            )
             return f"Every value stays inside its bound.{room}{fits}"
         scopes = self.suggested_safe_scopes()
-        safe = ("" if not scopes or self.wraps else
-                f" The safe truncation where needed: Config(safe_truncation={scopes!r}).")
-        return (f"First past its bound: {first.label} at {first.source or 'unknown source'}: "
-                f"{explain(first, self.ring)}.{fits}{safe}")
+        safe = (
+            ""
+            if not scopes or self.wraps
+            else f" The safe truncation where needed: Config(safe_truncation={scopes!r})."
+        )
+        return (
+            f"First past its bound: {first.label} at {first.source or 'unknown source'}: "
+            f"{explain(first, self.ring)}.{fits}{safe}"
+        )
 
     def table(self, depth: int | None = 4):
         """A ``rich`` table, a row per layer: its tightest probabilistic truncation (the
@@ -126,10 +147,16 @@ class RangeReport:
         from rich.table import Table
 
         table = Table(title=self.title, caption=self.advice(), caption_justify="left")
-        for column, justify in (("scope", "left"), ("tightest truncation", "left"),
-                                ("peak", "right"), ("bound", "right"),
-                                ("headroom (bits)", "right"), ("products (bits)", "right"),
-                                ("approximations (bits)", "right"), ("past", "right")):
+        for column, justify in (
+            ("scope", "left"),
+            ("tightest truncation", "left"),
+            ("peak", "right"),
+            ("bound", "right"),
+            ("headroom (bits)", "right"),
+            ("products (bits)", "right"),
+            ("approximations (bits)", "right"),
+            ("past", "right"),
+        ):
             table.add_column(column, justify=justify, overflow="fold")
         truncations = self.by_layer(depth, kind=TRUNCATION)
         products = self.by_layer(depth, kind=PRODUCT)
@@ -141,15 +168,24 @@ class RangeReport:
             site = truncations.get(layer)
             cells = ["", "", "", ""]
             if site is not None:
-                bound = 2.0 ** site.bound_bits
+                bound = 2.0**site.bound_bits
                 known = site.scale is not None
-                peak, limit = (site.real(site.peak), site.real(bound)) if known else (
-                    site.peak, bound)
+                peak, limit = (
+                    (site.real(site.peak), site.real(bound)) if known else (site.peak, bound)
+                )
                 unit = "" if known else " (ring)"
-                cells = [site.label, f"{peak:.3g}{unit}", f"{limit:.3g}{unit}",
-                         f"{site.headroom:.1f}"]
-            table.add_row(layer, *cells, *(_bits(sites.get(layer)) for sites in
-                                           (products, inner)), str(past[layer]))
+                cells = [
+                    site.label,
+                    f"{peak:.3g}{unit}",
+                    f"{limit:.3g}{unit}",
+                    f"{site.headroom:.1f}",
+                ]
+            table.add_row(
+                layer,
+                *cells,
+                *(_bits(sites.get(layer)) for sites in (products, inner)),
+                str(past[layer]),
+            )
         return table
 
     def __str__(self) -> str:
@@ -167,13 +203,19 @@ class RangeReport:
         names = [name.split("/", 1)[-1] if "/" in name else name for name in layers]
         fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names) + 2), 4))
         width = 0.4
-        for offset, kind, color in ((-width / 2, TRUNCATION, "tab:blue"),
-                                    (width / 2, PRODUCT, "tab:orange")):
+        for offset, kind, color in (
+            (-width / 2, TRUNCATION, "tab:blue"),
+            (width / 2, PRODUCT, "tab:orange"),
+        ):
             sites = self.by_layer(depth, kind=kind)
-            room = [sites[layer].headroom if layer in sites else float("nan")
-                    for layer in layers]
-            ax.bar([i + offset for i in range(len(layers))], room, width, label=kind + "s",
-                   color=[color if not r < 0 else "tab:red" for r in room])
+            room = [sites[layer].headroom if layer in sites else float("nan") for layer in layers]
+            ax.bar(
+                [i + offset for i in range(len(layers))],
+                room,
+                width,
+                label=kind + "s",
+                color=[color if not r < 0 else "tab:red" for r in room],
+            )
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("headroom to the bound (bits)")

@@ -9,6 +9,7 @@ Every function here needs 64-bit types enabled (``jax.enable_x64(True)``); secja
 mode around its own work only. The eager entry points are jit-compiled (cached by shape), so
 encoding many inputs does not pay for op-by-op dispatch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,8 @@ class Ring:
         if not 0 <= self.frac_bits <= self.bits // 2 - 4:
             raise ValueError(
                 f"frac_bits={self.frac_bits} leaves no room for products in a {self.bits}-bit "
-                f"ring; use 0..{self.bits // 2 - 4}")
+                f"ring; use 0..{self.bits // 2 - 4}"
+            )
 
     @property
     def dtype(self) -> np.dtype:
@@ -93,7 +95,7 @@ def encode(ring: Ring, x, scale: int, *, saturate: bool = True):
         bound = ring.saturation_bound(scale)
         wide = xp.where(xp.abs(wide) >= limit, xp.sign(wide) * bound, wide)
     top = 2.0 ** (ring.bits - 1)
-    wide = xp.clip(wide * 2.0 ** scale, -top, min(top - 1, np.nextafter(top, 0.0)))
+    wide = xp.clip(wide * 2.0**scale, -top, min(top - 1, np.nextafter(top, 0.0)))
     return _as_ring(xp, ring, xp.round(wide))
 
 
@@ -111,7 +113,7 @@ def decode(ring: Ring, x: jax.Array, scale: int, dtype) -> jax.Array:
         return signed != 0
     if np.issubdtype(dtype, np.integer):
         return (signed >> scale if scale else signed).astype(dtype)
-    return (signed.astype(jnp.float64) * 2.0 ** -scale).astype(dtype)
+    return (signed.astype(jnp.float64) * 2.0**-scale).astype(dtype)
 
 
 def check_range(ring: Ring, x, scale: int) -> None:
@@ -120,14 +122,14 @@ def check_range(ring: Ring, x, scale: int) -> None:
     if x.size == 0 or x.dtype == np.bool_:
         return
     # one pass: NaN and inf carry through to the peak (integers are widened: |int64 min|)
-    peak = float(np.max(np.abs(x if np.issubdtype(x.dtype, np.floating)
-                               else x.astype(np.float64))))
+    peak = float(np.max(np.abs(x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64))))
     if not math.isfinite(peak):
         raise OverflowError("input holds inf or NaN, which no ring element represents")
     if peak >= ring.max_abs(scale):
         raise OverflowError(
             f"input magnitude {peak:.3g} does not fit a {ring.bits}-bit ring with {scale} "
-            f"fractional bits (limit {ring.max_abs(scale):.3g})")
+            f"fractional bits (limit {ring.max_abs(scale):.3g})"
+        )
 
 
 def shift_amount(bits, like):
@@ -181,8 +183,10 @@ def _limbs(x: jax.Array) -> list[jax.Array]:
     bias = sum(1 << (s + w - 1) for s, w in zip(_SHIFTS, _WIDTHS))  # 2^20 + 2^42 + 2^63
     u = x + np.uint64(bias)
     # Through int64: XLA on CPU converts uint64 to float64 ~20x slower (measured).
-    return [((u >> s) & (2**w - 1)).astype(jnp.int64).astype(jnp.float64) - 2.0 ** (w - 1)
-            for s, w in zip(_SHIFTS, _WIDTHS)]
+    return [
+        ((u >> s) & (2**w - 1)).astype(jnp.int64).astype(jnp.float64) - 2.0 ** (w - 1)
+        for s, w in zip(_SHIFTS, _WIDTHS)
+    ]
 
 
 def _limb_product(op, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -212,13 +216,18 @@ def _as_int32(op, x: jax.Array, y: jax.Array) -> jax.Array:
 def dot_general(x: jax.Array, y: jax.Array, dimension_numbers) -> jax.Array:
     """Exact ring ``jax.lax.dot_general``: products and sums wrap modulo 2^k."""
     if x.dtype == np.uint32:
-        return _as_int32(functools.partial(jax.lax.dot_general,
-                                           dimension_numbers=dimension_numbers), x, y)
+        return _as_int32(
+            functools.partial(jax.lax.dot_general, dimension_numbers=dimension_numbers), x, y
+        )
     (lc, rc), (lb, rb) = dimension_numbers
     lf = [d for d in range(x.ndim) if d not in (*lc, *lb)]
     rf = [d for d in range(y.ndim) if d not in (*rc, *rb)]
-    b, m, k, n = (math.prod(x.shape[d] for d in lb), math.prod(x.shape[d] for d in lf),
-                  math.prod(x.shape[d] for d in lc), math.prod(y.shape[d] for d in rf))
+    b, m, k, n = (
+        math.prod(x.shape[d] for d in lb),
+        math.prod(x.shape[d] for d in lf),
+        math.prod(x.shape[d] for d in lc),
+        math.prod(y.shape[d] for d in rf),
+    )
     if b * m * k * n < _MIN_FLOAT_MACS or m * n < _MIN_FLOAT_WIDTH * (m + n):
         return jax.lax.dot_general(x, y, dimension_numbers, preferred_element_type=x.dtype)
     # Canonical form: x as (batch, chunks, m, size), y as (batch, chunks, size, n).
@@ -232,8 +241,11 @@ def dot_general(x: jax.Array, y: jax.Array, dimension_numbers) -> jax.Array:
         ys = jnp.pad(ys, ((0, 0), (0, pad), (0, 0)))
     xs = xs.reshape(b, m, chunks, size).transpose(0, 2, 1, 3)
     ys = ys.reshape(b, chunks, size, n)
-    op = functools.partial(jax.lax.dot_general, dimension_numbers=(((3,), (2,)), ((0, 1), (0, 1))),
-                           precision=jax.lax.Precision.HIGHEST)
+    op = functools.partial(
+        jax.lax.dot_general,
+        dimension_numbers=(((3,), (2,)), ((0, 1), (0, 1))),
+        precision=jax.lax.Precision.HIGHEST,
+    )
     out = _limb_product(op, xs, ys).sum(axis=1, dtype=jnp.uint64)
     shape = [x.shape[d] for d in (*lb, *lf)] + [y.shape[d] for d in rf]
     return out.reshape(shape)
@@ -251,7 +263,8 @@ def conv_general_dilated(x: jax.Array, y: jax.Array, **conv_params) -> jax.Array
     terms = math.prod(y.shape[d] for d in dn.rhs_spec[1:])  # input features x window
     if terms > _MAX_TERMS:
         return jax.lax.conv_general_dilated(x, y, **conv_params, preferred_element_type=x.dtype)
-    op = functools.partial(jax.lax.conv_general_dilated, **conv_params,
-                           precision=jax.lax.Precision.HIGHEST)
+    op = functools.partial(
+        jax.lax.conv_general_dilated, **conv_params, precision=jax.lax.Precision.HIGHEST
+    )
     out = _limb_product(op, x.astype(jnp.uint64), y.astype(jnp.uint64))
     return out.astype(x.dtype)

@@ -23,6 +23,7 @@ to every party (a uniformly random value in the ring, which tells them nothing) 
 to the client, which checks that all parties sent the same, subtracts the mask and decodes.
 Only the client learns the output; any n - 1 parties see only uniform pieces.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,13 +54,18 @@ from secjax.runtime.wire import (
 )
 from secjax.values import Private, Public, Secret, scale_of
 
-SETUP_QUERY, WARMUP_QUERY = 1, 2      # reserved query ids: sharing the state, the warm-up
+SETUP_QUERY, WARMUP_QUERY = 1, 2  # reserved query ids: sharing the state, the warm-up
 CLIENT_NAME_BYTES = 64
 
 
 def serving_config(cluster: Cluster, **options) -> Config:
-    return Config(protocol=cluster.protocol, parties=cluster.n_parties,
-                  ring_bits=cluster.ring_bits, frac_bits=cluster.frac_bits, **options)
+    return Config(
+        protocol=cluster.protocol,
+        parties=cluster.n_parties,
+        ring_bits=cluster.ring_bits,
+        frac_bits=cluster.frac_bits,
+        **options,
+    )
 
 
 @dataclasses.dataclass
@@ -87,12 +93,22 @@ class Served:
         traced, leaves, paths = function.trace(args, kwargs)
         invars = traced.jaxpr.jaxpr.invars
         state = tuple(i for i, leaf in enumerate(leaves) if isinstance(leaf, Private))
-        client = tuple(i for i, leaf in enumerate(leaves)
-                       if not isinstance(leaf, (Private, Public)))
-        return cls(function, args, kwargs, leaves, paths, state, client,
-                   [invars[i].aval for i in client],
-                   [v.aval for v in traced.jaxpr.jaxpr.outvars], traced.out_tree,
-                   program_digest("secjax-serve-1", config, traced, leaves))
+        client = tuple(
+            i for i, leaf in enumerate(leaves) if not isinstance(leaf, (Private, Public))
+        )
+        return cls(
+            function,
+            args,
+            kwargs,
+            leaves,
+            paths,
+            state,
+            client,
+            [invars[i].aval for i in client],
+            [v.aval for v in traced.jaxpr.jaxpr.outvars],
+            traced.out_tree,
+            program_digest("secjax-serve-1", config, traced, leaves),
+        )
 
     @property
     def ring(self):
@@ -120,8 +136,10 @@ def _elements(avals) -> int:
 # -- the client's side -----------------------------------------------------------------------
 def _pieces(value: np.ndarray, n: int) -> list[np.ndarray]:
     """``n`` additive pieces of the ring array ``value``: n - 1 uniform, the last the rest."""
-    random = [np.frombuffer(os.urandom(value.nbytes), value.dtype).reshape(value.shape)
-              for _ in range(n - 1)]
+    random = [
+        np.frombuffer(os.urandom(value.nbytes), value.dtype).reshape(value.shape)
+        for _ in range(n - 1)
+    ]
     last = value.copy()
     for piece in random:
         last -= piece
@@ -136,20 +154,24 @@ def make_query(served: Served, n: int, values) -> tuple[list[np.ndarray], np.nda
     for value, aval, i in zip(values, served.client_avals, served.client):
         value = np.asarray(value, aval.dtype)
         if value.shape != tuple(aval.shape):
-            raise SecjaxError(f"argument {served.paths[i]} has shape {value.shape}, the "
-                              f"served program takes {tuple(aval.shape)}")
+            raise SecjaxError(
+                f"argument {served.paths[i]} has shape {value.shape}, the "
+                f"served program takes {tuple(aval.shape)}"
+            )
         scale = scale_of(ring, aval.dtype)
         try:
             ring_ops.check_range(ring, value, scale)
         except OverflowError as exc:
             raise SecjaxError(f"cannot send argument {served.paths[i]}: {exc}") from None
-        encoded.append(np.asarray(ring_ops.encode(ring, value, scale, saturate=False),
-                                  ring.dtype).reshape(-1))
+        encoded.append(
+            np.asarray(ring_ops.encode(ring, value, scale, saturate=False), ring.dtype).reshape(-1)
+        )
     n_out = _elements(served.out_avals)
     masks = np.frombuffer(os.urandom(n_out * ring.dtype.itemsize), ring.dtype)
     flat = np.concatenate(encoded + [masks]) if encoded or n_out else np.zeros(0, ring.dtype)
-    payloads = [np.frombuffer(served.digest + piece.tobytes(), np.uint8)
-                for piece in _pieces(flat, n)]
+    payloads = [
+        np.frombuffer(served.digest + piece.tobytes(), np.uint8) for piece in _pieces(flat, n)
+    ]
     return payloads, masks
 
 
@@ -161,10 +183,13 @@ def read_answer(served: Served, opened: np.ndarray, masks: np.ndarray):
     with jax.enable_x64(True):
         for aval in served.out_avals:
             size = math.prod(aval.shape)
-            part = values[at:at + size].reshape(aval.shape)
+            part = values[at : at + size].reshape(aval.shape)
             at += size
-            outs.append(np.asarray(ring_ops.decode(ring, part, scale_of(ring, aval.dtype),
-                                                   np.dtype(aval.dtype))))
+            outs.append(
+                np.asarray(
+                    ring_ops.decode(ring, part, scale_of(ring, aval.dtype), np.dtype(aval.dtype))
+                )
+            )
     return jax.tree.unflatten(served.out_tree, outs)
 
 
@@ -188,8 +213,10 @@ class QueryRecord:
         head = f"{node}: query {self.query:016x} from {self.client}"
         if not self.ok:
             return f"{head} FAILED after {self.seconds:.2f} s: {self.error}"
-        return (f"{head} answered in {self.seconds:.2f} s: sent {self.payload} B in "
-                f"{self.messages} messages; cost report {self.cost} B, {self.rounds} rounds")
+        return (
+            f"{head} answered in {self.seconds:.2f} s: sent {self.payload} B in "
+            f"{self.messages} messages; cost report {self.cost} B, {self.rounds} rounds"
+        )
 
 
 class Server:
@@ -211,8 +238,7 @@ class Server:
         runtime.begin_query(SETUP_QUERY)
         keep = SecureFunction(lambda *xs: list(xs), served.function.config)
         with jax.enable_x64(True):
-            shared = keep.run_on(runtime, [served.leaves[i] for i in served.state],
-                                 reveal=False)
+            shared = keep.run_on(runtime, [served.leaves[i] for i in served.state], reveal=False)
         self.state = dict(zip(served.state, shared))
         self._finish(SETUP_QUERY)
 
@@ -237,22 +263,26 @@ class Server:
         served, protocol = self.served, self.protocol
         holds = self.runtime.holds
         with jax.enable_x64(True):
+
             def shared(at, shape):
                 """The sum of every party's piece ``[at:at+size]``, each shared by its owner."""
                 size = math.prod(shape)
                 total = None
                 for p in range(len(self.parties)):
-                    mine = piece[at:at + size] if holds(p) else np.zeros(size, piece.dtype)
+                    mine = piece[at : at + size] if holds(p) else np.zeros(size, piece.dtype)
                     s = protocol.share(mine.reshape(shape), owner=p)
                     total = s if total is None else protocol.add(total, s)
                 return total
+
             given, at = dict(self.state), 0
             for i, aval in zip(served.client, served.client_avals):
-                given[i] = Secret(shared(at, tuple(aval.shape)), tuple(aval.shape),
-                                  np.dtype(aval.dtype))
+                given[i] = Secret(
+                    shared(at, tuple(aval.shape)), tuple(aval.shape), np.dtype(aval.dtype)
+                )
                 at += math.prod(aval.shape)
-            outs = served.function.run_on(self.runtime, served.args, served.kwargs,
-                                          given=given, reveal=False)
+            outs = served.function.run_on(
+                self.runtime, served.args, served.kwargs, given=given, reveal=False
+            )
             opened = []
             for out, aval in zip(outs, served.out_avals):
                 masked = protocol.add(out.shares, shared(at, tuple(aval.shape)))
@@ -263,8 +293,9 @@ class Server:
     def _piece(self, msg) -> np.ndarray:
         served = self.served
         if msg.shape != (served.query_bytes,):
-            raise MalformedMessage(f"a query of {msg.shape} bytes; the served program takes "
-                                   f"{served.query_bytes}")
+            raise MalformedMessage(
+                f"a query of {msg.shape} bytes; the served program takes {served.query_bytes}"
+            )
         if msg.payload[:DIGEST_BYTES] != served.digest:
             raise ProgramMismatch("the client runs a different program than the servers")
         return np.frombuffer(msg.payload[DIGEST_BYTES:], served.ring.dtype)
@@ -279,8 +310,7 @@ class Server:
             query = msg.query
             if query in (0, SETUP_QUERY, WARMUP_QUERY) or query in transport.finished:
                 transport.reply(client, KIND_FAILED, np.zeros(0, np.uint8), best_effort=True)
-                return QueryRecord(query, client, False, "a query id used before", 0.0, 0, 0,
-                                   0, 0)
+                return QueryRecord(query, client, False, "a query id used before", 0.0, 0, 0, 0, 0)
             runtime.begin_query(query)
         else:
             start = transport.next_start(leader, stop=stop)
@@ -316,31 +346,49 @@ class Server:
         cost = runtime.cost.report().total
         own = cost.dealer if self.name == DEALER else cost.sent[runtime.index]
         wire = runtime.transport.stats
-        return QueryRecord(query, client, not error, error, time.perf_counter() - began,
-                           wire.total("payload"), wire.total("messages"), own, cost.rounds)
+        return QueryRecord(
+            query,
+            client,
+            not error,
+            error,
+            time.perf_counter() - began,
+            wire.total("payload"),
+            wire.total("messages"),
+            own,
+            cost.rounds,
+        )
 
 
-def connect_server(served: Served, cluster: Cluster, party, *, key=None,
-                   timeout: float | None = None) -> NetworkRuntime:
+def connect_server(
+    served: Served, cluster: Cluster, party, *, key=None, timeout: float | None = None
+) -> NetworkRuntime:
     """The runtime of one served node: its sockets sized for the program's largest message
     (from the program's cost, computed without running) and for a query."""
     largest = served.function.cost(*served.args, **served.kwargs).largest
     with jax.enable_x64(True):
-        return NetworkRuntime(cluster, party, served.ring, digest=served.digest,
-                              secret_key_file=key, timeout=timeout,
-                              max_message=max(largest, served.answer_bytes, CLIENT_NAME_BYTES),
-                              max_request=served.query_bytes)
+        return NetworkRuntime(
+            cluster,
+            party,
+            served.ring,
+            digest=served.digest,
+            secret_key_file=key,
+            timeout=timeout,
+            max_message=max(largest, served.answer_bytes, CLIENT_NAME_BYTES),
+            max_request=served.query_bytes,
+        )
 
 
 class ClientSession:
     """An outside client's connection to the servers of one served program."""
 
-    def __init__(self, served: Served, cluster: Cluster, name: str, keys, *,
-                 timeout: float | None = None):
+    def __init__(
+        self, served: Served, cluster: Cluster, name: str, keys, *, timeout: float | None = None
+    ):
         self.served = served
         self.cluster = cluster
-        self.links = ClientLinks(cluster, name, keys, timeout=timeout,
-                                 max_message=served.answer_bytes)
+        self.links = ClientLinks(
+            cluster, name, keys, timeout=timeout, max_message=served.answer_bytes
+        )
 
     def query(self, values, *, wait: float, parties=None):
         """Send the client inputs ``values`` (in ``served.client`` order) and return the
@@ -361,8 +409,12 @@ class ClientSession:
         if len({msg.session for msg in answers}) != 1:
             raise MalformedMessage("the parties answered from different sessions")
         opened = [msg.array() for msg in answers]
-        if any(o.dtype != self.served.ring.dtype or o.shape != opened[0].shape or
-               not np.array_equal(o, opened[0]) for o in opened):
+        if any(
+            o.dtype != self.served.ring.dtype
+            or o.shape != opened[0].shape
+            or not np.array_equal(o, opened[0])
+            for o in opened
+        ):
             raise MalformedMessage("the parties sent different openings of the output")
         return read_answer(self.served, opened[0], masks)
 

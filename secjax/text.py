@@ -1,4 +1,5 @@
 """Rendering ``rich`` tables as plain text (reports' ``__str__``)."""
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@
 A secret of a floating dtype is held at ``frac_bits`` fractional bits, one of an integer or
 boolean dtype at scale 0.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,8 +94,9 @@ def scale_of(ring: Ring, dtype) -> int:
 
 def encodable(dtype) -> bool:
     """Whether values of ``dtype`` have a ring encoding (real and integer, not complex)."""
-    return bool(jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.integer)
-                or is_float(dtype))
+    return bool(
+        jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.integer) or is_float(dtype)
+    )
 
 
 def is_marker(x) -> bool:
@@ -115,4 +117,3 @@ def argument_name(path) -> str:
     (top, *rest) = path
     head = "args" if top.idx == 0 else "kwargs"
     return head + jax.tree_util.keystr(tuple(rest))
-

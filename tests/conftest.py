@@ -1,5 +1,6 @@
 """Shared fixtures: the protocols every rule is tested under, the --runslow switch, and a
 kernel cache of the run's own."""
+
 from __future__ import annotations
 
 import gc
@@ -12,8 +13,12 @@ import pytest
 
 # (protocol, parties) combinations every rule runs under. semi2k with 3 parties exercises the
 # N-party paths (carry-save adders, openings to N - 1 peers); CI leaves it to --runslow.
-PROTOCOL_CASES = [("plain", 1, False), ("semi2k", 2, False), ("semi2k", 3, True),
-                  ("aby3", 3, False)]
+PROTOCOL_CASES = [
+    ("plain", 1, False),
+    ("semi2k", 2, False),
+    ("semi2k", 3, True),
+    ("aby3", 3, False),
+]
 
 
 def pytest_configure(config):
@@ -21,7 +26,8 @@ def pytest_configure(config):
     measures compiling honestly while its test modules share what they compiled."""
     if "SECJAX_CACHE_DIR" not in os.environ:
         config._secjax_cache = os.environ["SECJAX_CACHE_DIR"] = tempfile.mkdtemp(
-            prefix="secjax-test-cache-")
+            prefix="secjax-test-cache-"
+        )
 
 
 def pytest_unconfigure(config):
@@ -53,9 +59,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(params=[pytest.param((name, parties), id=f"{name}-{parties}",
-                                      marks=[pytest.mark.slow] if slow else [])
-                         for name, parties, slow in PROTOCOL_CASES])
+@pytest.fixture(
+    params=[
+        pytest.param(
+            (name, parties), id=f"{name}-{parties}", marks=[pytest.mark.slow] if slow else []
+        )
+        for name, parties, slow in PROTOCOL_CASES
+    ]
+)
 def protocol(request):
     """``dict(protocol=..., parties=..., seed=...)`` for each protocol and party count."""
     name, parties = request.param

@@ -1,4 +1,5 @@
 """Helpers the test modules share: running a function both ways and comparing results."""
+
 from __future__ import annotations
 
 import jax

@@ -1,13 +1,14 @@
 """The user's contract: decorator forms, pytrees, dtypes, caching, markers and cost."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import secjax
-from helpers import assert_close
 
 
 def test_bare_decorator_and_pytree_outputs():
@@ -26,7 +27,8 @@ def test_options_and_config_forms():
     f = secjax.secure_jit(lambda x: x * 2, protocol="plain", frac_bits=12)
     assert f.config.frac_bits == 12 and f.config.parties == 1
     g = secjax.secure_jit(config=secjax.Config(protocol="plain", ring_bits=32, frac_bits=10))(
-        lambda x: x * 2)
+        lambda x: x * 2
+    )
     np.testing.assert_allclose(g(jnp.array([1.25, -3.5])), [2.5, -7.0])
     with pytest.raises(ValueError, match="unknown protocol"):
         secjax.secure_jit(lambda x: x, protocol="nope")
@@ -73,8 +75,9 @@ def test_dtypes_preserved():
 
 def test_cost_needs_no_values():
     f = secjax.secure_jit(lambda w, x: x @ w, protocol="plain")
-    report = f.cost(jax.ShapeDtypeStruct((4, 4), jnp.float32),
-                    jax.ShapeDtypeStruct((2, 4), jnp.float32))
+    report = f.cost(
+        jax.ShapeDtypeStruct((4, 4), jnp.float32), jax.ShapeDtypeStruct((2, 4), jnp.float32)
+    )
     assert report.bytes_per_party == [0]
     assert "total" in str(report)
 
@@ -100,7 +103,7 @@ def test_cost_without_input_sharing():
     report = f.cost(w, x)
     online = report.without_input_sharing()
     shared = [a - b for a, b in zip(report.bytes_per_party, online.bytes_per_party)]
-    assert shared == [8 * (12 + 8), 0, 0]   # both inputs belong to party 0 (input_party)
+    assert shared == [8 * (12 + 8), 0, 0]  # both inputs belong to party 0 (input_party)
     assert report.rounds - online.rounds == 2
     assert "share" not in online.by_op()
 
@@ -136,6 +139,7 @@ def test_progress_bar_counts_every_equation(monkeypatch):
     def phase(self, name, total):
         phases[name] = [0, total]
         return lambda: phases[name].__setitem__(0, phases[name][0] + 1)
+
     monkeypatch.setattr(api._Bar, "phase", phase)
 
     def f(x):

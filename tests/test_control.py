@@ -1,11 +1,12 @@
 """Higher-order primitives: calls are entered, loops run with public control."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from helpers import assert_close, run_both
 
 import secjax
-from helpers import assert_close, run_both
 
 
 @jax.custom_jvp
@@ -40,13 +41,16 @@ def test_scan_with_secret_carry_and_xs(protocol):
         def step(h, x):
             h = h @ w + x
             return h, h.sum()
+
         return jax.lax.scan(step, jnp.zeros(3), xs)
 
     w = jax.random.normal(jax.random.key(0), (3, 3)) / 3
     xs = jax.random.normal(jax.random.key(1), (4, 3))
     assert_close(*run_both(f, w, xs, **protocol), atol=2e-3)
-    reverse = lambda w, xs: jax.lax.scan(lambda c, x: (c * 0.5 + x, c), jnp.ones(3), xs,
-                                         reverse=True)
+
+    def reverse(w, xs):
+        return jax.lax.scan(lambda c, x: (c * 0.5 + x, c), jnp.ones(3), xs, reverse=True)
+
     assert_close(*run_both(reverse, w, xs, **protocol))
 
 
@@ -59,8 +63,7 @@ def test_fori_loop_with_public_bounds(protocol):
 
 def test_while_loop_with_public_condition(protocol):
     def f(x):
-        return jax.lax.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * 1.5),
-                                  (0, x))[1]
+        return jax.lax.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * 1.5), (0, x))[1]
 
     assert_close(*run_both(f, jnp.arange(3.0), **protocol))
 

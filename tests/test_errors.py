@@ -1,4 +1,5 @@
 """Bad input never gives a silent wrong answer: each case raises a clear error."""
+
 from __future__ import annotations
 
 import jax
@@ -72,6 +73,7 @@ def test_secret_float_to_int_is_refused():
 
 def test_integer_division_in_too_narrow_a_ring_is_clear():
     """Exact long division of w-bit integers needs 2w ring bits."""
+
     def f(x, y):
         return x // y
 
@@ -90,12 +92,20 @@ def test_error_in_library_code_names_the_users_call_site():
 
     from secjax.primitives.context import _describe_frames
 
-    lib = Frame("/venv/lib/python3.11/site-packages/flax/linen/linear.py", "Embed.__call__",
-                1194, 0, 1194, 10)
-    model = Frame("/venv/lib/python3.11/site-packages/transformers/bert.py", "forward",
-                  50, 0, 50, 10)
+    lib = Frame(
+        "/venv/lib/python3.11/site-packages/flax/linen/linear.py",
+        "Embed.__call__",
+        1194,
+        0,
+        1194,
+        10,
+    )
+    model = Frame(
+        "/venv/lib/python3.11/site-packages/transformers/bert.py", "forward", 50, 0, 50, 10
+    )
     user = Frame("/home/me/serve.py", "embed", 12, 0, 12, 10)
     assert _describe_frames([lib, model, user]) == (
         "/venv/lib/python3.11/site-packages/flax/linen/linear.py:1194 (Embed.__call__), "
-        "called from /home/me/serve.py:12 (embed)")
+        "called from /home/me/serve.py:12 (embed)"
+    )
     assert _describe_frames([user]) == "/home/me/serve.py:12 (embed)"

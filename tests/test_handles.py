@@ -1,14 +1,15 @@
 """Handles: secrets shared once and passed to later calls, outputs kept secret, reveal, and
 the errors of a handle used under another configuration."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import secjax
-from helpers import assert_close
 from secjax.values import Public
 
 
@@ -18,8 +19,10 @@ def _layer(w, x):
 
 def _data():
     rng = np.random.default_rng(0)
-    return (rng.normal(size=(6, 5)).astype(np.float32) / 2,
-            rng.normal(size=(3, 6)).astype(np.float32))
+    return (
+        rng.normal(size=(6, 5)).astype(np.float32) / 2,
+        rng.normal(size=(3, 6)).astype(np.float32),
+    )
 
 
 def _sharing_cost(x, protocol):
@@ -45,9 +48,10 @@ def test_shared_once_used_twice_costs_no_sharing(protocol):
         w_alone, x_alone = _sharing_cost(w, protocol), _sharing_cost(x, protocol)
         assert reused.phases()["sharing"].sent == x_alone.bytes_per_party
         assert [a - b for a, b in zip(fresh.bytes_per_party, reused.bytes_per_party)] == (
-            w_alone.bytes_per_party)
+            w_alone.bytes_per_party
+        )
         assert fresh.rounds - reused.rounds == w_alone.rounds
-    if protocol["protocol"] == "aby3":   # the owner sends one 8-byte word per element
+    if protocol["protocol"] == "aby3":  # the owner sends one 8-byte word per element
         assert w_alone.bytes_per_party == [8 * w.size, 0, 0] and w_alone.rounds == 1
         assert reused.phases()["sharing"].sent == [8 * x.size, 0, 0]
 
@@ -58,7 +62,7 @@ def test_a_function_shares_under_its_own_configuration():
     weights = f.share(w)
     assert weights.domain.protocol == "aby3" and weights.domain.holders == (0, 1, 2)
     assert_close(f(weights, x), jax.jit(_layer)(w, x), atol=2e-3)
-    assert f.last_cost.phases()["sharing"].sent == [0, 0, 8 * x.size]   # x, by party 2
+    assert f.last_cost.phases()["sharing"].sent == [0, 0, 8 * x.size]  # x, by party 2
 
 
 def test_phases_add_up_to_the_total(protocol):
@@ -66,16 +70,18 @@ def test_phases_add_up_to_the_total(protocol):
     report = secjax.secure_jit(_layer, **protocol).cost(w, x)
     phases = report.phases()
     assert [sum(p.sent[i] for p in phases.values()) for i in range(protocol["parties"])] == (
-        report.bytes_per_party)
+        report.bytes_per_party
+    )
     assert sum(p.rounds for p in phases.values()) == report.rounds
-    if protocol["protocol"] == "aby3":   # revealing a 3 x 5 output to all: a word each
+    if protocol["protocol"] == "aby3":  # revealing a 3 x 5 output to all: a word each
         assert phases["revealing"].sent == [8 * 15] * 3 and phases["revealing"].rounds == 1
 
 
 def test_secret_outputs_chain_calls_without_revealing(protocol):
     w, x = _data()
-    first = secjax.secure_jit(lambda w, x: (x @ w, jnp.sum(x)), secret_outputs=(True, False),
-                              **protocol)
+    first = secjax.secure_jit(
+        lambda w, x: (x @ w, jnp.sum(x)), secret_outputs=(True, False), **protocol
+    )
     hidden, total = first(w, x)
     assert isinstance(hidden, secjax.Handle) and hidden.shape == (3, 5)
     assert hidden.dtype == np.float32
@@ -98,11 +104,11 @@ def test_outputs_computed_in_the_clear_stay_public(protocol):
     f = secjax.secure_jit(lambda i, x: (i + 1, x * 2), secret_outputs=True, **protocol)
     index, doubled = f(secjax.public(np.int32(3)), np.float32(1.5))
     assert isinstance(index, Public) and int(index.value) == 4
-    assert index.value.dtype == np.int32   # its own dtype, whatever x64 does inside
+    assert index.value.dtype == np.int32  # its own dtype, whatever x64 does inside
     assert isinstance(doubled, secjax.Handle)
     again, quadrupled = f(index, doubled)
     assert int(secjax.reveal(again)) == 5
-    assert f.last_cost.bytes_per_party == [0] * protocol["parties"]   # a local product by 2
+    assert f.last_cost.bytes_per_party == [0] * protocol["parties"]  # a local product by 2
     assert float(secjax.reveal(quadrupled)) == 6.0
 
 
@@ -110,15 +116,13 @@ def test_share_keeps_public_leaves_and_reveals_to_one_party():
     tree = {"w": np.arange(4, dtype=np.float32), "n": secjax.public(np.int32(7))}
     shared = secjax.share(tree, party=1, protocol="aby3")
     assert isinstance(shared["w"], secjax.Handle) and shared["n"].value == 7
-    sharer = secjax.secure_jit(lambda t: t, secret_outputs=True, protocol="aby3",
-                               input_party=1)
-    assert sharer.cost(tree["w"]).bytes_per_party == [0, 32, 0]   # the owner, party 1
+    sharer = secjax.secure_jit(lambda t: t, secret_outputs=True, protocol="aby3", input_party=1)
+    assert sharer.cost(tree["w"]).bytes_per_party == [0, 32, 0]  # the owner, party 1
     opened = secjax.reveal(shared, to=2)
     np.testing.assert_array_equal(opened["w"], tree["w"])
     assert opened["n"] == 7
-    report = secjax.secure_jit(lambda a: a, protocol="aby3", output_party=2).cost(
-        shared["w"])
-    assert report.bytes_per_party == [0, 32, 0]   # party 2's missing share, from party 1
+    report = secjax.secure_jit(lambda a: a, protocol="aby3", output_party=2).cost(shared["w"])
+    assert report.bytes_per_party == [0, 32, 0]  # party 2's missing share, from party 1
 
 
 def test_abstract_handles_are_costed_like_real_ones():
@@ -137,18 +141,22 @@ def test_abstract_handles_are_costed_like_real_ones():
 def test_handles_of_another_configuration_are_refused():
     w, x = _data()
     weights = secjax.share(w, protocol="aby3")
-    cases = [(dict(protocol="semi2k"), "protocol aby3, not semi2k"),
-             (dict(protocol="aby3", ring_bits=32, frac_bits=12), "ring bits 64, not 32"),
-             (dict(protocol="aby3", frac_bits=16), "frac bits 18, not 16"),
-             (dict(protocol="aby3", emulation="ideal"), "layout shares, not values")]
+    cases = [
+        (dict(protocol="semi2k"), "protocol aby3, not semi2k"),
+        (dict(protocol="aby3", ring_bits=32, frac_bits=12), "ring bits 64, not 32"),
+        (dict(protocol="aby3", frac_bits=16), "frac bits 18, not 16"),
+        (dict(protocol="aby3", emulation="ideal"), "layout shares, not values"),
+    ]
     for options, difference in cases:
         f = secjax.secure_jit(_layer, **options)
         with pytest.raises(secjax.SecjaxError, match=f"argument args\\[0\\].*{difference}"):
             f(weights, x)
     # a cost report traces the real share layout, whatever the emulation of the handle
     ideal = secjax.share(w, protocol="aby3", emulation="ideal")
-    assert (secjax.secure_jit(_layer, protocol="aby3").cost(ideal, x).bytes_per_party ==
-            secjax.secure_jit(_layer, protocol="aby3").cost(weights, x).bytes_per_party)
+    assert (
+        secjax.secure_jit(_layer, protocol="aby3").cost(ideal, x).bytes_per_party
+        == secjax.secure_jit(_layer, protocol="aby3").cost(weights, x).bytes_per_party
+    )
     with pytest.raises(secjax.SecjaxError, match="one domain"):
         secjax.reveal([weights, secjax.share(w, protocol="semi2k")])
 
@@ -157,15 +165,15 @@ def test_ideal_emulation_handles(protocol):
     """Under ideal emulation handles hold values; they chain and reveal as real shares do."""
     w, x = _data()
     options = dict(protocol, emulation="ideal")
-    weights = secjax.share(w, protocol=protocol["protocol"], parties=protocol["parties"],
-                           emulation="ideal")
+    weights = secjax.share(
+        w, protocol=protocol["protocol"], parties=protocol["parties"], emulation="ideal"
+    )
     f = secjax.secure_jit(_layer, secret_outputs=True, **options)
     assert_close(secjax.reveal(f(weights, x)), jax.jit(_layer)(w, x), atol=2e-3)
 
 
 def test_secret_outputs_must_fit_the_outputs():
-    f = secjax.secure_jit(lambda x: (x, x), secret_outputs=(True, False, True),
-                          protocol="aby3")
+    f = secjax.secure_jit(lambda x: (x, x), secret_outputs=(True, False, True), protocol="aby3")
     with pytest.raises(secjax.SecjaxError, match="not a prefix"):
         f(np.float32(1.0))
 

@@ -1,5 +1,6 @@
 """secjax's rules name primitives of the installed JAX: a renamed or removed primitive would
 otherwise leave a rule that can never run (and its primitive without a rule)."""
+
 from __future__ import annotations
 
 import flax.linen  # noqa: F401  (imports the JAX modules whose primitives models use)

@@ -1,5 +1,6 @@
 """Compiled kernels: shared across shapes, kept by a runtime-owned cache, on disk between
 processes, and never a source of wrong results when the disk holds something unexpected."""
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,7 @@ def test_arrays_larger_than_a_block_are_exact(cache):
     f = secjax.secure_jit(lambda a: a * a - a, protocol="aby3", seed=5)
     assert_close(f(x), x * x - x, atol=1e-3)
     ran, costed = f.last_cost.by_op(), f.cost(x).by_op()
-    for op, tally in costed.items():   # cost() counts the reveal too
+    for op, tally in costed.items():  # cost() counts the reveal too
         assert (ran[op].sent, ran[op].rounds) == (tally.sent, tally.rounds), op
     assert ran["reveal"].sent == [8 * n] * 3 and ran["reveal"].rounds == 1
 
@@ -113,11 +114,12 @@ def test_damaged_entries_are_skipped_with_a_warning(cache, monkeypatch, damage):
         if damage == "garbage":
             path.write_bytes(b"not a kernel")
         elif damage == "truncated":
-            path.write_bytes(contents[i][:len(contents[i]) // 2])
-        else:   # a valid entry stored under another kernel's name
+            path.write_bytes(contents[i][: len(contents[i]) // 2])
+        else:  # a valid entry stored under another kernel's name
             path.write_bytes(contents[(i + 1) % len(contents)])
-    monkeypatch.setattr(kernels, "_DEFAULT", kernels.KernelCache(disk_cache.DiskCache(
-        cache.disk.root)))
+    monkeypatch.setattr(
+        kernels, "_DEFAULT", kernels.KernelCache(disk_cache.DiskCache(cache.disk.root))
+    )
     f = secjax.secure_jit(_net, protocol="aby3", seed=7)
     with pytest.warns(disk_cache.CacheWarning, match="ignores kernel cache entry"):
         np.testing.assert_array_equal(f(x), expected)
@@ -189,9 +191,14 @@ print(json.dumps({"out": np.asarray(out).tolist(), "compiled": f.last_stats.kern
 def test_a_second_process_compiles_nothing(tmp_path):
     """Nor plans: the first process recorded that it planned this program."""
     env = dict(os.environ, SECJAX_CACHE_DIR=str(tmp_path / "cache"), SECJAX_CACHE="1")
-    runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD], env=env, check=True,
-                                      capture_output=True, text=True).stdout.splitlines()[-1])
-            for _ in range(2)]
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", _CHILD], env=env, check=True, capture_output=True, text=True
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
     assert runs[0]["compiled"] > 0 and runs[0]["planned"]
     assert runs[1]["compiled"] == 0 and runs[1]["loaded"] > 0 and not runs[1]["planned"]
     assert runs[0]["out"] == runs[1]["out"]

@@ -1,14 +1,15 @@
 """Every structural and linear rule against ``jax.jit``, under every protocol built so far."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_close, run_both
 from jax import lax
 
 import secjax
-from helpers import assert_close, run_both
 
 
 def _rand(seed, *shape, dtype=np.float32, scale=3.0):
@@ -27,48 +28,99 @@ CASES = [
     ("mul_scalar_arrays", lambda x, y: x * y, (_rand(0), _rand(1))),
     ("mul_const_fraction", lambda x: x * 0.125 + x * 3.3, (_rand(0, 7),)),
     ("square", lambda x: jnp.square(x), (_rand(0, 6),)),
-    ("integer_pow", lambda x: x ** 2 + x ** 3 + x ** 5, (_rand(0, 6, scale=1.2),)),
+    ("integer_pow", lambda x: x**2 + x**3 + x**5, (_rand(0, 6, scale=1.2),)),
     ("matmul", lambda x, y: x @ y, (_rand(0, 5, 7), _rand(1, 7, 3))),
     ("matvec", lambda x, y: x @ y, (_rand(0, 5, 7), _rand(1, 7))),
     ("dot_scalar_inner_1", lambda x, y: x @ y, (_rand(0, 4, 1), _rand(1, 1, 4))),
-    ("batched_dot_general", lambda x, y: jnp.einsum("bij,bjk->bik", x, y),
-     (_rand(0, 2, 3, 4), _rand(1, 2, 4, 5))),
-    ("dot_general_odd_dims", lambda x, y: lax.dot_general(x, y, (((0, 2), (2, 1)), ((1,), (0,)))),
-     (_rand(0, 3, 2, 4), _rand(1, 2, 4, 3, 5))),
-    ("conv2d", lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME"),
-     (_rand(0, 2, 3, 6, 6, scale=1.0), _rand(1, 4, 3, 3, 3, scale=1.0))),
-    ("conv1d_strided_dilated", lambda x, w: lax.conv_general_dilated(
-        x, w, (2,), [(1, 1)], rhs_dilation=(2,)),
-     (_rand(0, 1, 2, 9, scale=1.0), _rand(1, 3, 2, 2, scale=1.0))),
+    (
+        "batched_dot_general",
+        lambda x, y: jnp.einsum("bij,bjk->bik", x, y),
+        (_rand(0, 2, 3, 4), _rand(1, 2, 4, 5)),
+    ),
+    (
+        "dot_general_odd_dims",
+        lambda x, y: lax.dot_general(x, y, (((0, 2), (2, 1)), ((1,), (0,)))),
+        (_rand(0, 3, 2, 4), _rand(1, 2, 4, 3, 5)),
+    ),
+    (
+        "conv2d",
+        lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME"),
+        (_rand(0, 2, 3, 6, 6, scale=1.0), _rand(1, 4, 3, 3, 3, scale=1.0)),
+    ),
+    (
+        "conv1d_strided_dilated",
+        lambda x, w: lax.conv_general_dilated(x, w, (2,), [(1, 1)], rhs_dilation=(2,)),
+        (_rand(0, 1, 2, 9, scale=1.0), _rand(1, 3, 2, 2, scale=1.0)),
+    ),
     ("reduce_sum", lambda x: (x.sum(), x.sum(0), x.sum((0, 2))), (_rand(0, 2, 3, 4),)),
     ("mean", lambda x: x.mean(-1), (_rand(0, 3, 8),)),
     ("cumsum", lambda x: (jnp.cumsum(x, 0), jnp.cumsum(x, 1)), (_rand(0, 3, 4),)),
-    ("broadcast_reshape", lambda x: jnp.broadcast_to(x, (2, 3, 4)).reshape(6, 4), (_rand(0, 3, 1),)),
-    ("transpose_squeeze_expand", lambda x: jnp.expand_dims(jnp.squeeze(x.T, 1), 0), (_rand(0, 1, 1, 5),)),
+    (
+        "broadcast_reshape",
+        lambda x: jnp.broadcast_to(x, (2, 3, 4)).reshape(6, 4),
+        (_rand(0, 3, 1),),
+    ),
+    (
+        "transpose_squeeze_expand",
+        lambda x: jnp.expand_dims(jnp.squeeze(x.T, 1), 0),
+        (_rand(0, 1, 1, 5),),
+    ),
     ("slice_rev", lambda x: (x[1:, ::2], x[::-1], x[2]), (_rand(0, 4, 5),)),
-    ("concatenate_pad_stack", lambda x, y: (jnp.pad(jnp.concatenate([x, y], 1), ((1, 0), (0, 2))),
-                                            jnp.stack([x[:, :2], y], -1)),
-     (_rand(0, 2, 3), _rand(1, 2, 2))),
+    (
+        "concatenate_pad_stack",
+        lambda x, y: (
+            jnp.pad(jnp.concatenate([x, y], 1), ((1, 0), (0, 2))),
+            jnp.stack([x[:, :2], y], -1),
+        ),
+        (_rand(0, 2, 3), _rand(1, 2, 2)),
+    ),
     ("pad_nonzero_value", lambda x: lax.pad(x, 1.5, [(1, 2, 1)]), (_rand(0, 4),)),
     ("split", lambda x: jnp.split(x, [1, 3], axis=1), (_rand(0, 2, 5),)),
     ("dynamic_slice", lambda x: lax.dynamic_slice(x, (1, 2), (2, 2)), (_rand(0, 4, 5),)),
-    ("dynamic_update_slice", lambda x, u: lax.dynamic_update_slice(x, u, (1, 0)),
-     (_rand(0, 4, 3), _rand(1, 2, 3))),
+    (
+        "dynamic_update_slice",
+        lambda x, u: lax.dynamic_update_slice(x, u, (1, 0)),
+        (_rand(0, 4, 3), _rand(1, 2, 3)),
+    ),
     ("gather_take", lambda x: jnp.take(x, jnp.array([2, 0, 2]), axis=1), (_rand(0, 3, 4),)),
-    ("scatter_add", lambda x, u: x.at[jnp.array([0, 2, 0])].add(u), (_rand(0, 4, 2), _rand(1, 3, 2))),
+    (
+        "scatter_add",
+        lambda x, u: x.at[jnp.array([0, 2, 0])].add(u),
+        (_rand(0, 4, 2), _rand(1, 3, 2)),
+    ),
     ("scatter_set", lambda x, u: x.at[1:3].set(u), (_rand(0, 4), _rand(1, 2))),
-    ("select_public_predicate", lambda x, y: jnp.where(jnp.arange(6) % 2 == 0, x, y),
-     (_rand(0, 6), _rand(1, 6))),
-    ("select_secret_predicate", lambda p, x, y: jnp.where(p, x, y),
-     (np.array([True, False, True, False]), _rand(0, 4), _rand(1, 4))),
+    (
+        "select_public_predicate",
+        lambda x, y: jnp.where(jnp.arange(6) % 2 == 0, x, y),
+        (_rand(0, 6), _rand(1, 6)),
+    ),
+    (
+        "select_secret_predicate",
+        lambda p, x, y: jnp.where(p, x, y),
+        (np.array([True, False, True, False]), _rand(0, 4), _rand(1, 4)),
+    ),
     ("iota_plus_secret", lambda x: x + jnp.arange(5.0), (_rand(0, 5),)),
-    ("int_arith", lambda a, b: (a + b, a * b, a - 3, (a * 2) @ b.T), (_rand(0, 2, 3, dtype=np.int32),
-                                                               _rand(1, 2, 3, dtype=np.int32))),
-    ("int_to_float", lambda a, x: a.astype(jnp.float32) * x, (_rand(0, 5, dtype=np.int32), _rand(1, 5))),
-    ("bool_to_float", lambda p, x: p.astype(jnp.float32) * x,
-     (np.array([True, False, True]), _rand(1, 3))),
+    (
+        "int_arith",
+        lambda a, b: (a + b, a * b, a - 3, (a * 2) @ b.T),
+        (_rand(0, 2, 3, dtype=np.int32), _rand(1, 2, 3, dtype=np.int32)),
+    ),
+    (
+        "int_to_float",
+        lambda a, x: a.astype(jnp.float32) * x,
+        (_rand(0, 5, dtype=np.int32), _rand(1, 5)),
+    ),
+    (
+        "bool_to_float",
+        lambda p, x: p.astype(jnp.float32) * x,
+        (np.array([True, False, True]), _rand(1, 3)),
+    ),
     ("float_to_bool", lambda x: x.astype(bool), (np.array([0.0, 1.5, -2.0, 0.0], np.float32),)),
-    ("stop_gradient_copy", lambda x: lax.stop_gradient(x) + jnp.array(x, copy=True), (_rand(0, 3),)),
+    (
+        "stop_gradient_copy",
+        lambda x: lax.stop_gradient(x) + jnp.array(x, copy=True),
+        (_rand(0, 3),),
+    ),
     ("div_by_public", lambda x: x / 3.0 + x / jnp.array([1.0, 2.0, 4.0]), (_rand(0, 2, 3),)),
     ("scalars", lambda x, y: x * y + x, (np.float32(1.5), np.float32(-2.0))),
     ("size_one_axes", lambda x, y: (x * y).sum(1), (_rand(0, 1, 1, 1), _rand(1, 1, 1, 1))),
@@ -100,7 +152,7 @@ def test_public_operands(case, protocol):
 
 def test_private_operand_is_used_by_owner_in_clear(protocol):
     def f(w, x):
-        return jnp.tanh(w) @ x      # tanh runs in the clear at the owner: no rule needed
+        return jnp.tanh(w) @ x  # tanh runs in the clear at the owner: no rule needed
 
     w, x = _rand(0, 3, 3), _rand(1, 3, 2)
     owner = protocol["parties"] - 1
@@ -145,15 +197,21 @@ def _picks(h, pos, rows, cols, along):
     output ``h[arange(batch), ids.argmax(-1)]``), a 2-D pick in fill mode with components out
     of range, a clipped take with out-of-range ids, and take_along_axis (gather batching
     dimensions)."""
-    return (h[jnp.arange(h.shape[0]), pos],
-            h.at[rows, cols].get(mode="fill", fill_value=0),
-            jnp.take(h, cols, axis=1, mode="clip"),
-            jnp.take_along_axis(h, along, axis=1))
+    return (
+        h[jnp.arange(h.shape[0]), pos],
+        h.at[rows, cols].get(mode="fill", fill_value=0),
+        jnp.take(h, cols, axis=1, mode="clip"),
+        jnp.take_along_axis(h, along, axis=1),
+    )
 
 
-_PICK_ARGS = (_rand(0, 3, 5, 4), np.array([4, 0, 2], np.int32), np.array([0, 2, 1], np.int32),
-              np.array([4, 5, -1], np.int32),
-              np.array([[[1, 1, 4, 0]], [[0, 2, 2, 3]], [[3, 3, 0, 4]]], np.int32))
+_PICK_ARGS = (
+    _rand(0, 3, 5, 4),
+    np.array([4, 0, 2], np.int32),
+    np.array([0, 2, 1], np.int32),
+    np.array([4, 5, -1], np.int32),
+    np.array([[[1, 1, 4, 0]], [[0, 2, 2, 3]], [[3, 3, 0, 4]]], np.int32),
+)
 
 
 @pytest.mark.parametrize("kind", ["secret", "private"])
@@ -162,8 +220,11 @@ def test_gather_picks_at_non_public_positions(protocol, kind, request):
         pytest.skip("one party: private and public coincide")
     # secret positions compile an equality circuit per shape (~30 s a protocol): CI checks
     # them under plain and aby3, the other protocols with --runslow
-    if (kind == "secret" and protocol["protocol"] not in ("plain", "aby3")
-            and not request.config.getoption("--runslow")):
+    if (
+        kind == "secret"
+        and protocol["protocol"] not in ("plain", "aby3")
+        and not request.config.getoption("--runslow")
+    ):
         pytest.skip("slow: run with --runslow")
     h, *positions = _PICK_ARGS
     if kind == "private":
@@ -174,10 +235,14 @@ def test_gather_picks_at_non_public_positions(protocol, kind, request):
 
 def test_gather_window_at_secret_position_is_refused():
     def window(x, i):
-        dn = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(),
-                                        start_index_map=(0,))
+        dn = lax.GatherDimensionNumbers(
+            offset_dims=(1,), collapsed_slice_dims=(), start_index_map=(0,)
+        )
         return lax.gather(x, i[:, None], dn, slice_sizes=(2,))
 
-    with pytest.raises(secjax.UnsupportedError, match=r"`gather`.*window of 2 along operand "
-                                                      r"dimension 0"):
+    with pytest.raises(
+        secjax.UnsupportedError,
+        match=r"`gather`.*window of 2 along operand "
+        r"dimension 0",
+    ):
         secjax.secure_jit(window, protocol="plain")(jnp.ones(5), jnp.array([1, 3]))

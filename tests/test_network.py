@@ -3,6 +3,7 @@
 Every process is bounded (message timeouts, queue timeouts, join with kill), and every test
 leaves no process behind.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -33,14 +34,30 @@ def _free_ports(k):
 
 
 def _cluster(tmp_path, n, protocol, timeout, clients=()):
-    path = rc.keygen(tmp_path, n, protocol=protocol, input_party=1, output_party=1,
-                     timeout=timeout, clients=clients)
+    path = rc.keygen(
+        tmp_path,
+        n,
+        protocol=protocol,
+        input_party=1,
+        output_party=1,
+        timeout=timeout,
+        clients=clients,
+    )
     cluster = rc.load_cluster(path)
     ports = _free_ports(len(cluster.nodes))
-    nodes = {name: rc.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
-             for (name, node), port in zip(cluster.nodes.items(), ports)}
-    rc.write_cluster(path, nodes, clients=cluster.clients, protocol=protocol, input_party=1,
-                     output_party=1, timeout=timeout)
+    nodes = {
+        name: rc.Node(name, f"tcp://127.0.0.1:{port}", node.public_key)
+        for (name, node), port in zip(cluster.nodes.items(), ports)
+    }
+    rc.write_cluster(
+        path,
+        nodes,
+        clients=cluster.clients,
+        protocol=protocol,
+        input_party=1,
+        output_party=1,
+        timeout=timeout,
+    )
     return path
 
 
@@ -54,24 +71,45 @@ def _party_main(cluster_path, name, programs, queue, die_at_step=None):
 
         def run(self, step, *arrays, **static):
             if self.step + 1 == die_at_step:
-                os.kill(os.getpid(), signal.SIGKILL)   # die mid-run, without a word
+                os.kill(os.getpid(), signal.SIGKILL)  # die mid-run, without a word
             return original(self, step, *arrays, **static)
+
         party.NetworkRuntime.run = run
     cluster = network.load_cluster(cluster_path)
     for program_name in programs:
         program = getattr(secjax.demo, program_name)()
-        args, kwargs = network.inputs_for(name, program.args, program.kwargs,
-                                          input_party=cluster.input_party)
+        args, kwargs = network.inputs_for(
+            name, program.args, program.kwargs, input_party=cluster.input_party
+        )
         start = time.monotonic()
         try:
             run = network.run_party(program.fn, args, kwargs, cluster=cluster, party=name)
         except Exception as exc:  # noqa: BLE001 - reported to the test
-            queue.put((name, program_name, "error", type(exc).__name__, str(exc),
-                       time.monotonic() - start))
+            queue.put(
+                (
+                    name,
+                    program_name,
+                    "error",
+                    type(exc).__name__,
+                    str(exc),
+                    time.monotonic() - start,
+                )
+            )
             return
-        queue.put((name, program_name, "ok", run.output, run.cost.total.sent,
-                   run.cost.total.dealer, dict(run.wire.payload), run.wire.total("header"),
-                   run.wire.total("messages"), run.seconds))
+        queue.put(
+            (
+                name,
+                program_name,
+                "ok",
+                run.output,
+                run.cost.total.sent,
+                run.cost.total.dealer,
+                dict(run.wire.payload),
+                run.wire.total("header"),
+                run.wire.total("messages"),
+                run.seconds,
+            )
+        )
 
 
 def _run_cluster(cluster_path, names, programs, *, die=None, expect=None):
@@ -79,10 +117,19 @@ def _run_cluster(cluster_path, names, programs, *, die=None, expect=None):
     process is gone."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_party_main,
-                         args=(str(cluster_path), name, programs, queue,
-                               die[1] if die and die[0] == name else None))
-             for name in names]
+    procs = [
+        ctx.Process(
+            target=_party_main,
+            args=(
+                str(cluster_path),
+                name,
+                programs,
+                queue,
+                die[1] if die and die[0] == name else None,
+            ),
+        )
+        for name in names
+    ]
     for proc in procs:
         proc.start()
     results = {}
@@ -103,12 +150,12 @@ def _run_cluster(cluster_path, names, programs, *, die=None, expect=None):
 
 def _demo(name):
     import secjax.demo
+
     return getattr(secjax.demo, name)()
 
 
 def _emulate(program, protocol):
-    f = secjax.secure_jit(program.fn, protocol=protocol, seed=0, input_party=1,
-                          output_party=1)
+    f = secjax.secure_jit(program.fn, protocol=protocol, seed=0, input_party=1, output_party=1)
     out = f(*program.args, **program.kwargs)
     return out, f.last_cost
 
@@ -119,7 +166,7 @@ def _check_against_emulation(results, names, program_name, protocol, atol):
         status, *rest = results[(name, program_name)]
         assert status == "ok", rest
         output, sent, dealer, payload, header, messages, seconds = rest
-        assert (output is not None) == (name == "1")          # revealed to party 1 only
+        assert (output is not None) == (name == "1")  # revealed to party 1 only
         # every party recorded the same exchanges as emulation, and put exactly its own
         # share of them on the wire (headers counted apart)
         assert list(sent) == list(cost.total.sent) and dealer == cost.total.dealer
@@ -161,8 +208,9 @@ def test_semi2k_two_processes_and_dealer_match_emulation(tmp_path):
     assert results[("dealer", "mlp")][4] == {"1": results[("dealer", "mlp")][3]}
 
 
-@pytest.mark.parametrize("protocol, names", [("aby3", ["0", "1", "2"]),
-                                             ("semi2k", ["0", "1", "dealer"])])
+@pytest.mark.parametrize(
+    "protocol, names", [("aby3", ["0", "1", "2"]), ("semi2k", ["0", "1", "dealer"])]
+)
 def test_killed_party_makes_the_others_fail_within_the_timeout(tmp_path, protocol, names):
     """Party 1 dies mid-run without a word: every other process, the dealer included, stops
     with an error naming the cause."""
@@ -214,6 +262,7 @@ def pair(tmp_path):
                 except zmq.ZMQError:
                     assert time.monotonic() < deadline, "party 0 never connected"
                     time.sleep(0.02)
+
         return send
 
     def intruder(keys=None):
@@ -225,6 +274,7 @@ def pair(tmp_path):
         sock.connect(cluster.nodes["0"].address)
         sockets.append(sock)
         return sock
+
     yield server, fake_party_1, intruder, cluster
     for sock in sockets:
         sock.close()
@@ -233,12 +283,27 @@ def pair(tmp_path):
 
 
 def _header(**fields):
-    values = dict(kind=wire.KIND_DATA, sender="1", session=0, query=0, step=1, seq=0,
-                  dtype=np.uint64, shape=(4,))
+    values = dict(
+        kind=wire.KIND_DATA,
+        sender="1",
+        session=0,
+        query=0,
+        step=1,
+        seq=0,
+        dtype=np.uint64,
+        shape=(4,),
+    )
     values.update(fields)
-    return wire.encode_header(values["kind"], values["sender"], values["session"],
-                              values["query"], values["step"], values["seq"], values["dtype"],
-                              values["shape"])
+    return wire.encode_header(
+        values["kind"],
+        values["sender"],
+        values["session"],
+        values["query"],
+        values["step"],
+        values["seq"],
+        values["dtype"],
+        values["shape"],
+    )
 
 
 def test_a_valid_message_passes(pair):
@@ -258,20 +323,23 @@ def test_peer_with_unknown_key_is_rejected(pair):
     assert server.rejected >= 1
 
 
-@pytest.mark.parametrize("frames, match", [
-    ([b"XXXX" + _header()[4:], bytes(32)], "bad magic"),
-    ([_header()[:10], bytes(32)], "truncated header"),
-    ([_header(), bytes(10)], "payload of 10 bytes"),
-    ([_header()], "1 frames"),
-    ([_header(sender="0"), bytes(32)], "claims to come from"),
-    ([_header(seq=5), bytes(32)], "sequence number 5, expected 0"),
-    ([_header(shape=(2, 2)), bytes(32)], r"expected uint64\[4\]"),
-    ([_header(step=9), bytes(32)], "step 9, expected 1"),
-    ([_header()[:-8] + struct.pack("<Q", 2**40), bytes(32)], "header announces"),
-    ([_header(shape=(2**62, 2**62)), bytes(32)], "header announces"),   # no int64 wrap
-    ([_header(session=0x5EED), bytes(32)], "earlier run"),
-    ([_header(query=7), bytes(32)], "of query 7, expected query 0"),
-])
+@pytest.mark.parametrize(
+    "frames, match",
+    [
+        ([b"XXXX" + _header()[4:], bytes(32)], "bad magic"),
+        ([_header()[:10], bytes(32)], "truncated header"),
+        ([_header(), bytes(10)], "payload of 10 bytes"),
+        ([_header()], "1 frames"),
+        ([_header(sender="0"), bytes(32)], "claims to come from"),
+        ([_header(seq=5), bytes(32)], "sequence number 5, expected 0"),
+        ([_header(shape=(2, 2)), bytes(32)], r"expected uint64\[4\]"),
+        ([_header(step=9), bytes(32)], "step 9, expected 1"),
+        ([_header()[:-8] + struct.pack("<Q", 2**40), bytes(32)], "header announces"),
+        ([_header(shape=(2**62, 2**62)), bytes(32)], "header announces"),  # no int64 wrap
+        ([_header(session=0x5EED), bytes(32)], "earlier run"),
+        ([_header(query=7), bytes(32)], "of query 7, expected query 0"),
+    ],
+)
 def test_garbled_truncated_or_stale_message_is_rejected(pair, frames, match):
     server, fake, _, _ = pair
     fake()(frames)
@@ -287,8 +355,9 @@ def test_messages_of_a_finished_query_are_dropped(pair):
     send = fake()
     send([_header(query=5), bytes(32)])
     send([_header(query=6), np.arange(4, dtype=np.uint64).tobytes()])
-    np.testing.assert_array_equal(server.recv("1", wire.KIND_DATA, 1, np.uint64, (4,)),
-                                  np.arange(4))
+    np.testing.assert_array_equal(
+        server.recv("1", wire.KIND_DATA, 1, np.uint64, (4,)), np.arange(4)
+    )
     assert server.dropped == 1
 
 
@@ -306,8 +375,9 @@ def test_a_huge_unauthenticated_frame_is_not_buffered(pair):
     server, _, _, cluster = pair
     host, port = cluster.nodes["0"].address.rsplit("/", 1)[1].split(":")
     before = _rss_mib()
-    greeting = (b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0")
-                + b"\x00" + bytes(31))
+    greeting = (
+        b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + b"\x00" + bytes(31)
+    )
     size = 400 * 10**6
     chunk = bytes(1 << 20)
     sent = 0
@@ -318,7 +388,7 @@ def test_a_huge_unauthenticated_frame_is_not_buffered(pair):
             while sent < size:
                 sent += sock.send(chunk)
         except OSError:
-            pass   # the party dropped the connection: what should happen
+            pass  # the party dropped the connection: what should happen
     server._poll_control(100)
     assert _rss_mib() - before < 50, (before, _rss_mib())
     assert sent < size, "the whole frame was taken"
@@ -336,7 +406,7 @@ def test_host_chacha20_matches_the_tested_prg():
     a, b = stream.draw((3,), np.uint64), stream.draw((5,), np.uint8)
     raw = ours.astype("<u4").tobytes()
     assert a.tobytes() == raw[:24] and b.tobytes() == raw[24:29]
-    other = prg.Stream(seed, stream=5).draw((16,), np.uint32)   # another nonce, another stream
+    other = prg.Stream(seed, stream=5).draw((16,), np.uint32)  # another nonce, another stream
     np.testing.assert_array_equal(other, prg.chacha20_keystream(seed, 0, 1, stream=5))
     assert not np.array_equal(other, ours[:16])
 
@@ -344,8 +414,22 @@ def test_host_chacha20_matches_the_tested_prg():
 def test_keygen_cli_and_config_validation(tmp_path):
     from secjax.cli import main
 
-    assert main(["keygen", "--out", str(tmp_path), "--parties", "2", "--protocol", "semi2k",
-                 "--port", "6100"]) == 0
+    assert (
+        main(
+            [
+                "keygen",
+                "--out",
+                str(tmp_path),
+                "--parties",
+                "2",
+                "--protocol",
+                "semi2k",
+                "--port",
+                "6100",
+            ]
+        )
+        == 0
+    )
     cluster = rc.load_cluster(tmp_path / "cluster.toml")
     assert cluster.n_parties == 2 and cluster.has_dealer and cluster.protocol == "semi2k"
     assert cluster.node("dealer").address == "tcp://127.0.0.1:6102"
@@ -378,12 +462,17 @@ def test_cluster_assembled_from_public_keys_by_the_cli(tmp_path, capsys):
 
     for name in ("0", "1", "2", "alice"):
         assert main(["keygen", "--party", name, "--out", str(tmp_path / name)]) == 0
-        assert rc.load_public_key(tmp_path / name / f"{name}.key").decode() in \
-            capsys.readouterr().out
+        assert (
+            rc.load_public_key(tmp_path / name / f"{name}.key").decode() in capsys.readouterr().out
+        )
     args = ["cluster", "--out", str(tmp_path / "cluster.toml"), "--protocol", "aby3"]
     for i in range(3):
-        args += ["--node", str(i), f"tcp://127.0.0.1:{7000 + i}",
-                 str(tmp_path / str(i) / f"{i}.key")]
+        args += [
+            "--node",
+            str(i),
+            f"tcp://127.0.0.1:{7000 + i}",
+            str(tmp_path / str(i) / f"{i}.key"),
+        ]
     args += ["--client", "alice", str(tmp_path / "alice" / "alice.key")]
     assert main(args) == 0
     cluster = rc.load_cluster(tmp_path / "cluster.toml")

@@ -1,5 +1,6 @@
 """Nonlinear functions through the public API, against float JAX, with the stated bounds
 (18 fractional bits, 64-bit ring)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,28 +34,34 @@ POSITIVE = f32(np.geomspace(0.01, 100, 1001))
 WIDE = f32(np.concatenate([np.linspace(-20, 20, 2001), [-1e4, -300.0, 300.0, 1e4]]))
 
 
-@pytest.mark.parametrize("name,f,x", [
-    ("exp", jnp.exp, SYMMETRIC),
-    ("logistic", jax.nn.sigmoid, SYMMETRIC),
-    ("tanh", jnp.tanh, SYMMETRIC),
-    ("erf", jax.scipy.special.erf, SYMMETRIC),
-    ("erfc", jax.scipy.special.erfc, SYMMETRIC),
-    ("reciprocal", lambda v: 1.0 / v, SYMMETRIC[jnp.abs(SYMMETRIC) >= 0.1]),
-    ("log", jnp.log, POSITIVE),
-    ("sqrt", jnp.sqrt, POSITIVE),
-    ("rsqrt", jax.lax.rsqrt, POSITIVE),
-])
+@pytest.mark.parametrize(
+    "name,f,x",
+    [
+        ("exp", jnp.exp, SYMMETRIC),
+        ("logistic", jax.nn.sigmoid, SYMMETRIC),
+        ("tanh", jnp.tanh, SYMMETRIC),
+        ("erf", jax.scipy.special.erf, SYMMETRIC),
+        ("erfc", jax.scipy.special.erfc, SYMMETRIC),
+        ("reciprocal", lambda v: 1.0 / v, SYMMETRIC[jnp.abs(SYMMETRIC) >= 0.1]),
+        ("log", jnp.log, POSITIVE),
+        ("sqrt", jnp.sqrt, POSITIVE),
+        ("rsqrt", jax.lax.rsqrt, POSITIVE),
+    ],
+)
 def test_elementwise_accuracy(protocol, name, f, x):
     """max |error| <= 0.01 or relative error <= 1%, pointwise."""
     _, abs_or_rel = errors(f(x), secure(f, protocol, x))
     assert abs_or_rel <= 0.01, name
 
 
-@pytest.mark.parametrize("name,f", [
-    ("gelu_erf", lambda v: jax.nn.gelu(v, approximate=False)),
-    ("gelu_tanh", lambda v: jax.nn.gelu(v, approximate=True)),
-    ("silu", jax.nn.silu),
-])
+@pytest.mark.parametrize(
+    "name,f",
+    [
+        ("gelu_erf", lambda v: jax.nn.gelu(v, approximate=False)),
+        ("gelu_tanh", lambda v: jax.nn.gelu(v, approximate=True)),
+        ("silu", jax.nn.silu),
+    ],
+)
 def test_gelu_silu_everywhere(protocol, name, f):
     worst, _ = errors(f(WIDE), secure(f, protocol, WIDE))
     assert worst <= 0.015, name
@@ -62,8 +69,7 @@ def test_gelu_silu_everywhere(protocol, name, f):
 
 def test_gelu_three_pieces(protocol):
     """The earlier default, PUMA-style three pieces on (-4, -2, 4), stays within the bound."""
-    policy = snn.DEFAULT_POLICY.replace(gelu=GeluPolicy(breaks=(-4.0, -2.0, 4.0),
-                                                        degrees=(4, 8)))
+    policy = snn.DEFAULT_POLICY.replace(gelu=GeluPolicy(breaks=(-4.0, -2.0, 4.0), degrees=(4, 8)))
     f = lambda v: jax.nn.gelu(v, approximate=False)  # noqa: E731
     worst, _ = errors(f(WIDE), secure(f, {**protocol, "policy": policy}, WIDE))
     assert worst <= 0.015
@@ -73,8 +79,10 @@ def test_tanh_gelu_skips_its_cubic():
     """The tanh GeLU's argument c (x + 0.044715 x^3) is only looked through by the tanh
     rule, so x^3 is never computed: both GeLU forms cost exactly the same."""
     x = jnp.linspace(-5.0, 5.0, 256)
-    costs = [secjax.secure_jit(lambda v, a=a: jax.nn.gelu(v, approximate=a),
-                               protocol="aby3").cost(x) for a in (False, True)]
+    costs = [
+        secjax.secure_jit(lambda v, a=a: jax.nn.gelu(v, approximate=a), protocol="aby3").cost(x)
+        for a in (False, True)
+    ]
     assert costs[0].bytes_per_party == costs[1].bytes_per_party
     assert costs[0].rounds == costs[1].rounds
 
@@ -99,8 +107,7 @@ def test_log_softmax(protocol):
 def _rows_with_variance(rows, width, seed=0):
     rng = np.random.default_rng(seed)
     var = np.geomspace(1e-3, 1e3, rows)
-    return f32(rng.normal(size=(rows, width)) * np.sqrt(var)[:, None]
-               + rng.normal(size=(rows, 1)))
+    return f32(rng.normal(size=(rows, width)) * np.sqrt(var)[:, None] + rng.normal(size=(rows, 1)))
 
 
 def test_layer_norm(protocol):
@@ -128,19 +135,35 @@ def test_rms_norm_llama(protocol):
 
 def test_max_argmax_and_comparisons(protocol):
     x = jax.random.normal(jax.random.key(2), (5, 37)) * 4
-    x = x.at[0, 30].set(9.0).at[0, 3].set(9.0)          # tie: first index wins
+    x = x.at[0, 30].set(9.0).at[0, 3].set(9.0)  # tie: first index wins
     y = jax.random.normal(jax.random.key(3), (5, 37)) * 4
-    for f in (lambda a: jnp.max(a, -1), lambda a: jnp.min(a, 0), jnp.max, jnp.abs,
-              jnp.sign, lambda a: jnp.clip(a, -1, 2), jax.nn.relu,
-              lambda a: jnp.where(a > 0.5, a, -a * 2)):
+    for f in (
+        lambda a: jnp.max(a, -1),
+        lambda a: jnp.min(a, 0),
+        jnp.max,
+        jnp.abs,
+        jnp.sign,
+        lambda a: jnp.clip(a, -1, 2),
+        jax.nn.relu,
+        lambda a: jnp.where(a > 0.5, a, -a * 2),
+    ):
         worst, _ = errors(f(x), secure(f, protocol, x))
         assert worst <= 1e-4
     for f in (lambda a: jnp.argmax(a, -1), lambda a: jnp.argmin(a, 0)):
         got = secjax.secure_jit(f, **protocol)(x)
         assert got.dtype == f(x).dtype and np.array_equal(got, f(x))
-    for f in (jnp.less, jnp.greater, jnp.greater_equal, jnp.less_equal, jnp.equal,
-              jnp.not_equal, lambda a, b: (a > 0) & (b > 0), lambda a, b: (a > 0) | (b > 0),
-              lambda a, b: (a > 0) ^ (b > 0), lambda a, b: ~(a > b)):
+    for f in (
+        jnp.less,
+        jnp.greater,
+        jnp.greater_equal,
+        jnp.less_equal,
+        jnp.equal,
+        jnp.not_equal,
+        lambda a, b: (a > 0) & (b > 0),
+        lambda a, b: (a > 0) | (b > 0),
+        lambda a, b: (a > 0) ^ (b > 0),
+        lambda a, b: ~(a > b),
+    ):
         got = secjax.secure_jit(f, **protocol)(x, y)
         assert got.dtype == np.bool_ and np.array_equal(got, f(x, y))
     got = secjax.secure_jit(jnp.equal, **protocol)(x, x)
@@ -152,10 +175,10 @@ def test_max_argmax_and_comparisons(protocol):
 
 def test_powers(protocol):
     x = f32(np.concatenate([np.linspace(-10, -0.5, 100), np.linspace(0.5, 10, 100)]))
-    _, abs_or_rel = errors(x ** -2, secure(lambda v: v ** -2, protocol, x))
+    _, abs_or_rel = errors(x**-2, secure(lambda v: v**-2, protocol, x))
     assert abs_or_rel <= 0.01
     p = jnp.abs(x)
-    for f in (lambda v: v ** 1.5, lambda v: v ** 0.5, lambda v: v ** -0.5):
+    for f in (lambda v: v**1.5, lambda v: v**0.5, lambda v: v**-0.5):
         _, abs_or_rel = errors(f(p), secure(f, protocol, p))
         assert abs_or_rel <= 0.01
 
@@ -165,29 +188,36 @@ def test_saturation(protocol):
     got = secure(jnp.exp, protocol, f32([1000.0, -1000.0, -14.5]))
     np.testing.assert_allclose(got, [np.exp(12.0), 0.0, 0.0], rtol=1e-3)
     got = secure(jax.lax.rsqrt, protocol, f32([1e9, 0.0, -5.0]))
-    assert got[0] == 0.0 and 0 < got[1] <= 2 ** 8 * np.sqrt(2) + 1e-3 and got[2] == got[1]
+    assert got[0] == 0.0 and 0 < got[1] <= 2**8 * np.sqrt(2) + 1e-3 and got[2] == got[1]
     got = secure(lambda v: 1.0 / v, protocol, f32([1e9, -1e9, 0.0]))
-    assert got[0] == 0.0 and got[1] == 0.0 and 0 < got[2] <= 2.0 ** 17
+    assert got[0] == 0.0 and got[1] == 0.0 and 0 < got[2] <= 2.0**17
     got = secure(jnp.log, protocol, f32([1e9, 0.0]))
     np.testing.assert_allclose(got, [25 * np.log(2), -17 * np.log(2)], atol=1e-3)
     row = f32(np.linspace(-5000, 5000, 128))[None]
     got = secure(jax.nn.softmax, protocol, row)
     np.testing.assert_allclose(got, jax.nn.softmax(row), atol=1e-4)
-    for f, ref in ((jax.nn.gelu, [1e4, 0.0]), (jax.nn.silu, [1e4, 0.0]),
-                   (jax.nn.sigmoid, [1.0, 0.0]), (jnp.tanh, [1.0, -1.0])):
+    for f, ref in (
+        (jax.nn.gelu, [1e4, 0.0]),
+        (jax.nn.silu, [1e4, 0.0]),
+        (jax.nn.sigmoid, [1.0, 0.0]),
+        (jnp.tanh, [1.0, -1.0]),
+    ):
         np.testing.assert_allclose(secure(f, protocol, f32([1e4, -1e4])), ref, atol=1e-4)
 
 
 def test_plaintext_functions_match_secure(protocol):
     """secjax.nn's plaintext functions are the same approximations as the secure rules."""
     pairs = [
-        (snn.exp, jnp.exp, SYMMETRIC), (snn.logistic, jax.nn.sigmoid, SYMMETRIC),
-        (snn.tanh, jnp.tanh, SYMMETRIC), (snn.erf, jax.scipy.special.erf, SYMMETRIC),
-        (snn.log, jnp.log, POSITIVE), (snn.rsqrt, jax.lax.rsqrt, POSITIVE),
-        (snn.sqrt, jnp.sqrt, POSITIVE), (snn.gelu, jax.nn.gelu, WIDE),
+        (snn.exp, jnp.exp, SYMMETRIC),
+        (snn.logistic, jax.nn.sigmoid, SYMMETRIC),
+        (snn.tanh, jnp.tanh, SYMMETRIC),
+        (snn.erf, jax.scipy.special.erf, SYMMETRIC),
+        (snn.log, jnp.log, POSITIVE),
+        (snn.rsqrt, jax.lax.rsqrt, POSITIVE),
+        (snn.sqrt, jnp.sqrt, POSITIVE),
+        (snn.gelu, jax.nn.gelu, WIDE),
         (snn.silu, jax.nn.silu, WIDE),
-        (lambda v: snn.gelu(v, approximate=True),
-         lambda v: jax.nn.gelu(v, approximate=True), WIDE),
+        (lambda v: snn.gelu(v, approximate=True), lambda v: jax.nn.gelu(v, approximate=True), WIDE),
     ]
     for plain_fn, jax_fn, x in pairs:
         mine, theirs = np.asarray(plain_fn(x), np.float64), secure(jax_fn, protocol, x)
@@ -244,11 +274,18 @@ def test_cost_report_runs(protocol):
 def test_relu_for_gelu_and_silu(protocol):
     """Opt-in substitutions through Config(policy=...): ReLU for both GeLU forms and SiLU,
     securely and in the plaintext functions."""
-    policy = snn.DEFAULT_POLICY.replace(gelu=GeluPolicy(method="relu"),
-                                        silu=SiluPolicy(method="relu"))
+    policy = snn.DEFAULT_POLICY.replace(
+        gelu=GeluPolicy(method="relu"), silu=SiluPolicy(method="relu")
+    )
     x = SYMMETRIC
-    both = lambda v: {"erf": jax.nn.gelu(v, approximate=False),  # noqa: E731
-                      "tanh": jax.nn.gelu(v, approximate=True), "silu": jax.nn.silu(v)}
+
+    def both(v):
+        return {
+            "erf": jax.nn.gelu(v, approximate=False),  # noqa: E731
+            "tanh": jax.nn.gelu(v, approximate=True),
+            "silu": jax.nn.silu(v),
+        }
+
     got = secjax.secure_jit(both, **protocol, policy=policy)(x)
     for name in ("erf", "tanh", "silu"):
         np.testing.assert_allclose(got[name], jax.nn.relu(x), atol=1e-5, err_msg=name)
@@ -274,8 +311,9 @@ def test_2quad_softmax(protocol):
     x, bias = _quad_inputs()
     twin = snn.softmax(x + bias, policy=QUAD)
     weights = jnp.maximum(x + 5.0, 0.0) ** 2
-    np.testing.assert_allclose(twin[2:], (weights / weights.sum(-1, keepdims=True))[2:],
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        twin[2:], (weights / weights.sum(-1, keepdims=True))[2:], rtol=1e-5, atol=1e-7
+    )
     f = lambda v, b: jax.nn.softmax(v + b)  # noqa: E731
     got = secjax.secure_jit(f, **protocol, policy=QUAD)(x, secjax.public(bias))
     np.testing.assert_allclose(got, twin, atol=1e-5)
@@ -307,8 +345,7 @@ def test_2quad_needs_no_row_max(monkeypatch):
     Counting.msb_shapes = []
     rows = 3
     x = jax.random.normal(jax.random.key(7), (rows, 128))
-    got = secjax.secure_jit(jax.jit(jax.nn.softmax), protocol="counting", parties=1,
-                            policy=QUAD)(x)
+    got = secjax.secure_jit(jax.jit(jax.nn.softmax), protocol="counting", parties=1, policy=QUAD)(x)
     np.testing.assert_allclose(got, snn.softmax(x, policy=QUAD), atol=1e-5)
     q = snn.DEFAULT_POLICY.reciprocal.normalise
     thresholds = q.emax - q.emin + 3
@@ -316,7 +353,10 @@ def test_2quad_needs_no_row_max(monkeypatch):
 
 
 ROUNDING = {
-    "floor": jnp.floor, "ceil": jnp.ceil, "round_even": jnp.round, "trunc": jnp.trunc,
+    "floor": jnp.floor,
+    "ceil": jnp.ceil,
+    "round_even": jnp.round,
+    "trunc": jnp.trunc,
     "round_away": lambda v: jax.lax.round(v, jax.lax.RoundingMethod.AWAY_FROM_ZERO),
 }
 
@@ -324,9 +364,13 @@ ROUNDING = {
 def test_floor_ceil_round_are_exact(protocol):
     """floor, ceil and both rounding methods exactly, on integers, halves (ties), values one
     unit (2^-18) either side of an integer, negative and large values."""
-    x = np.concatenate([np.arange(-80, 81) / 4.0,
-                        [n + s * 2.0 ** -18 for n in range(-3, 4) for s in (-1, 1)],
-                        [-1000.5, 1000.5, 12345.75, -12345.25, 2.0 ** 20 + 0.5]])
+    x = np.concatenate(
+        [
+            np.arange(-80, 81) / 4.0,
+            [n + s * 2.0**-18 for n in range(-3, 4) for s in (-1, 1)],
+            [-1000.5, 1000.5, 12345.75, -12345.25, 2.0**20 + 0.5],
+        ]
+    )
     x = f32(x)
     got = secjax.secure_jit(lambda v: {k: f(v) for k, f in ROUNDING.items()}, **protocol)(x)
     for name, f in ROUNDING.items():

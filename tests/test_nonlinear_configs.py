@@ -18,6 +18,7 @@ the approximation. A tolerance (min(|abs|, |rel|) error, pointwise) is
   variance, 2^-frac / var (largest at the smallest variance tested), and of rsqrt(var),
   2^-(frac+1) sqrt(var) (largest at the largest variance).
 """
+
 import math
 
 import jax
@@ -30,16 +31,26 @@ from secjax.primitives.policy import DEFAULT_POLICY
 
 # CI covers a coarse and a 32-bit configuration (the default is test_nonlinear.py's); the
 # rest run with --runslow.
-CONFIGS = [(64, 12), pytest.param(64, 18, marks=pytest.mark.slow),
-           pytest.param(64, 24, marks=pytest.mark.slow),
-           pytest.param(64, 28, marks=pytest.mark.slow),
-           pytest.param(32, 8, marks=pytest.mark.slow), (32, 12)]
+CONFIGS = [
+    (64, 12),
+    pytest.param(64, 18, marks=pytest.mark.slow),
+    pytest.param(64, 24, marks=pytest.mark.slow),
+    pytest.param(64, 28, marks=pytest.mark.slow),
+    pytest.param(32, 8, marks=pytest.mark.slow),
+    (32, 12),
+]
 
 # (approximation error in the clear, units of the last place)
 TOLERANCE = {
-    "exp": (1e-4, 16), "reciprocal": (1e-6, 8), "rsqrt": (2e-4, 8), "sqrt": (2e-4, 8),
+    "exp": (1e-4, 16),
+    "reciprocal": (1e-6, 8),
+    "rsqrt": (2e-4, 8),
+    "sqrt": (2e-4, 8),
     "log": (1e-4, 8),
-    "tanh": (1e-3, 16), "gelu": (4e-3, 16), "silu": (3e-3, 16), "softmax": (1e-5, 8),
+    "tanh": (1e-3, 16),
+    "gelu": (4e-3, 16),
+    "silu": (3e-3, 16),
+    "softmax": (1e-5, 8),
     "layer_norm": (3e-4, 16),
 }
 NORMALISED = ("reciprocal", "rsqrt", "sqrt", "layer_norm")
@@ -55,8 +66,8 @@ def tolerance(name, bits, frac):
         eff = min(frac, (bits - 4 + emin) // 2)
     if name == "layer_norm":
         lo, hi = layer_norm_variances(bits, frac)
-        approx += 2.0 ** -frac / lo + 2.0 ** -(frac + 1) * math.sqrt(hi)
-    return approx + ulps * 2.0 ** -eff
+        approx += 2.0**-frac / lo + 2.0 ** -(frac + 1) * math.sqrt(hi)
+    return approx + ulps * 2.0**-eff
 
 
 def layer_norm_variances(bits, frac):
@@ -80,10 +91,16 @@ def _layer_norm(v):
 
 
 FUNCTIONS = {
-    "exp": jnp.exp, "reciprocal": lambda v: 1.0 / v, "rsqrt": jax.lax.rsqrt, "sqrt": jnp.sqrt,
+    "exp": jnp.exp,
+    "reciprocal": lambda v: 1.0 / v,
+    "rsqrt": jax.lax.rsqrt,
+    "sqrt": jnp.sqrt,
     "log": jnp.log,
-    "tanh": jnp.tanh, "gelu": jax.nn.gelu, "silu": jax.nn.silu,
-    "softmax": jax.nn.softmax, "layer_norm": _layer_norm,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "softmax": jax.nn.softmax,
+    "layer_norm": _layer_norm,
 }
 
 
@@ -94,9 +111,13 @@ def inputs(bits, frac):
     pos = np.geomspace(0.01, 100, 201)
     return {
         "exp": np.linspace(-10, exp_top(bits, frac), 201),
-        "reciprocal": sym[np.abs(sym) >= 0.1], "rsqrt": pos, "sqrt": pos, "log": pos,
+        "reciprocal": sym[np.abs(sym) >= 0.1],
+        "rsqrt": pos,
+        "sqrt": pos,
+        "log": pos,
         "tanh": sym,
-        "gelu": np.linspace(-20, 20, 401), "silu": np.linspace(-20, 20, 401),
+        "gelu": np.linspace(-20, 20, 401),
+        "silu": np.linspace(-20, 20, 401),
         "softmax": rng.uniform(-30, 30, (4, 64)),
         "layer_norm": rng.normal(size=(6, 32))
         * np.sqrt(np.geomspace(*layer_norm_variances(bits, frac), 6))[:, None],
@@ -104,7 +125,7 @@ def inputs(bits, frac):
 
 
 def _quantised(x, frac):
-    return np.round(np.asarray(x, np.float64) * 2.0 ** frac) / 2.0 ** frac
+    return np.round(np.asarray(x, np.float64) * 2.0**frac) / 2.0**frac
 
 
 def _all(xs):
@@ -127,8 +148,11 @@ def _errors(bits, frac, protocol="plain", names=tuple(FUNCTIONS)):
 @pytest.mark.parametrize("bits,frac", CONFIGS)
 def test_accurate_in_every_configuration(bits, frac):
     errors = _errors(bits, frac)
-    bad = {n: (e, tolerance(n, bits, frac)) for n, e in errors.items()
-           if not e <= tolerance(n, bits, frac)}
+    bad = {
+        n: (e, tolerance(n, bits, frac))
+        for n, e in errors.items()
+        if not e <= tolerance(n, bits, frac)
+    }
     assert not bad, f"({bits}, {frac}): error, tolerance {bad}"
 
 
@@ -137,7 +161,8 @@ def test_exp_saturates_where_the_ring_ends(bits, frac):
     """Above hi (lowered to fit the ring), exp returns exp(hi), as documented."""
     top = exp_top(bits, frac)
     got = secjax.secure_jit(jnp.exp, protocol="plain", ring_bits=bits, frac_bits=frac)(
-        jnp.asarray([top + 1.0, 50.0], jnp.float32))
+        jnp.asarray([top + 1.0, 50.0], jnp.float32)
+    )
     np.testing.assert_allclose(got, [math.exp(top)] * 2, rtol=tolerance("exp", bits, frac))
 
 

@@ -1,4 +1,5 @@
 """ChaCha20 PRG: RFC 8439 test vectors, stream discipline, byte uniformity."""
+
 import jax
 import numpy as np
 import pytest
@@ -15,10 +16,24 @@ def words(data: bytes) -> np.ndarray:
 def test_rfc8439_block_function():
     """RFC 8439 section 2.3.2: the state after 20 rounds plus the input state."""
     nonce = bytes.fromhex("000000090000004a00000000")
-    expected = [0xE4E7F110, 0x15593BD1, 0x1FDD0F50, 0xC47120A3,
-                0xC7F4D1C7, 0x0368C033, 0x9AAA2204, 0x4E6CD4C3,
-                0x466482D2, 0x09AA9F07, 0x05D7C214, 0xA2028BD9,
-                0xD19C12B5, 0xB94E16DE, 0xE883D0CB, 0x4E3C50A2]
+    expected = [
+        0xE4E7F110,
+        0x15593BD1,
+        0x1FDD0F50,
+        0xC47120A3,
+        0xC7F4D1C7,
+        0x0368C033,
+        0x9AAA2204,
+        0x4E6CD4C3,
+        0x466482D2,
+        0x09AA9F07,
+        0x05D7C214,
+        0xA2028BD9,
+        0xD19C12B5,
+        0xB94E16DE,
+        0xE883D0CB,
+        0x4E3C50A2,
+    ]
     block = chacha20_block(words(KEY), np.array([1], np.uint32), words(nonce))
     assert block.shape == (1, 16)
     np.testing.assert_array_equal(np.asarray(block[0]), np.array(expected, np.uint32))
@@ -27,15 +42,18 @@ def test_rfc8439_block_function():
 def test_rfc8439_encryption_keystream():
     """RFC 8439 section 2.4.2: ciphertext XOR plaintext is the keystream from counter 1."""
     nonce = bytes.fromhex("000000000000004a00000000")
-    plaintext = (b"Ladies and Gentlemen of the class of '99: If I could offer you only one "
-                 b"tip for the future, sunscreen would be it.")
+    plaintext = (
+        b"Ladies and Gentlemen of the class of '99: If I could offer you only one "
+        b"tip for the future, sunscreen would be it."
+    )
     ciphertext = bytes.fromhex(
         "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
         "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8"
         "07ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab7793736"
-        "5af90bbf74a35be6b40b8eedf2785e42874d")
+        "5af90bbf74a35be6b40b8eedf2785e42874d"
+    )
     block = chacha20_block(words(KEY), np.array([1, 2], np.uint32), words(nonce))
-    stream = np.asarray(block).astype("<u4").tobytes()[:len(plaintext)]
+    stream = np.asarray(block).astype("<u4").tobytes()[: len(plaintext)]
     assert bytes(a ^ b for a, b in zip(plaintext, stream)) == ciphertext
 
 
@@ -53,10 +71,12 @@ def test_calls_continue_the_stream():
 
 def test_seeds_and_substreams_differ():
     with jax.enable_x64(True):
-        draws = [PRG(KEY).random((256,), np.uint64),
-                 PRG(bytes(31) + b"\x01").random((256,), np.uint64),
-                 PRG(KEY).substream(1).random((256,), np.uint64),
-                 PRG(KEY, stream=2).random((256,), np.uint64)]
+        draws = [
+            PRG(KEY).random((256,), np.uint64),
+            PRG(bytes(31) + b"\x01").random((256,), np.uint64),
+            PRG(KEY).substream(1).random((256,), np.uint64),
+            PRG(KEY, stream=2).random((256,), np.uint64),
+        ]
     for i in range(len(draws)):
         for j in range(i):
             assert np.mean(np.asarray(draws[i]) == np.asarray(draws[j])) == 0

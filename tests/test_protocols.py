@@ -1,4 +1,5 @@
 """Protocols against the plain ring: correctness, stated errors, share uniformity, exact cost."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +12,14 @@ from secjax.ring import Ring, dot_general, from_signed, to_signed
 from secjax.runtime.cost import CostLog
 from secjax.runtime.emulation import Emulator
 
-CONFIGS = [("plain", 1, 64), ("semi2k", 2, 64), ("semi2k", 3, 64), ("aby3", 3, 64),
-           ("semi2k", 2, 32), ("aby3", 3, 32)]
+CONFIGS = [
+    ("plain", 1, 64),
+    ("semi2k", 2, 64),
+    ("semi2k", 3, 64),
+    ("aby3", 3, 64),
+    ("semi2k", 2, 32),
+    ("aby3", 3, 32),
+]
 IDS = [f"{name}{n}-{bits}" for name, n, bits in CONFIGS]
 # One logical shape for the elementwise tests, so that their compiled kernels are shared.
 SHAPE = (32, 32)
@@ -40,7 +47,7 @@ def dec(ring, x):
 
 
 def signed_ints(rng, ring, size, bound_bits):
-    return rng.integers(-(2 ** bound_bits), 2 ** bound_bits, size=size, dtype=np.int64)
+    return rng.integers(-(2**bound_bits), 2**bound_bits, size=size, dtype=np.int64)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
@@ -68,20 +75,27 @@ def _conv(x, y):
 BILINEAR = {
     "mul": (Bilinear(jnp.multiply), SHAPE, SHAPE),
     "matmul": (Bilinear(jnp.matmul), (4, 5), (5, 3)),
-    "batched_dot": (Bilinear(dot_general, (("dimension_numbers", (((2,), (1,)), ((0,), (0,)))),)),
-                    (2, 3, 4), (2, 4, 5)),
+    "batched_dot": (
+        Bilinear(dot_general, (("dimension_numbers", (((2,), (1,)), ((0,), (0,)))),)),
+        (2, 3, 4),
+        (2, 4, 5),
+    ),
     "conv": (Bilinear(_conv), (1, 2, 5, 5), (3, 2, 3, 3)),
 }
 
 
 # every map for plain, semi2k (2 parties) and aby3 at 64 bits; elsewhere products and matmul
-BILINEAR_CASES = [(cfg, kind) for cfg in CONFIGS for kind in BILINEAR
-                  if cfg in (("plain", 1, 64), ("semi2k", 2, 64), ("aby3", 3, 64))
-                  or kind in ("mul", "matmul")]
+BILINEAR_CASES = [
+    (cfg, kind)
+    for cfg in CONFIGS
+    for kind in BILINEAR
+    if cfg in (("plain", 1, 64), ("semi2k", 2, 64), ("aby3", 3, 64)) or kind in ("mul", "matmul")
+]
 
 
-@pytest.mark.parametrize("cfg,kind", BILINEAR_CASES,
-                         ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES])
+@pytest.mark.parametrize(
+    "cfg,kind", BILINEAR_CASES, ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES]
+)
 def test_bilinear_exact_in_ring(cfg, kind):
     ring, em, p = make(*cfg)
     op, xshape, yshape = BILINEAR[kind]
@@ -96,26 +110,29 @@ def test_bilinear_exact_in_ring(cfg, kind):
         assert (p.reveal(p.bilinear_public(op, p.share(X, 0), Y)) == expected).all()
 
 
-@pytest.mark.parametrize("cfg,kind", BILINEAR_CASES,
-                         ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES])
+@pytest.mark.parametrize(
+    "cfg,kind", BILINEAR_CASES, ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES]
+)
 def test_truncated_product_error_at_most_one_unit(cfg, kind):
     """``bilinear(..., trunc_bits=d)`` (aby3: one fused step) is floor(op(x, y) / 2^d) or one
     more, for products in the documented range |op(x, y)| < 2^(k-2)."""
     ring, em, p = make(*cfg)
     op, xshape, yshape = BILINEAR[kind]
     rng = np.random.default_rng(4)
-    half = (ring.bits - 2 - 6) // 2   # operands of this many bits: sums of <= 64 terms fit
+    half = (ring.bits - 2 - 6) // 2  # operands of this many bits: sums of <= 64 terms fit
     x, y = signed_ints(rng, ring, xshape, half), signed_ints(rng, ring, yshape, half)
     exact = dec(ring, op(enc(ring, x), enc(ring, y)))
     bits = ring.frac_bits
-    out = p.bilinear(op, p.share(enc(ring, x), 0), p.share(enc(ring, y), p.n_parties - 1),
-                     trunc_bits=bits)
+    out = p.bilinear(
+        op, p.share(enc(ring, x), 0), p.share(enc(ring, y), p.n_parties - 1), trunc_bits=bits
+    )
     err = dec(ring, p.reveal(out)) - (exact >> bits)
     assert set(np.unique(err)) <= ({0} if cfg[0] == "plain" else {0, 1})
 
 
-@pytest.mark.parametrize("cfg,kind", BILINEAR_CASES,
-                         ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES])
+@pytest.mark.parametrize(
+    "cfg,kind", BILINEAR_CASES, ids=[f"{IDS[CONFIGS.index(c)]}-{k}" for c, k in BILINEAR_CASES]
+)
 def test_private_product_exact_and_costs_as_share_then_product(cfg, kind):
     """``bilinear_private``: exact in the ring for either operand order and every owner, and
     (aby3's own step included) the bytes and rounds of sharing the operand, then the product."""
@@ -128,8 +145,9 @@ def test_private_product_exact_and_costs_as_share_then_product(cfg, kind):
         sy = p.share(Y, (owner + 1) % p.n_parties)
         assert (p.reveal(p.bilinear_private(op, X, owner, sy)) == op(X, Y)).all()
         sx = p.share(X, (owner + 1) % p.n_parties)
-        assert (p.reveal(p.bilinear_private(op, Y, owner, sx, private_first=False))
-                == op(X, Y)).all()
+        assert (
+            p.reveal(p.bilinear_private(op, Y, owner, sx, private_first=False)) == op(X, Y)
+        ).all()
 
     def cost(private):
         ring, em, p = make(*cfg, abstract=True)
@@ -142,6 +160,7 @@ def test_private_product_exact_and_costs_as_share_then_product(cfg, kind):
             p.bilinear(op, p.share(x, 1 % p.n_parties), sy)
         report = em.cost.report()
         return report.total.sent, report.rounds
+
     assert cost(private=True) == cost(private=False)
 
 
@@ -151,8 +170,11 @@ def test_aby3_private_product_shares_are_uniform():
     ring, em, p = make("aby3", 3, 64)
     x = jnp.zeros(SHAPE, ring.dtype)
     y = p.share(enc(ring, np.ones(SHAPE, np.int64)), 0)
-    t = np.asarray(em.run(aby3._private_product_step, x, y, op=Bilinear(jnp.multiply),
-                          owner=0, private_first=True))
+    t = np.asarray(
+        em.run(
+            aby3._private_product_step, x, y, op=Bilinear(jnp.multiply), owner=0, private_first=True
+        )
+    )
     assert all(_uniform_low_byte(t[party]) for party in range(3))
     assert (p.reveal(p.bilinear_private(Bilinear(jnp.multiply), x, 0, y)) == 0).all()
 
@@ -164,11 +186,14 @@ def test_trunc_error_at_most_one_unit(cfg):
     rng = np.random.default_rng(3)
     bound = ring.bits - 2
     bits = ring.frac_bits
-    for _ in range(4):   # 4 x 1024 values
-        x = np.concatenate([
-            signed_ints(rng, ring, 700, bound),
-            signed_ints(rng, ring, 317, 2 * ring.frac_bits),   # typical products
-            [0, 1, -1, 2 ** bound - 1, -(2 ** bound), 2 ** (bound - 1), -(2 ** (bound - 1))]])
+    for _ in range(4):  # 4 x 1024 values
+        x = np.concatenate(
+            [
+                signed_ints(rng, ring, 700, bound),
+                signed_ints(rng, ring, 317, 2 * ring.frac_bits),  # typical products
+                [0, 1, -1, 2**bound - 1, -(2**bound), 2 ** (bound - 1), -(2 ** (bound - 1))],
+            ]
+        )
         x = x.reshape(SHAPE)
         got = dec(ring, p.reveal(p.trunc(p.share(enc(ring, x), 0), bits)))
         err = got - (x >> bits)
@@ -179,8 +204,19 @@ def test_trunc_error_at_most_one_unit(cfg):
 
 def _edge_values(ring):
     k = ring.bits
-    return [0, 1, -1, 2, -2, 2 ** (k - 1) - 1, -(2 ** (k - 1)), -(2 ** (k - 1)) + 1,
-            2 ** (k - 2), -(2 ** (k - 2)), 2 ** (k - 2) - 1]
+    return [
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        2 ** (k - 1) - 1,
+        -(2 ** (k - 1)),
+        -(2 ** (k - 1)) + 1,
+        2 ** (k - 2),
+        -(2 ** (k - 2)),
+        2 ** (k - 2) - 1,
+    ]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
@@ -189,8 +225,14 @@ def test_msb_and_eqz_exact(cfg):
     ring, em, p = make(*cfg)
     rng = np.random.default_rng(4)
     k = ring.bits
-    x = np.concatenate([_edge_values(ring), signed_ints(rng, ring, 700, k - 1),
-                        signed_ints(rng, ring, 200, 8), np.zeros(113, np.int64)])
+    x = np.concatenate(
+        [
+            _edge_values(ring),
+            signed_ints(rng, ring, 700, k - 1),
+            signed_ints(rng, ring, 200, 8),
+            np.zeros(113, np.int64),
+        ]
+    )
     x = x.reshape(SHAPE)
     sx = p.share(enc(ring, x), 0)
     assert (dec(ring, p.reveal(p.msb(sx))) == (x < 0)).all()
@@ -203,8 +245,9 @@ def test_select(cfg):
     rng = np.random.default_rng(5)
     a, b = (signed_ints(rng, ring, SHAPE, ring.bits - 2) for _ in range(2))
     bit = rng.integers(0, 2, size=SHAPE)
-    out = p.select(p.share(enc(ring, bit), 0), p.share(enc(ring, a), 0),
-                   p.share(enc(ring, b), p.n_parties - 1))
+    out = p.select(
+        p.share(enc(ring, bit), 0), p.share(enc(ring, a), 0), p.share(enc(ring, b), p.n_parties - 1)
+    )
     assert (dec(ring, p.reveal(out)) == np.where(bit == 1, a, b)).all()
 
 
@@ -219,7 +262,7 @@ def test_four_party_semi2k():
         assert (p.reveal(p.share(X, owner)) == X).all()
     sx = p.share(X, 2)
     assert (p.reveal(p.bilinear(Bilinear(jnp.multiply), sx, sx)) == X * X).all()
-    y = x.reshape(SHAPE) >> 2   # inside the documented range |y| < 2^(k-2)
+    y = x.reshape(SHAPE) >> 2  # inside the documented range |y| < 2^(k-2)
     err = dec(ring, p.reveal(p.trunc(p.share(enc(ring, y), 3), 3))) - (y >> 3)
     assert set(np.unique(err)) <= {0, 1}
 
@@ -238,8 +281,9 @@ def test_constructor_checks():
 # -- security -------------------------------------------------------------------------------
 def _uniform_low_byte(values):
     """Chi-square test of the low 8 bits against uniform; True unless p < 1e-4."""
-    counts = np.bincount(np.asarray(values).astype(np.uint64).ravel() & np.uint64(255),
-                         minlength=256)
+    counts = np.bincount(
+        np.asarray(values).astype(np.uint64).ravel() & np.uint64(255), minlength=256
+    )
     return stats.chisquare(counts).pvalue > 1e-4
 
 
@@ -263,8 +307,7 @@ def test_semi2k_single_share_is_uniform(cfg):
             for party in range(p.n_parties):  # the owner's own share is uniform too
                 assert _uniform_low_byte(shares[party]), (secret, owner, party)
         # shares of a computed value: the Beaver product
-        prod = _samples(p, ring, secret,
-                        lambda p, X: p.bilinear(mul, p.share(X, 0), p.share(X, 1)))
+        prod = _samples(p, ring, secret, lambda p, X: p.bilinear(mul, p.share(X, 0), p.share(X, 1)))
         for party in range(p.n_parties):
             assert _uniform_low_byte(prod[party])
     # the chi-square test does reject a non-uniform sample
@@ -290,9 +333,13 @@ def test_aby3_party_view_is_uniform(bits):
                         assert _uniform_low_byte(shares[party, j]), (secret, owner, party, j)
                 if party != owner:
                     assert zero.count(True) <= 1
-        for trunc_bits in (0, ring.frac_bits):   # a product, and a truncated one
-            prod = _samples(p, ring, secret, lambda p, X: p.bilinear(
-                mul, p.share(X, 0), p.share(X, 2), trunc_bits=trunc_bits))
+        for trunc_bits in (0, ring.frac_bits):  # a product, and a truncated one
+            prod = _samples(
+                p,
+                ring,
+                secret,
+                lambda p, X: p.bilinear(mul, p.share(X, 0), p.share(X, 2), trunc_bits=trunc_bits),
+            )
             for party in range(3):
                 for j in range(2):
                     assert _uniform_low_byte(prod[party, j]), (trunc_bits, party, j)
@@ -336,21 +383,22 @@ class _Op:
         return self.run(p, *xs)
 
 
-N = 100   # elements
-M = 16    # matmul side
-D = 18    # truncated bits
-B = 8     # bytes per 64-bit ring element
-L = 6     # levels of the carry tree over 64 bits
+N = 100  # elements
+M = 16  # matmul side
+D = 18  # truncated bits
+B = 8  # bytes per 64-bit ring element
+L = 6  # levels of the carry tree over 64 bits
 T = 2 * (4 + 2 + 1 + 1 + 1) + 1  # bytes per element of the carry tree's AND words (narrowing)
 W = 4 + 2 + 1 + 1 + 1 + 1  # bytes per element of the AND tree over 64 bits (narrowing words)
-PACKED = -(-N // 8)        # N bits packed eight to a byte
+PACKED = -(-N // 8)  # N bits packed eight to a byte
 
 OPS = {
     "mul": _Op([(N,), (N,)], lambda p, x, y: p.bilinear(Bilinear(jnp.multiply), x, y)),
     "matmul": _Op([(M, M), (M, M)], lambda p, x, y: p.bilinear(Bilinear(jnp.matmul), x, y)),
     "trunc": _Op([(N,)], lambda p, x: p.trunc(x, D)),
-    "mul_trunc": _Op([(N,), (N,)], lambda p, x, y: p.bilinear(Bilinear(jnp.multiply), x, y,
-                                                              trunc_bits=D)),
+    "mul_trunc": _Op(
+        [(N,), (N,)], lambda p, x, y: p.bilinear(Bilinear(jnp.multiply), x, y, trunc_bits=D)
+    ),
     "msb": _Op([(N,)], lambda p, x: p.msb(x)),
     "eqz": _Op([(N,)], lambda p, x: p.eqz(x)),
     "reveal": _Op([(N,)], lambda p, x: p.reveal(x)),
@@ -365,7 +413,7 @@ SEMI2K = {
     "mul": (2 * N * B, N * B, 1),
     "matmul": (2 * M * M * B, M * M * B, 1),
     "trunc": (N * B, 2 * N * B, 1),
-    "mul_trunc": (2 * N * B + N * B, N * B + 2 * N * B, 2),   # the product, then trunc
+    "mul_trunc": (2 * N * B + N * B, N * B + 2 * N * B, 2),  # the product, then trunc
     "msb": (2 * (N * B + T * N) + PACKED, N * B + T * N + N * B, 1 + L + 1),
     "eqz": (2 * W * N + PACKED, W * N + N * B, 6 + 1),
     "reveal": (N * B, 0, 1),
@@ -377,7 +425,7 @@ SEMI2K = {
 # the lead of each third of the elements shares its x_j + x_{j+1} (1 word, 1 round), generate
 # bits (1 word), carry tree (T bytes per element), B2A (the lead shares b_j ^ b_{j+1}, 1
 # product); eqz: the lead's share, the AND tree, B2A.
-THIRDS = [N // 3, 2 * N // 3 - N // 3, N - 2 * N // 3]   # elements led by P0, P1, P2
+THIRDS = [N // 3, 2 * N // 3 - N // 3, N - 2 * N // 3]  # elements led by P0, P1, P2
 TRUNC_BIT = 4
 # P_i is the truncation's helper in the third with offset i + 1 (roles r = party - offset)
 HELPED = [THIRDS[(i + 1) % 3] for i in range(3)]
@@ -385,8 +433,12 @@ HELPED = [THIRDS[(i + 1) % 3] for i in range(3)]
 # corrections (B + TRUNC_BIT), role 1 sends role 0 its masked share (round 1); role 0 sends
 # role 1 the packed top bits of c and its masked result (round 2); role 1 answers (round 3).
 # P_i is role 0 in third i and role 1 in third i - 1.
-MUL_TRUNC = [(2 * B + TRUNC_BIT) * HELPED[i] + (-(-THIRDS[i] // 8) + B * THIRDS[i])
-             + 2 * B * THIRDS[(i - 1) % 3] for i in range(3)]
+MUL_TRUNC = [
+    (2 * B + TRUNC_BIT) * HELPED[i]
+    + (-(-THIRDS[i] // 8) + B * THIRDS[i])
+    + 2 * B * THIRDS[(i - 1) % 3]
+    for i in range(3)
+]
 ABY3 = {
     "mul": ([N * B] * 3, 1),
     "matmul": ([M * M * B] * 3, 1),
@@ -420,9 +472,9 @@ def test_cost_figures():
     """The table in the report: 64-bit, n = 100 elements, 16 x 16 matmul."""
     assert SEMI2K["mul"][0] == 16 * N and ABY3["mul"][0] == [8 * N] * 3
     assert SEMI2K["msb"][:1] == (54 * N + PACKED,) and SEMI2K["msb"][2] == 8
-    assert ABY3["msb"] == ([35 * N + 16 * t for t in THIRDS], 10)   # 40.3 N on average
+    assert ABY3["msb"] == ([35 * N + 16 * t for t in THIRDS], 10)  # 40.3 N on average
     assert SEMI2K["eqz"][0] == 20 * N + PACKED
-    assert ABY3["trunc"] == ([16 * N - 4 * h for h in HELPED], 2)   # 14.7 N on average
+    assert ABY3["trunc"] == ([16 * N - 4 * h for h in HELPED], 2)  # 14.7 N on average
     assert ABY3["eqz"] == ([18 * N + 16 * t for t in THIRDS], 9)
     # a truncated product: 14.7 N (and the packed bits) on average, against 8 N + 14.7 N for
     # a product and then a truncation
@@ -439,8 +491,7 @@ def test_cost_by_op_labels():
     # a truncated product counts as one product and one truncation
     by_op = _cost("aby3", 3, OPS["mul_trunc"]).by_op()
     assert by_op["bilinear"].calls == by_op["trunc"].calls == 1
-    assert by_op["bilinear"].sent == [B * h + B * THIRDS[(i - 1) % 3]
-                                      for i, h in enumerate(HELPED)]
+    assert by_op["bilinear"].sent == [B * h + B * THIRDS[(i - 1) % 3] for i, h in enumerate(HELPED)]
 
 
 # -- the emulator's ideal mode ------------------------------------------------------------------
@@ -460,12 +511,17 @@ def test_ideal_steps_match_real_steps(name, n):
         mul = Bilinear(jnp.multiply)
         out = [dec(ring, p.reveal(op)) for op in (p.bilinear(mul, x, y), p.msb(x), p.eqz(x))]
         product = dec(ring, enc(ring, values) * enc(ring, values[::-1] >> 40))
-        for truncated, exact in ((p.trunc(x, D), values >> D),
-                                 (p.bilinear(mul, x, y, trunc_bits=D), product >> D)):
+        for truncated, exact in (
+            (p.trunc(x, D), values >> D),
+            (p.bilinear(mul, x, y, trunc_bits=D), product >> D),
+        ):
             err = dec(ring, p.reveal(truncated)) - exact
             assert ((err >= 0) & (err <= 1)).all()
         results[ideal] = (out, em.cost.report().bytes_per_party, em.cost.report().rounds)
-    (real, real_sent, real_rounds), (ideal, ideal_sent, ideal_rounds) = results[False], results[True]
+    (real, real_sent, real_rounds), (ideal, ideal_sent, ideal_rounds) = (
+        results[False],
+        results[True],
+    )
     for a, b in zip(real, ideal):
         np.testing.assert_array_equal(a, b)
     assert real_sent == ideal_sent and real_rounds == ideal_rounds

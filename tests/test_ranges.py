@@ -5,6 +5,7 @@ at 36 fractional bits (the default 18, twice) must stay below 2^26 ~ 6.7e7. Past
 real protocols return x - 2^(k-d) with probability (|x| - 2^(k-2)) / 2^(k-1). A square is
 known to be nonnegative, and is truncated correctly up to 2^(k-1) (2^27 ~ 1.3e8) at no cost.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,7 @@ MODES = [(p, m) for p in PROTOCOLS for m in ("protocol", "ideal") if (p, m) != (
 # 1e4 squared is 1e8 at scale 36: 6.9e18 ring units against the bound 2^62 = 4.6e18; the
 # real protocols get each element wrong with probability (6.87 - 4.61) / 9.22 = 24.5%.
 BIG = 1e4
-FAILURE_RATE = (BIG ** 2 * 2.0 ** 36 - 2.0 ** 62) / 2.0 ** 63
+FAILURE_RATE = (BIG**2 * 2.0**36 - 2.0**62) / 2.0**63
 
 
 def _product(a, b):
@@ -40,14 +41,14 @@ def test_guard_raises_past_the_truncation_bound(protocol, emulation):
     with pytest.raises(secjax.RangeError) as info:
         f(_big(100), _big(100))
     message = str(info.value)
-    assert "`mul`" in message and "test_ranges.py" in message   # the equation and the line
+    assert "`mul`" in message and "test_ranges.py" in message  # the equation and the line
     assert "2^62" in message and "1e+08 at 36 fractional bits" in message
     assert "safe_truncation" in message
 
 
 @pytest.mark.parametrize("protocol,emulation", MODES)
 def test_values_inside_the_bound_pass(protocol, emulation):
-    x = np.linspace(-8000, 8000, 257, dtype=np.float32)   # products up to 6.4e7 < 6.7e7
+    x = np.linspace(-8000, 8000, 257, dtype=np.float32)  # products up to 6.4e7 < 6.7e7
     got = secjax.secure_jit(_product, protocol=protocol, emulation=emulation, seed=2)(x, x)
     np.testing.assert_allclose(got, x.astype(np.float64) ** 2, atol=1e-3, rtol=1e-6)
 
@@ -57,12 +58,13 @@ def test_squares_are_truncated_correctly_up_to_half_the_ring(protocol, emulation
     """x * x, x ** 2 and jnp.square of 1.15e4 (1.3e8 < 2^27) are exact, at the cost of an
     ordinary product; 1.2e4 squared wraps the ring and is stopped."""
     x = np.array([BIG, -BIG, 1.15e4, -3.0, 0.0], np.float32)
-    for fn in (lambda a: a * a, lambda a: a ** 2, jnp.square):
+    for fn in (lambda a: a * a, lambda a: a**2, jnp.square):
         got = secjax.secure_jit(fn, protocol=protocol, emulation=emulation, seed=7)(x)
         np.testing.assert_allclose(got, x.astype(np.float64) ** 2, atol=1e-3, rtol=1e-6)
     with pytest.raises(secjax.RangeError, match="wraps the 64-bit ring"):
         secjax.secure_jit(jnp.square, protocol=protocol, emulation=emulation)(
-            np.full(4, 1.2e4, np.float32))
+            np.full(4, 1.2e4, np.float32)
+        )
 
 
 @pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
@@ -74,15 +76,16 @@ def test_a_square_costs_what_a_product_does(protocol):
 
 
 def _failure_rate(protocol, emulation, n=20000):
-    f = secjax.secure_jit(_product, protocol=protocol, emulation=emulation, seed=3,
-                          range_guard="count")
+    f = secjax.secure_jit(
+        _product, protocol=protocol, emulation=emulation, seed=3, range_guard="count"
+    )
     got = f(_big(n), _big(n))
     (site,) = f.last_stats.out_of_range
     assert site.past == n and site.kind == "truncation" and site.label == "mul"
     assert site.expected_wrong == pytest.approx(FAILURE_RATE * n, rel=1e-3)
-    wrong = np.abs(got - BIG ** 2) > 1.0
+    wrong = np.abs(got - BIG**2) > 1.0
     # every wrong element is off by exactly 2^(k-d) ring units: 2^28 at the output's scale
-    np.testing.assert_allclose(got[wrong], BIG ** 2 - 2.0 ** 28, rtol=1e-6)
+    np.testing.assert_allclose(got[wrong], BIG**2 - 2.0**28, rtol=1e-6)
     return wrong.mean()
 
 
@@ -98,7 +101,7 @@ def test_ideal_mode_fails_as_the_real_protocol_does(protocol):
 def test_plain_counts_but_computes_exactly():
     f = secjax.secure_jit(_product, protocol="plain", range_guard="count")
     got = f(_big(10), _big(10))
-    np.testing.assert_array_equal(got, np.full(10, BIG ** 2, np.float32))
+    np.testing.assert_array_equal(got, np.full(10, BIG**2, np.float32))
     assert f.last_stats.out_of_range[0].past == 10
 
 
@@ -111,15 +114,16 @@ def test_wide_fractional_bits_warn_and_fail_as_documented():
         f(ten, ten)
     with warnings.catch_warnings():
         warnings.simplefilter("error", secjax.RangeWarning)
-        secjax.Config(frac_bits=26)   # products up to 2^10 still fit: no warning
+        secjax.Config(frac_bits=26)  # products up to 2^10 still fit: no warning
 
 
 @pytest.mark.parametrize("protocol,emulation", MODES)
 def test_safe_truncation_is_correct_on_the_whole_ring(protocol, emulation):
     x = np.array([BIG, -BIG, 1.1e4, -1.15e4, 3.0, -2.5, 0.0], np.float32)
     y = np.array([BIG, BIG, -1.2e4, -1.1e4, 7.0, 0.5, 9.0], np.float32)
-    f = secjax.secure_jit(lambda a, b: a * b, protocol=protocol, emulation=emulation,
-                          safe_truncation=True, seed=4)
+    f = secjax.secure_jit(
+        lambda a, b: a * b, protocol=protocol, emulation=emulation, safe_truncation=True, seed=4
+    )
     np.testing.assert_allclose(f(x, y), x.astype(np.float64) * y, atol=1e-3, rtol=1e-6)
 
 
@@ -152,10 +156,10 @@ def test_safe_truncation_only_in_the_scopes_named():
     b = np.full(64, BIG, np.float32)
     f = secjax.secure_jit(_two_scopes, protocol="aby3", safe_truncation=("big",), seed=5)
     big, small = f(a, b)
-    np.testing.assert_allclose(big, np.full(64, BIG ** 2), rtol=1e-6)
+    np.testing.assert_allclose(big, np.full(64, BIG**2), rtol=1e-6)
     np.testing.assert_allclose(small, np.full(64, 3 * BIG), rtol=1e-6)
     ops = {(scope, op) for scope, _, op in f.last_cost.rows}
-    assert ("big", "a2b") in ops and ("small", "a2b") not in ops   # the msb's adder
+    assert ("big", "a2b") in ops and ("small", "a2b") not in ops  # the msb's adder
     with pytest.raises(secjax.RangeError, match="scope 'big'"):
         secjax.secure_jit(_two_scopes, protocol="aby3", safe_truncation=("small",))(a, b)
 
@@ -176,9 +180,10 @@ def test_safe_truncation_costs_one_msb_more_than_an_unfused_product(protocol):
     msb = bytes_of(lambda a, b: a < b)
     assert all(s > d for s, d in zip(safe, default))
     if protocol == "semi2k":
-        reveal = bytes_of(lambda a, b: a + b)   # what opening the output costs
+        reveal = bytes_of(lambda a, b: a + b)  # what opening the output costs
         assert [s - r for s, r in zip(safe, reveal)] == [
-            d - r + m - r for d, m, r in zip(default, msb, reveal)]
+            d - r + m - r for d, m, r in zip(default, msb, reveal)
+        ]
 
 
 def test_config_refuses_unknown_guard_modes_and_scopes():
@@ -245,15 +250,20 @@ def test_llama_with_an_outlier_channel_is_flagged_and_fixed_as_the_report_propos
 
     f = secjax.secure_jit(model.fn, protocol="aby3", emulation="ideal", seed=6)
     report = f.ranges(params, **inputs)
-    flagged = list(dict.fromkeys(site.scope.split("model/", 1)[1]
-                                 for site in report.sites if site.past))
-    norms = [f"layers/{i}/{norm}" for i in range(2)
-             for norm in ("input_layernorm", "post_attention_layernorm")]
+    flagged = list(
+        dict.fromkeys(site.scope.split("model/", 1)[1] for site in report.sites if site.past)
+    )
+    norms = [
+        f"layers/{i}/{norm}"
+        for i in range(2)
+        for norm in ("input_layernorm", "post_attention_layernorm")
+    ]
     assert flagged == [*norms, "norm"] and report.wraps
     assert report.first_overflow.label == "integer_pow"
     assert report.largest_frac_bits == 17 and "frac_bits <= 17" in report.advice()
     with pytest.raises(secjax.RangeError, match="input_layernorm"):
         f(params, **inputs)
-    fixed = secjax.secure_jit(model.fn, protocol="aby3", emulation="ideal", seed=6,
-                              frac_bits=report.largest_frac_bits)
+    fixed = secjax.secure_jit(
+        model.fn, protocol="aby3", emulation="ideal", seed=6, frac_bits=report.largest_frac_bits
+    )
     np.testing.assert_allclose(fixed(params, **inputs), expected, atol=1e-2)

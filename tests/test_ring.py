@@ -1,4 +1,5 @@
 """Property tests of ring arithmetic and fixed-point encoding."""
+
 from __future__ import annotations
 
 import jax
@@ -28,20 +29,29 @@ def test_encode_decode_within_half_ulp(ring, x):
     x = np.asarray(x)
     limit = ring.max_abs(ring.frac_bits) / 4
     x = np.clip(x, -limit, limit)
-    back = np.asarray(R.decode(ring, R.encode(ring, x, ring.frac_bits), ring.frac_bits,
-                               np.float64))
+    back = np.asarray(R.decode(ring, R.encode(ring, x, ring.frac_bits), ring.frac_bits, np.float64))
     np.testing.assert_allclose(back, x, rtol=0, atol=2.0 ** -(ring.frac_bits + 1) + 1e-12)
 
 
 @pytest.mark.parametrize("ring", RINGS, ids=str)
 @settings(max_examples=60, deadline=None)
-@given(a=st.integers(-2**62, 2**62), b=st.integers(-2**62, 2**62))
+@given(a=st.integers(-(2**62), 2**62), b=st.integers(-(2**62), 2**62))
 def test_ring_add_mul_are_modular(ring, a, b):
-    modulus = 2 ** ring.bits
-    ea = R.encode(ring, jnp.asarray(a % modulus - (modulus if a % modulus >= modulus // 2 else 0),
-                                    ring.signed_dtype), 0)
-    eb = R.encode(ring, jnp.asarray(b % modulus - (modulus if b % modulus >= modulus // 2 else 0),
-                                    ring.signed_dtype), 0)
+    modulus = 2**ring.bits
+    ea = R.encode(
+        ring,
+        jnp.asarray(
+            a % modulus - (modulus if a % modulus >= modulus // 2 else 0), ring.signed_dtype
+        ),
+        0,
+    )
+    eb = R.encode(
+        ring,
+        jnp.asarray(
+            b % modulus - (modulus if b % modulus >= modulus // 2 else 0), ring.signed_dtype
+        ),
+        0,
+    )
     assert int(ea + eb) == (a + b) % modulus
     assert int(ea * eb) == (a * b) % modulus
     assert int(ea - eb) == (a - b) % modulus
@@ -50,7 +60,7 @@ def test_ring_add_mul_are_modular(ring, a, b):
 
 @pytest.mark.parametrize("ring", RINGS, ids=str)
 @settings(max_examples=60, deadline=None)
-@given(x=st.integers(-2**30, 2**30), bits=st.integers(0, 12))
+@given(x=st.integers(-(2**30), 2**30), bits=st.integers(0, 12))
 def test_arshift_is_floor_division(ring, x, bits):
     enc = R.encode(ring, jnp.asarray(x, ring.signed_dtype), 0)
     if ring.bits == 32:
@@ -62,8 +72,9 @@ def test_arshift_is_floor_division(ring, x, bits):
 @pytest.mark.parametrize("ring", RINGS, ids=str)
 def test_public_constants_saturate_instead_of_wrapping(ring):
     big = np.array([np.finfo(np.float32).min, -np.inf, np.inf, np.finfo(np.float32).max, 1.0])
-    back = np.asarray(R.decode(ring, R.encode(ring, big, ring.frac_bits), ring.frac_bits,
-                               np.float64))
+    back = np.asarray(
+        R.decode(ring, R.encode(ring, big, ring.frac_bits), ring.frac_bits, np.float64)
+    )
     bound = ring.saturation_bound(ring.frac_bits)
     np.testing.assert_array_equal(back, [-bound, -bound, bound, bound, 1.0])
 
@@ -83,4 +94,5 @@ def test_integer_encoding_is_exact():
     np.testing.assert_array_equal(np.asarray(R.decode(ring, R.encode(ring, x, 0), 0, np.int64)), x)
     np.testing.assert_array_equal(
         np.asarray(R.decode(ring, R.encode(ring, np.array([True, False]), 0), 0, np.bool_)),
-        [True, False])
+        [True, False],
+    )

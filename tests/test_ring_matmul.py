@@ -1,15 +1,18 @@
 """ring.dot_general and ring.conv_general_dilated agree bit for bit with XLA's integer ops."""
+
 import jax
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secjax import ring
 
 # 2^64 - 2^20 - 2^42 - 2^63 has every limb at its most negative (see ring._limbs).
 ALL_LIMBS_MIN = 2**64 - 2**20 - 2**42 - 2**63
-EXTREMES = np.array([0, 1, 2**63, 2**64 - 1, 2**63 - 1, 2**31, 2**32 - 1, ALL_LIMBS_MIN],
-                    dtype=np.uint64)
+EXTREMES = np.array(
+    [0, 1, 2**63, 2**64 - 1, 2**63 - 1, 2**31, 2**32 - 1, ALL_LIMBS_MIN], dtype=np.uint64
+)
 DTYPES = [np.uint64, np.uint32]
 
 
@@ -46,8 +49,8 @@ def dot_case(draw):
         lshape[lperm[logical]] = size
     for logical, size in enumerate(batch + contract + rfree):
         rshape[rperm[logical]] = size
-    lb, lc = tuple(lperm[:nb]), tuple(lperm[nb:nb + nc])
-    rb, rc = tuple(rperm[:nb]), tuple(rperm[nb:nb + nc])
+    lb, lc = tuple(lperm[:nb]), tuple(lperm[nb : nb + nc])
+    rb, rc = tuple(rperm[:nb]), tuple(rperm[nb : nb + nc])
     return tuple(lshape), tuple(rshape), ((lc, rc), (lb, rb)), draw(st.integers(0, 2**32))
 
 
@@ -84,16 +87,22 @@ def test_worst_case_limbs(dtype, k):
         y[:, 0] = ALL_LIMBS_MIN + 1 + 2 * rng.integers(0, 1000, size=k, dtype=np.uint64)
         x[1] = y[:, 1] = 2**64 - 1
         x, y = x.astype(dtype), y.astype(dtype)
-        np.testing.assert_array_equal(np.asarray(ring.dot_general(x, y, dn)),
-                                      np.asarray(integer_dot(x, y, dn)))
+        np.testing.assert_array_equal(
+            np.asarray(ring.dot_general(x, y, dn)), np.asarray(integer_dot(x, y, dn))
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel", [(3, 3), (31, 31)])  # 31*31*2 terms takes the integer path
 def test_conv_matches_integer(dtype, kernel):
-    params = dict(window_strides=(2, 1), padding=((1, 2), (0, 1)), lhs_dilation=(1, 2),
-                  rhs_dilation=(1, 1), feature_group_count=2,
-                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    params = dict(
+        window_strides=(2, 1),
+        padding=((1, 2), (0, 1)),
+        lhs_dilation=(1, 2),
+        rhs_dilation=(1, 1),
+        feature_group_count=2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)
         x = ring_array(rng, (2, 33, 33, 4), dtype)

@@ -4,6 +4,7 @@ client; a client that vanishes mid-query costs one failed query, not the service
 Every process is bounded (message timeouts, queue timeouts, join with kill), and every test
 leaves no process behind.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -17,7 +18,7 @@ from test_network import _cluster
 import secjax
 from secjax.values import Private
 
-START_LIMIT = 300   # seconds for the servers to become ready before the test fails (no hang)
+START_LIMIT = 300  # seconds for the servers to become ready before the test fails (no hang)
 
 
 def _server_main(cluster_path, name, program_name, queries, reports):
@@ -27,10 +28,14 @@ def _server_main(cluster_path, name, program_name, queries, reports):
     program = getattr(secjax.demo, program_name)()
     args, kwargs = network.inputs_for(name, program.args, program.kwargs, input_party=-1)
     try:
-        failed = network.serve(network.Program(program.fn, args, kwargs), cluster=cluster_path,
-                               party=name, queries=queries,
-                               on_ready=lambda s: reports.put((name, "ready", s)),
-                               on_query=lambda r: reports.put((name, "query", r)))
+        failed = network.serve(
+            network.Program(program.fn, args, kwargs),
+            cluster=cluster_path,
+            party=name,
+            queries=queries,
+            on_ready=lambda s: reports.put((name, "ready", s)),
+            on_query=lambda r: reports.put((name, "query", r)),
+        )
         reports.put((name, "exit", failed))
     except Exception as exc:  # noqa: BLE001 - reported to the test
         reports.put((name, "error", f"{type(exc).__name__}: {exc}"))
@@ -40,10 +45,13 @@ class _Servers:
     def __init__(self, cluster_path, names, program_name, queries):
         ctx = mp.get_context("spawn")
         self.reports = ctx.Queue()
-        self.procs = [ctx.Process(target=_server_main, args=(str(cluster_path), name,
-                                                             program_name, queries,
-                                                             self.reports))
-                      for name in names]
+        self.procs = [
+            ctx.Process(
+                target=_server_main,
+                args=(str(cluster_path), name, program_name, queries, self.reports),
+            )
+            for name in names
+        ]
         self.names = names
         self.records = {name: [] for name in names}
 
@@ -89,36 +97,41 @@ def _queries(program):
     return [x, -0.5 * x, x + 1.0]
 
 
-@pytest.mark.parametrize("protocol, names", [("aby3", ["0", "1", "2"]),
-                                             ("semi2k", ["0", "1", "dealer"])])
-def test_served_parties_answer_queries_and_survive_a_vanished_client(tmp_path, protocol,
-                                                                    names):
+@pytest.mark.parametrize(
+    "protocol, names", [("aby3", ["0", "1", "2"]), ("semi2k", ["0", "1", "dealer"])]
+)
+def test_served_parties_answer_queries_and_survive_a_vanished_client(tmp_path, protocol, names):
     import secjax.demo
     from secjax import network
 
-    path = _cluster(tmp_path, len([n for n in names if n != "dealer"]), protocol,
-                    timeout=5.0, clients=("alice",))
+    path = _cluster(
+        tmp_path,
+        len([n for n in names if n != "dealer"]),
+        protocol,
+        timeout=5.0,
+        clients=("alice",),
+    )
     program = secjax.demo.mlp()
     inputs = _queries(program)
     with _Servers(path, names, "mlp", queries=len(inputs) + 1) as servers:
         with network.Client(program, cluster=path, name="alice", wait=120) as client:
             outputs = [client(program.args[0], x) for x in inputs[:2]]
             # a client that dies half-way: its query reaches party 0 only
-            client.session.query(client.values((program.args[0], inputs[2])), wait=0,
-                                 parties=[0])
+            client.session.query(client.values((program.args[0], inputs[2])), wait=0, parties=[0])
             outputs.append(client(program.args[0], inputs[2]))
         exits = servers.wait(len(inputs) + 1)
     for name in names:
-        assert exits[name] == ("exit", 1), exits            # one failed query, then serving on
+        assert exits[name] == ("exit", 1), exits  # one failed query, then serving on
         records = servers.records[name]
         assert [r.ok for r in records] == [True, True, False, True], records
         failed = records[2]
         assert "PeerTimeout" in failed.error or "PeerAborted" in failed.error, failed.error
         for record in (records[0], records[1], records[3]):
-            assert record.payload == record.cost > 0          # bytes on the wire = cost report
+            assert record.payload == record.cost > 0  # bytes on the wire = cost report
     for x, out in zip(inputs, outputs):
-        params = jax.tree.map(lambda m: m.value, program.args[0],
-                              is_leaf=lambda m: isinstance(m, Private))
+        params = jax.tree.map(
+            lambda m: m.value, program.args[0], is_leaf=lambda m: isinstance(m, Private)
+        )
         plain = jax.jit(program.fn)(params, x)
         np.testing.assert_allclose(out, _emulated(program, protocol, x), atol=1e-3)
         np.testing.assert_allclose(out, plain, atol=1e-2)

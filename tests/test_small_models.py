@@ -1,4 +1,5 @@
 """Small networks end to end: secure output within relative error 1e-3 of ``jax.jit``."""
+
 from __future__ import annotations
 
 import flax.linen as nn

@@ -8,6 +8,7 @@ variant gives the token ids to party 1 as its private input. Runs under aby3 (sk
 that protocol is registered); ``SECJAX_ZOO_PROTOCOL=plain pytest tests/test_zoo.py`` runs the
 same checks under another protocol, e.g. to study fixed-point accuracy without sharing.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,21 +16,31 @@ import os
 import jax
 import numpy as np
 import pytest
+from zoo_models import (
+    ARGMAX_THRESHOLD,
+    COSINE_THRESHOLD,
+    SLOW,
+    ZOO,
+    argmax_agreement,
+    build,
+    min_row_cosine,
+)
 
 import secjax
 from secjax.protocols import PROTOCOLS
-from zoo_models import (ARGMAX_THRESHOLD, COSINE_THRESHOLD, SLOW, ZOO, argmax_agreement,
-                        build, min_row_cosine)
 
 PROTOCOL = os.environ.get("SECJAX_ZOO_PROTOCOL", "aby3")
 
-pytestmark = pytest.mark.skipif(PROTOCOL not in PROTOCOLS,
-                                reason=f"protocol {PROTOCOL!r} is not built yet")
+pytestmark = pytest.mark.skipif(
+    PROTOCOL not in PROTOCOLS, reason=f"protocol {PROTOCOL!r} is not built yet"
+)
 
 
 def _cases(names):
-    return [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW else [], id=name)
-            for name in names]
+    return [
+        pytest.param(name, marks=[pytest.mark.slow] if name in SLOW else [], id=name)
+        for name in names
+    ]
 
 
 def check_against_plaintext(model, secure, plain):
@@ -42,7 +53,8 @@ def check_against_plaintext(model, secure, plain):
     if model.lm_head:
         agreement = argmax_agreement(secure, plain, model.valid)
         assert agreement >= ARGMAX_THRESHOLD, (
-            f"{model.name}: next-token argmax agrees on {agreement:.1%} of positions")
+            f"{model.name}: next-token argmax agrees on {agreement:.1%} of positions"
+        )
 
 
 def run_secure(model, inputs):
@@ -60,8 +72,9 @@ def test_zoo_secret_inputs(name):
 
 
 # CI runs the private-ids variant on BERT alone: the lookup path is the same for every model.
-@pytest.mark.parametrize("name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in ZOO])
+@pytest.mark.parametrize(
+    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in ZOO]
+)
 def test_zoo_private_token_ids(name):
     """Token ids private to party 1: its one-hot matrices are built locally and shared."""
     model = build(name)

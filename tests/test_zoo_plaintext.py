@@ -1,11 +1,11 @@
 """Every zoo model builds deterministically and runs under ``jax.jit`` with a finite output of
 the expected shape (the plaintext baseline of ``tests/test_zoo.py``)."""
+
 from __future__ import annotations
 
 import jax
 import numpy as np
 import pytest
-
 from zoo_models import BATCH, SEQ, ZOO, build, model_primitives
 
 CASES = ZOO  # all of them: the plaintext forward is quick for every model

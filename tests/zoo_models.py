@@ -14,6 +14,7 @@ downloaded: models are built from configs.
 
 Used by ``tests/test_zoo_plaintext.py``, ``tests/test_zoo.py`` and ``benchmarks/zoo.py``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,9 @@ class ZooModel:
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def token_inputs(vocab: int, *, mask: bool = True, pad_id: int = 0, eos_id: int | None = None,
-                 seed: int = SEED) -> dict:
+def token_inputs(
+    vocab: int, *, mask: bool = True, pad_id: int = 0, eos_id: int | None = None, seed: int = SEED
+) -> dict:
     """``input_ids`` (BATCH, SEQ) of random tokens in [3, vocab) and, with ``mask``, an
     ``attention_mask`` whose second row ends in PAD padding tokens (right padding, so a causal
     model's real positions never see a pad). With ``eos_id`` each real sequence ends in it."""
@@ -75,8 +77,8 @@ def token_inputs(vocab: int, *, mask: bool = True, pad_id: int = 0, eos_id: int 
     ids = rng.randint(3, vocab - 1, size=(BATCH, SEQ)).astype(np.int32)
     attention = np.ones((BATCH, SEQ), np.int32)
     if mask:
-        attention[1, SEQ - PAD:] = 0
-        ids[1, SEQ - PAD:] = pad_id
+        attention[1, SEQ - PAD :] = 0
+        ids[1, SEQ - PAD :] = pad_id
     if eos_id is not None:
         lengths = attention.sum(axis=1)
         ids[np.arange(BATCH), lengths - 1] = eos_id
@@ -136,16 +138,19 @@ def init_params(shapes, seed: int = SEED):
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _make(model_cls, config, inputs: dict, output: str, *, name: str,
-          lm_head: bool = False) -> ZooModel:
+def _make(
+    model_cls, config, inputs: dict, output: str, *, name: str, lm_head: bool = False
+) -> ZooModel:
     """Instantiate ``model_cls`` from ``config`` with seeded random weights; ``fn`` returns the
     attribute ``output`` of the model's output."""
     extra = {}
     if "input_ids" in inputs:  # vision models initialise on their config's image shape
         extra["input_shape"] = tuple(inputs["input_ids"].shape)
     model = model_cls(config, _do_init=False, **extra)
-    shapes = jax.eval_shape(functools.partial(model.init_weights, input_shape=model.input_shape),
-                            jax.random.PRNGKey(SEED))
+    shapes = jax.eval_shape(
+        functools.partial(model.init_weights, input_shape=model.input_shape),
+        jax.random.PRNGKey(SEED),
+    )
     params = init_params(shapes)
 
     def fn(params, **inputs):
@@ -160,9 +165,14 @@ def _make(model_cls, config, inputs: dict, output: str, *, name: str,
 def bert() -> ZooModel:
     from transformers import BertConfig, FlaxBertModel
 
-    config = BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return _make(FlaxBertModel, config, token_inputs(128), "last_hidden_state", name="bert")
 
 
@@ -170,176 +180,321 @@ def bert() -> ZooModel:
 def roberta() -> ZooModel:
     from transformers import FlaxRobertaModel, RobertaConfig
 
-    config = RobertaConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=64, pad_token_id=1)
-    return _make(FlaxRobertaModel, config, token_inputs(128, pad_id=1), "last_hidden_state",
-                 name="roberta")
+    config = RobertaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=1,
+    )
+    return _make(
+        FlaxRobertaModel, config, token_inputs(128, pad_id=1), "last_hidden_state", name="roberta"
+    )
 
 
 @register("distilbert", slow=True)
 def distilbert() -> ZooModel:
     from transformers import DistilBertConfig, FlaxDistilBertModel
 
-    config = DistilBertConfig(vocab_size=128, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                              max_position_embeddings=64)
-    return _make(FlaxDistilBertModel, config, token_inputs(128), "last_hidden_state",
-                 name="distilbert")
+    config = DistilBertConfig(
+        vocab_size=128, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64
+    )
+    return _make(
+        FlaxDistilBertModel, config, token_inputs(128), "last_hidden_state", name="distilbert"
+    )
 
 
 @register("albert", slow=True)
 def albert() -> ZooModel:
     from transformers import AlbertConfig, FlaxAlbertModel
 
-    config = AlbertConfig(vocab_size=128, embedding_size=16, hidden_size=32,
-                          num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          max_position_embeddings=64)
-    return _make(FlaxAlbertModel, config, token_inputs(128), "last_hidden_state",
-                 name="albert")
+    config = AlbertConfig(
+        vocab_size=128,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return _make(FlaxAlbertModel, config, token_inputs(128), "last_hidden_state", name="albert")
 
 
 @register("electra", slow=True)
 def electra() -> ZooModel:
     from transformers import ElectraConfig, FlaxElectraModel
 
-    config = ElectraConfig(vocab_size=128, embedding_size=16, hidden_size=32,
-                           num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=64)
-    return _make(FlaxElectraModel, config, token_inputs(128), "last_hidden_state",
-                 name="electra")
+    config = ElectraConfig(
+        vocab_size=128,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return _make(FlaxElectraModel, config, token_inputs(128), "last_hidden_state", name="electra")
 
 
 @register("roformer", slow=True)
 def roformer() -> ZooModel:
     from transformers import FlaxRoFormerModel, RoFormerConfig
 
-    config = RoFormerConfig(vocab_size=128, embedding_size=32, hidden_size=32,
-                            num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            max_position_embeddings=64)
-    return _make(FlaxRoFormerModel, config, token_inputs(128), "last_hidden_state",
-                 name="roformer")
+    config = RoFormerConfig(
+        vocab_size=128,
+        embedding_size=32,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return _make(FlaxRoFormerModel, config, token_inputs(128), "last_hidden_state", name="roformer")
 
 
 def _gpt2_config():
     from transformers import GPT2Config
 
-    return GPT2Config(vocab_size=128, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                      n_inner=64, bos_token_id=1, eos_token_id=2)
+    return GPT2Config(
+        vocab_size=128,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_inner=64,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
 
 
 @register("gpt2", slow=True)
 def gpt2() -> ZooModel:
     from transformers import FlaxGPT2LMHeadModel
 
-    return _make(FlaxGPT2LMHeadModel, _gpt2_config(), token_inputs(128, mask=False), "logits",
-                 name="gpt2", lm_head=True)
+    return _make(
+        FlaxGPT2LMHeadModel,
+        _gpt2_config(),
+        token_inputs(128, mask=False),
+        "logits",
+        name="gpt2",
+        lm_head=True,
+    )
 
 
 @register("gpt2-padded")
 def gpt2_padded() -> ZooModel:
     from transformers import FlaxGPT2LMHeadModel
 
-    return _make(FlaxGPT2LMHeadModel, _gpt2_config(), token_inputs(128, pad_id=2), "logits",
-                 name="gpt2-padded", lm_head=True)
+    return _make(
+        FlaxGPT2LMHeadModel,
+        _gpt2_config(),
+        token_inputs(128, pad_id=2),
+        "logits",
+        name="gpt2-padded",
+        lm_head=True,
+    )
 
 
 @register("gpt-neo", slow=True)
 def gpt_neo() -> ZooModel:
     from transformers import FlaxGPTNeoForCausalLM, GPTNeoConfig
 
-    config = GPTNeoConfig(vocab_size=128, max_position_embeddings=64, hidden_size=32,
-                          num_layers=2, attention_types=[[["global", "local"], 1]],
-                          num_heads=2, intermediate_size=64, window_size=4,
-                          bos_token_id=1, eos_token_id=2)
-    return _make(FlaxGPTNeoForCausalLM, config, token_inputs(128, pad_id=2), "logits",
-                 name="gpt-neo", lm_head=True)
+    config = GPTNeoConfig(
+        vocab_size=128,
+        max_position_embeddings=64,
+        hidden_size=32,
+        num_layers=2,
+        attention_types=[[["global", "local"], 1]],
+        num_heads=2,
+        intermediate_size=64,
+        window_size=4,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    return _make(
+        FlaxGPTNeoForCausalLM,
+        config,
+        token_inputs(128, pad_id=2),
+        "logits",
+        name="gpt-neo",
+        lm_head=True,
+    )
 
 
 @register("gptj", slow=True)
 def gptj() -> ZooModel:
     from transformers import FlaxGPTJForCausalLM, GPTJConfig
 
-    config = GPTJConfig(vocab_size=128, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        n_inner=64, rotary_dim=8, bos_token_id=1, eos_token_id=2)
-    return _make(FlaxGPTJForCausalLM, config, token_inputs(128, pad_id=2), "logits",
-                 name="gptj", lm_head=True)
+    config = GPTJConfig(
+        vocab_size=128,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_inner=64,
+        rotary_dim=8,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    return _make(
+        FlaxGPTJForCausalLM,
+        config,
+        token_inputs(128, pad_id=2),
+        "logits",
+        name="gptj",
+        lm_head=True,
+    )
 
 
 @register("opt", slow=True)
 def opt() -> ZooModel:
     from transformers import FlaxOPTForCausalLM, OPTConfig
 
-    config = OPTConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, ffn_dim=64,
-                       num_attention_heads=2, word_embed_proj_dim=32,
-                       max_position_embeddings=64, pad_token_id=1, bos_token_id=2,
-                       eos_token_id=2)
-    return _make(FlaxOPTForCausalLM, config, token_inputs(128, pad_id=1), "logits", name="opt",
-                 lm_head=True)
+    config = OPTConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        ffn_dim=64,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=2,
+    )
+    return _make(
+        FlaxOPTForCausalLM, config, token_inputs(128, pad_id=1), "logits", name="opt", lm_head=True
+    )
 
 
 @register("bloom", slow=True)
 def bloom() -> ZooModel:
     from transformers import BloomConfig, FlaxBloomForCausalLM
 
-    config = BloomConfig(vocab_size=128, hidden_size=32, n_layer=2, n_head=4,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    return _make(FlaxBloomForCausalLM, config, token_inputs(128, pad_id=3), "logits",
-                 name="bloom", lm_head=True)
+    config = BloomConfig(
+        vocab_size=128,
+        hidden_size=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
+    return _make(
+        FlaxBloomForCausalLM,
+        config,
+        token_inputs(128, pad_id=3),
+        "logits",
+        name="bloom",
+        lm_head=True,
+    )
 
 
 @register("llama")
 def llama() -> ZooModel:
     from transformers import FlaxLlamaForCausalLM, LlamaConfig
 
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
-                         pad_token_id=0)
-    return _make(FlaxLlamaForCausalLM, config, token_inputs(128), "logits", name="llama",
-                 lm_head=True)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return _make(
+        FlaxLlamaForCausalLM, config, token_inputs(128), "logits", name="llama", lm_head=True
+    )
 
 
 @register("mistral", slow=True)
 def mistral() -> ZooModel:
     from transformers import FlaxMistralForCausalLM, MistralConfig
 
-    config = MistralConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=64, sliding_window=4, bos_token_id=1,
-                           eos_token_id=2, pad_token_id=0)
-    return _make(FlaxMistralForCausalLM, config, token_inputs(128), "logits", name="mistral",
-                 lm_head=True)
+    config = MistralConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        sliding_window=4,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return _make(
+        FlaxMistralForCausalLM, config, token_inputs(128), "logits", name="mistral", lm_head=True
+    )
 
 
 @register("gemma", slow=True)
 def gemma() -> ZooModel:
     from transformers import FlaxGemmaForCausalLM, GemmaConfig
 
-    config = GemmaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                         head_dim=8, max_position_embeddings=64, bos_token_id=1,
-                         eos_token_id=2, pad_token_id=0, hidden_activation="gelu_pytorch_tanh")
-    return _make(FlaxGemmaForCausalLM, config, token_inputs(128), "logits", name="gemma",
-                 lm_head=True)
+    config = GemmaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        hidden_activation="gelu_pytorch_tanh",
+    )
+    return _make(
+        FlaxGemmaForCausalLM, config, token_inputs(128), "logits", name="gemma", lm_head=True
+    )
 
 
 @register("xglm", slow=True)
 def xglm() -> ZooModel:
     from transformers import FlaxXGLMForCausalLM, XGLMConfig
 
-    config = XGLMConfig(vocab_size=128, d_model=32, ffn_dim=64, num_layers=2,
-                        attention_heads=2, max_position_embeddings=64, pad_token_id=1,
-                        bos_token_id=0, eos_token_id=2)
-    return _make(FlaxXGLMForCausalLM, config, token_inputs(128, pad_id=1), "logits",
-                 name="xglm", lm_head=True)
+    config = XGLMConfig(
+        vocab_size=128,
+        d_model=32,
+        ffn_dim=64,
+        num_layers=2,
+        attention_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    return _make(
+        FlaxXGLMForCausalLM,
+        config,
+        token_inputs(128, pad_id=1),
+        "logits",
+        name="xglm",
+        lm_head=True,
+    )
 
 
 @register("vit")
 def vit() -> ZooModel:
     from transformers import FlaxViTModel, ViTConfig
 
-    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, image_size=IMAGE, patch_size=PATCH)
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=IMAGE,
+        patch_size=PATCH,
+    )
     return _make(FlaxViTModel, config, image_inputs(), "pooler_output", name="vit")
 
 
@@ -349,10 +504,17 @@ def clip_text() -> ZooModel:
 
     # eos_token_id=2 is CLIP's legacy config: the pooled output is taken at argmax(input_ids),
     # so every real sequence ends in the largest id.
-    config = CLIPTextConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                            num_hidden_layers=2, num_attention_heads=2,
-                            max_position_embeddings=SEQ, pad_token_id=1, bos_token_id=0,
-                            eos_token_id=2)
+    config = CLIPTextConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=SEQ,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
     inputs = token_inputs(128, pad_id=1, eos_id=127)
     return _make(FlaxCLIPTextModel, config, inputs, "pooler_output", name="clip-text")
 
@@ -361,8 +523,14 @@ def clip_text() -> ZooModel:
 def dinov2() -> ZooModel:
     from transformers import Dinov2Config, FlaxDinov2Model
 
-    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          mlp_ratio=2, image_size=IMAGE, patch_size=PATCH)
+    config = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        mlp_ratio=2,
+        image_size=IMAGE,
+        patch_size=PATCH,
+    )
     return _make(FlaxDinov2Model, config, image_inputs(), "pooler_output", name="dinov2")
 
 
@@ -390,8 +558,7 @@ def primitives_of(closed) -> set[str]:
 
 
 def model_primitives(model: ZooModel) -> set[str]:
-    return primitives_of(jax.make_jaxpr(functools.partial(model.fn, **model.inputs))(
-        model.params))
+    return primitives_of(jax.make_jaxpr(functools.partial(model.fn, **model.inputs))(model.params))
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -405,8 +572,11 @@ def row_cosines(secure, plain) -> np.ndarray:
     dot = np.sum(s * p, axis=-1)
     norms = np.linalg.norm(s, axis=-1) * np.linalg.norm(p, axis=-1)
     # two zero rows agree perfectly; a zero row against a non-zero one not at all
-    return np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0),
-                    np.where(np.linalg.norm(s - p, axis=-1) == 0, 1.0, 0.0))
+    return np.where(
+        norms > 0,
+        dot / np.where(norms > 0, norms, 1.0),
+        np.where(np.linalg.norm(s - p, axis=-1) == 0, 1.0, 0.0),
+    )
 
 
 def min_row_cosine(secure, plain) -> float:

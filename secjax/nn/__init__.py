@@ -12,6 +12,7 @@ securely. They differ from the secure results only by fixed-point rounding.
 Under ``secure_jit`` the same approximations replace JAX's own functions where they are
 found in a jaxpr (:mod:`secjax.primitives.patterns`).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,9 +25,25 @@ from secjax.primitives.approx import FloatOps
 from secjax.primitives.policy import DEFAULT_POLICY, Policy, SoftmaxPolicy
 
 __all__ = [
-    "Policy", "SoftmaxPolicy", "DEFAULT_POLICY", "exp", "log", "reciprocal", "rsqrt", "sqrt",
-    "logistic", "sigmoid", "tanh", "erf", "gelu", "silu", "swish", "softmax", "log_softmax",
-    "layer_norm", "rms_norm",
+    "Policy",
+    "SoftmaxPolicy",
+    "DEFAULT_POLICY",
+    "exp",
+    "log",
+    "reciprocal",
+    "rsqrt",
+    "sqrt",
+    "logistic",
+    "sigmoid",
+    "tanh",
+    "erf",
+    "gelu",
+    "silu",
+    "swish",
+    "softmax",
+    "log_softmax",
+    "layer_norm",
+    "rms_norm",
 ]
 
 _OPS = FloatOps()
@@ -120,8 +137,9 @@ def log_softmax(x, axis: int = -1, policy: Policy | None = None):
     return shifted - approx.log(_OPS, total, pol.log)
 
 
-def layer_norm(x, scale=None, bias=None, eps: float = 1e-6, axis: int = -1,
-               policy: Policy | None = None):
+def layer_norm(
+    x, scale=None, bias=None, eps: float = 1e-6, axis: int = -1, policy: Policy | None = None
+):
     """(x - mean) * rsqrt(var + eps) with ONE rsqrt per row (Flax LayerNorm's formula)."""
     x = _float(x)
     mean = jnp.mean(x, axis, keepdims=True)

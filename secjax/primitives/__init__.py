@@ -4,6 +4,7 @@ A rule is called as ``rule(ctx, *values, **params)`` when at least one operand i
 (all-public equations are computed in the clear by the interpreter). It returns one value, or
 a list for primitives with several results. Rules never see which protocol runs them.
 """
+
 from __future__ import annotations
 
 from typing import Callable

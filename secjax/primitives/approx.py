@@ -26,6 +26,7 @@ Polynomial coefficients are fitted here from the policy's parameters (ranges, de
 :func:`fit_poly`: iteratively reweighted least squares (Lawson's algorithm, which converges to
 the minimax fit) on 4001 equispaced points, in float64, cached. They are deterministic.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,15 +68,28 @@ def _silu(x):
 
 
 TARGETS = {
-    "exp": np.exp, "log": np.log, "tanh": np.tanh, "erf": _erf, "gelu": _gelu,
-    "silu": _silu, "rsqrt": lambda x: 1.0 / np.sqrt(x),
-    "sin_pi": lambda x: np.sin(np.pi * x), "atan": np.arctan,
+    "exp": np.exp,
+    "log": np.log,
+    "tanh": np.tanh,
+    "erf": _erf,
+    "gelu": _gelu,
+    "silu": _silu,
+    "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "sin_pi": lambda x: np.sin(np.pi * x),
+    "atan": np.arctan,
 }
 
 
 @functools.lru_cache(maxsize=None)
-def fit_poly(target: str, lo: float, hi: float, powers: tuple, radius: float = 1.0,
-             points: int = 4001, iterations: int = 200) -> tuple[float, ...]:
+def fit_poly(
+    target: str,
+    lo: float,
+    hi: float,
+    powers: tuple,
+    radius: float = 1.0,
+    points: int = 4001,
+    iterations: int = 200,
+) -> tuple[float, ...]:
     """Coefficients (index = power of u = x / radius, 0 where a power is unused) of the
     near-minimax polynomial in the given ``powers`` fitting ``TARGETS[target]`` on [lo, hi].
     Kept in the disk cache: a fit takes about a tenth of a second, a model needs several."""
@@ -87,7 +101,7 @@ def _fit_poly(target, lo, hi, powers, radius, points, iterations) -> tuple[float
     x = np.linspace(lo, hi, points)
     y = TARGETS[target](x)
     u = x / radius
-    basis = np.stack([u ** k for k in powers], axis=1)
+    basis = np.stack([u**k for k in powers], axis=1)
     weights = np.ones(points)
     for _ in range(iterations):  # Lawson: reweight by the residual, towards the minimax fit
         # least squares by QR (a third of the time of an SVD-based lstsq on a first call)
@@ -147,8 +161,7 @@ class Piecewise:
 
     def stretched(self, factor: float) -> "Piecewise":
         """x -> f(x / factor) (factor a power of two)."""
-        return Piecewise(tuple(b * factor for b in self.breaks), self.pieces,
-                         self.radius * factor)
+        return Piecewise(tuple(b * factor for b in self.breaks), self.pieces, self.radius * factor)
 
 
 def _radius(*bounds) -> float:
@@ -161,10 +174,15 @@ def odd_sigmoid_pieces(target: str, policy: OddSigmoidPolicy) -> Piecewise:
     radius = _radius(policy.outer)
     odd = tuple(range(1, policy.degree + 1, 2))
     inner = Poly(fit_poly(target, -policy.inner, policy.inner, odd, radius), policy.inner / radius)
-    outer = Poly(fit_poly(target, policy.inner, policy.outer, tuple(range(policy.degree + 1)), radius),
-                 policy.outer / radius)
-    return Piecewise((-policy.outer, -policy.inner, policy.inner, policy.outer),
-                     (-1.0, outer.mirrored(), inner, outer, 1.0), radius)
+    outer = Poly(
+        fit_poly(target, policy.inner, policy.outer, tuple(range(policy.degree + 1)), radius),
+        policy.outer / radius,
+    )
+    return Piecewise(
+        (-policy.outer, -policy.inner, policy.inner, policy.outer),
+        (-1.0, outer.mirrored(), inner, outer, 1.0),
+        radius,
+    )
 
 
 def logistic_pieces(policy: OddSigmoidPolicy) -> Piecewise:
@@ -204,10 +222,18 @@ def silu_pieces(policy: SiluPolicy) -> Piecewise:
     left = fit_poly("silu", -b0, -b1, tuple(range(policy.degrees[0] + 1)), radius)
     mid = fit_poly("silu", -b1, b1, tuple(range(policy.degrees[1] + 1)), radius)
     right = [a * (-1.0) ** k for k, a in enumerate(left)] + [0.0]
-    right[1] += radius                                   # + x = + radius * u
-    return Piecewise((-b0, -b1, b1, b0),
-                     (0.0, Poly(left, b0 / radius), Poly(mid, b1 / radius),
-                      Poly(tuple(right[:max(2, len(left))]), b0 / radius), IDENTITY), radius)
+    right[1] += radius  # + x = + radius * u
+    return Piecewise(
+        (-b0, -b1, b1, b0),
+        (
+            0.0,
+            Poly(left, b0 / radius),
+            Poly(mid, b1 / radius),
+            Poly(tuple(right[: max(2, len(left))]), b0 / radius),
+            IDENTITY,
+        ),
+        radius,
+    )
 
 
 # -- algorithms (the one description of each function) -------------------------------------
@@ -217,7 +243,7 @@ def piecewise(ops, x, pw: Piecewise):
     """Evaluate ``pw`` at x: one batched comparison against the breaks, shared powers, one
     batched masking product; constant pieces are free (public combinations of bits)."""
     m = len(pw.breaks)
-    bits = ops.ge(x, list(pw.breaks))                      # c_i = [x >= breaks[i]]
+    bits = ops.ge(x, list(pw.breaks))  # c_i = [x >= breaks[i]]
     u = ops.mul_c(x, 1.0 / pw.radius)
     polys = [piece for piece in pw.pieces if isinstance(piece, Poly)]
     # Every piece's polynomial at every element; each element keeps its own piece's only,
@@ -226,7 +252,7 @@ def piecewise(ops, x, pw: Piecewise):
         values = iter(ops.polys(u, polys)) if polys else iter(())
     const_w, const_base, masked = np.zeros(m), 0.0, []
     for k, piece in enumerate(pw.pieces):
-        w = np.zeros(m)                                   # segment k: c_{k-1} - c_k
+        w = np.zeros(m)  # segment k: c_{k-1} - c_k
         base = 1.0 if k == 0 else 0.0
         if k > 0:
             w[k - 1] += 1.0
@@ -253,7 +279,8 @@ def _squaring_scales(ops, top: float, n: int) -> list:
     fine as its square allows (the squarings double r's relative error n times, so r_0 is
     held well beyond frac_bits), r_n at frac_bits. All None in the clear."""
     return [ops.fine_scale(1.01 * math.exp(top * 2.0 ** (i + 1 - n))) for i in range(n)] + [
-        ops.frac_bits]
+        ops.frac_bits
+    ]
 
 
 def exp(ops, x, policy: ExpPolicy, *, nonpositive: bool = False):
@@ -263,7 +290,9 @@ def exp(ops, x, policy: ExpPolicy, *, nonpositive: bool = False):
     (a 32-bit ring with 12 fractional bits saturates at exp(9.7)). ``nonpositive``: the
     caller knows x <= 0 (softmax after subtracting the row max), so only the lower clamp
     is compared."""
-    policy = dataclasses.replace(policy, hi=0.0 if nonpositive else min(policy.hi, math.log(ops.ceiling())))
+    policy = dataclasses.replace(
+        policy, hi=0.0 if nonpositive else min(policy.hi, math.log(ops.ceiling()))
+    )
     n = policy.nonpositive_squarings if nonpositive else policy.squarings
     degree = policy.nonpositive_degree if nonpositive else policy.degree
     consts = [policy.lo] if nonpositive else [policy.lo, policy.hi]
@@ -276,9 +305,11 @@ def exp(ops, x, policy: ExpPolicy, *, nonpositive: bool = False):
     clipped = x
     for v in ops.mask_many(terms):
         clipped = ops.add(clipped, v)
-    scale = 2.0 ** -n
-    q = Poly(fit_poly("exp", policy.lo * scale, policy.hi * scale, tuple(range(degree + 1))),
-             max(abs(policy.lo), abs(policy.hi)) * scale)
+    scale = 2.0**-n
+    q = Poly(
+        fit_poly("exp", policy.lo * scale, policy.hi * scale, tuple(range(degree + 1))),
+        max(abs(policy.lo), abs(policy.hi)) * scale,
+    )
     scales = _squaring_scales(ops, policy.hi, n)
     r = ops.polys(ops.mul_c(clipped, scale), [q], scales[0])[0]
     for s in scales[1:]:
@@ -312,19 +343,21 @@ def _normalise(ops, y, q: NormalisePolicy):
     the ring has room."""
     emin, emax = ops.normalise_range(q)
     q = dataclasses.replace(q, emin=emin, emax=emax)
-    bits = ops.ge(y, [0.0] + [2.0 ** j for j in range(q.emin, q.emax + 2)])
+    bits = ops.ge(y, [0.0] + [2.0**j for j in range(q.emin, q.emax + 2)])
 
     def table(vals, scale, negative=None):
         vals = [vals[0] if negative is None else negative] + list(vals)
         return ops.table(bits, vals, scale)
 
-    mids = list(range(q.emin, q.emax + 1))   # e = floor(log2 y) in range
-    inv = table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0],
-                ops.cofactor_scale(y, 1.0), negative=0.0)
+    mids = list(range(q.emin, q.emax + 1))  # e = floor(log2 y) in range
+    inv = table(
+        [2.0**-q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0],
+        ops.cofactor_scale(y, 1.0),
+        negative=0.0,
+    )
     z = ops.mul(y, inv, scale=ops.fine_scale(NEWTON_BOUND))
     z = ops.add(z, table([0.5] + [0.0] * len(mids) + [0.5], ops.frac_bits))
     return q, z, table, mids
-
 
 
 def reciprocal(ops, y, policy: ReciprocalPolicy, *, positive: bool = False, scale=None):
@@ -333,17 +366,23 @@ def reciprocal(ops, y, policy: ReciprocalPolicy, *, positive: bool = False, scal
     1/row-sum is small where the sum is large)."""
     q = policy.normalise
     if not positive:
-        sign = ops.bits_lin(ops.ge(y, [0.0]), [2.0], -1.0, 0)   # +1 for y >= 0, else -1
+        sign = ops.bits_lin(ops.ge(y, [0.0]), [2.0], -1.0, 0)  # +1 for y >= 0, else -1
         y = ops.mul(sign, y)
     q, z, table, mids = _normalise(ops, y, q)
     # w (< 2) and the table (<= 2^-emin) split the room of their product evenly
     s = ops.fine_scale(2.0 ** (2 - q.emin))
     w = ops.add_c(ops.mul_c(z, -2.0), 2.9142)
     for i in range(policy.iterations):
-        w = ops.mul(w, ops.add_c(ops.neg(ops.mul(z, w)), 2.0),
-                  scale=s if i == policy.iterations - 1 else None)
-    r = ops.mul(w, table([2.0 ** -q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0], s),
-              scale=ops.frac_bits if scale is None else scale)
+        w = ops.mul(
+            w,
+            ops.add_c(ops.neg(ops.mul(z, w)), 2.0),
+            scale=s if i == policy.iterations - 1 else None,
+        )
+    r = ops.mul(
+        w,
+        table([2.0**-q.emin] + [2.0 ** -(e + 1) for e in mids] + [0.0], s),
+        scale=ops.frac_bits if scale is None else scale,
+    )
     return r if positive else ops.mul(sign, r)
 
 
@@ -353,28 +392,35 @@ def _rsqrt_normalised(ops, z, policy: RsqrtPolicy, scale):
     w = ops.polys(z, [guess], ops.fine_scale(NEWTON_BOUND))[0]
     half_z = ops.mul_c(z, 0.5)
     for i in range(policy.iterations):
-        w = ops.mul(w, ops.add_c(ops.neg(ops.mul(half_z, ops.mul(w, w))), 1.5),
-                  scale=scale if i == policy.iterations - 1 else None)
+        w = ops.mul(
+            w,
+            ops.add_c(ops.neg(ops.mul(half_z, ops.mul(w, w))), 1.5),
+            scale=scale if i == policy.iterations - 1 else None,
+        )
     return w
 
 
 def rsqrt(ops, y, policy: RsqrtPolicy):
     """1/sqrt(y) (see :class:`RsqrtPolicy`)."""
     q, z, table, mids = _normalise(ops, y, policy.normalise)
-    s = ops.fine_scale(2.0 ** (2 - q.emin / 2))   # w (< 1.5) times the table (<= 2^(-emin/2))
+    s = ops.fine_scale(2.0 ** (2 - q.emin / 2))  # w (< 1.5) times the table (<= 2^(-emin/2))
     w = _rsqrt_normalised(ops, z, policy, s)
-    return ops.mul(w, table([2.0 ** (-q.emin / 2)] + [2.0 ** (-(e + 1) / 2) for e in mids]
-                          + [0.0], s), scale=ops.frac_bits)
+    return ops.mul(
+        w,
+        table([2.0 ** (-q.emin / 2)] + [2.0 ** (-(e + 1) / 2) for e in mids] + [0.0], s),
+        scale=ops.frac_bits,
+    )
 
 
 def sqrt(ops, y, policy: RsqrtPolicy):
     """sqrt(y) = z rsqrt(z) 2^((e+1)/2) (see :class:`RsqrtPolicy`)."""
     q, z, table, mids = _normalise(ops, y, policy.normalise)
     top = 2.0 ** ((q.emax + 1) / 2) / math.sqrt(0.5)
-    s = ops.fine_scale(4.0 * top)                 # z rsqrt(z) (< 1) times the table (<= top)
+    s = ops.fine_scale(4.0 * top)  # z rsqrt(z) (< 1) times the table (<= top)
     root = ops.mul(z, _rsqrt_normalised(ops, z, policy, None), scale=s)
-    return ops.mul(root, table([0.0] + [2.0 ** ((e + 1) / 2) for e in mids] + [top], s),
-                 scale=ops.frac_bits)
+    return ops.mul(
+        root, table([0.0] + [2.0 ** ((e + 1) / 2) for e in mids] + [top], s), scale=ops.frac_bits
+    )
 
 
 def log(ops, y, policy: LogPolicy):
@@ -384,12 +430,14 @@ def log(ops, y, policy: LogPolicy):
     coeffs = fit_poly("log", 0.5, 1.0, tuple(range(policy.degree + 1)), 0.25)
     # fit_poly fits in u' = x / 0.25 = 4x; shift to u = 4x - 3 by re-expanding.
     shifted = np.polynomial.polynomial.Polynomial(coeffs)(
-        np.polynomial.polynomial.Polynomial([3.0, 1.0]))
+        np.polynomial.polynomial.Polynomial([3.0, 1.0])
+    )
     poly = Poly(tuple(float(c) for c in shifted.coef), 1.0)
     ln2 = math.log(2.0)
-    return ops.add(ops.polys(u, [poly])[0],
-                 table([q.emin * ln2] + [(e + 1) * ln2 for e in mids] + [(q.emax + 2) * ln2],
-                       ops.frac_bits))
+    return ops.add(
+        ops.polys(u, [poly])[0],
+        table([q.emin * ln2] + [(e + 1) * ln2 for e in mids] + [(q.emax + 2) * ln2], ops.frac_bits),
+    )
 
 
 # -- the plaintext backend ------------------------------------------------------------------
@@ -457,4 +505,4 @@ class FloatOps:
         return [jnp.where(bit > 0.5, v, jnp.zeros_like(v)) for bit, v in terms]
 
     def polys(self, u, polys, scale=None):
-        return [sum(c * u ** k for k, c in enumerate(poly.coeffs) if c) for poly in polys]
+        return [sum(c * u**k for k, c in enumerate(poly.coeffs) if c) for poly in polys]

@@ -5,6 +5,7 @@ back once; a dot product or convolution is truncated once after accumulation. A 
 multiplier whose values are all integers (masks, counts, ``finfo.min``) is encoded at scale 0,
 so its product needs no truncation at all.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ def add_sub_rule(ctx, x, y, **_):
 
     def compute():
         return combine(ctx.secret(x).shares, ctx.secret(y).shares)
+
     if any(isinstance(v, DeferredSecret) and v.pending for v in (x, y)):
         return ctx.deferred(compute, ctx.out_avals[0])
     return ctx.make(compute(), ctx.out_avals[0])
@@ -93,15 +95,13 @@ def convert_rule(ctx, x, *, new_dtype, **_):
     out_aval = ctx.out_avals[0]
     src, dst = ctx.scale(x.dtype), ctx.scale(new_dtype)
     if jnp.issubdtype(new_dtype, jnp.bool_) and not jnp.issubdtype(x.dtype, jnp.bool_):
-        nonzero = ctx.protocol.sub(ctx.ones(x.shape),
-                                   ctx.protocol.eqz(x.shares))
+        nonzero = ctx.protocol.sub(ctx.ones(x.shape), ctx.protocol.eqz(x.shares))
         return ctx.make(nonzero, out_aval)
     if dst > src:
         return ctx.make(ctx.protocol.scale_up(x.shares, dst - src), out_aval)
     if dst < src:
         raise ctx.unsupported(
             f"converting a secret {x.dtype} to {np.dtype(new_dtype)} rounds toward zero, a "
-            "data-dependent step secjax does not take silently")
+            "data-dependent step secjax does not take silently"
+        )
     return ctx.make(x.shares, out_aval)
-
-

@@ -6,6 +6,7 @@ product back to its output's scale once; ``apply_private_bilinear`` lets a party
 operand skip its sharing; ``positive_power`` multiplies by repeated squaring. Every rule that
 multiplies uses these (arith, transcendental, lookup, comparisons, division...).
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -26,33 +27,45 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
         excess = ctx.scale(other.dtype) + scale - target
 
         def compute():
-            shares = ctx.protocol.bilinear_public(op, ctx.secret(other).shares, encoded,
-                                                  public_first=public_first)
+            shares = ctx.protocol.bilinear_public(
+                op, ctx.secret(other).shares, encoded, public_first=public_first
+            )
             return ctx.truncate(shares, excess, scale=target + excess)
+
         # computed when first used: a product only a pattern rule looks through is free
         return ctx.deferred(compute, out_aval)
-    square = x is y and op == MULTIPLY   # nonnegative: truncated correctly up to 2^(k-1)
+    square = x is y and op == MULTIPLY  # nonnegative: truncated correctly up to 2^(k-1)
     x, y = ctx.secret(x), ctx.secret(y)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
-    shares = ctx.protocol.bilinear(op, x.shares, y.shares, trunc_bits=max(excess, 0),
-                                   scale=target + excess, nonnegative=square)
+    shares = ctx.protocol.bilinear(
+        op, x.shares, y.shares, trunc_bits=max(excess, 0), scale=target + excess, nonnegative=square
+    )
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 
-def apply_private_bilinear(ctx, op: Bilinear, private: Private, other, out_aval,
-                           *, private_first: bool = True):
+def apply_private_bilinear(
+    ctx, op: Bilinear, private: Private, other, out_aval, *, private_first: bool = True
+):
     """``op(private, other)`` (``op(other, private)`` unless ``private_first``) for a private
     value used by this product alone (a one-hot of private token ids): its owner need not
     share it first (:meth:`secjax.protocols.base.Protocol.bilinear_private`)."""
     other = ctx.secret(other)
     excess = ctx.scale(private.dtype) + ctx.scale(other.dtype) - ctx.scale(out_aval.dtype)
-    clear = (private.value if ctx.protocol.runtime.holds(private.owner)
-             else jnp.zeros(private.shape, private.dtype))
+    clear = (
+        private.value
+        if ctx.protocol.runtime.holds(private.owner)
+        else jnp.zeros(private.shape, private.dtype)
+    )
     encoded = ctx.encode_public(clear, ctx.scale(private.dtype))
-    shares = ctx.protocol.bilinear_private(op, encoded, private.owner, other.shares,
-                                           private_first=private_first,
-                                           trunc_bits=max(excess, 0),
-                                           scale=ctx.scale(out_aval.dtype) + excess)
+    shares = ctx.protocol.bilinear_private(
+        op,
+        encoded,
+        private.owner,
+        other.shares,
+        private_first=private_first,
+        trunc_bits=max(excess, 0),
+        scale=ctx.scale(out_aval.dtype) + excess,
+    )
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 
@@ -62,8 +75,7 @@ def positive_power(ctx, x, y: int, aval):
     result, power, remaining = None, ctx.secret(x), y
     while True:
         if remaining & 1:
-            result = (power if result is None
-                      else apply_bilinear(ctx, MULTIPLY, result, power, aval))
+            result = power if result is None else apply_bilinear(ctx, MULTIPLY, result, power, aval)
         remaining >>= 1
         if not remaining:
             return result

@@ -22,6 +22,7 @@ w - 1)``: the ring has no IEEE bits to reinterpret, but this pattern is msb(x) (
 one comparison (a ring has no -0.0: it encodes as 0, whose sign bit is 0). Any other use
 of a bitcast of a secret float is refused when it is used.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -66,8 +67,11 @@ def bits_of(ctx, shares, positions: tuple) -> object:
     leading axis: ONE comparison call."""
     protocol = ctx.protocol
     k = ctx.ring.bits
-    rows = protocol.local(Local.of(_shifted_rows, amounts=tuple(k - 1 - i for i in positions)),
-                   shares, over=protocol.logical_shape(shares))
+    rows = protocol.local(
+        Local.of(_shifted_rows, amounts=tuple(k - 1 - i for i in positions)),
+        shares,
+        over=protocol.logical_shape(shares),
+    )
     return protocol.msb(rows)
 
 
@@ -85,8 +89,9 @@ def _place_weights(ctx, w: int, signed: bool) -> np.ndarray:
 
 
 def _ring_array(ctx, values) -> np.ndarray:
-    return np.asarray(np.asarray(values, dtype=object) % (1 << ctx.ring.bits),
-                      dtype=np.uint64).astype(ctx.ring.dtype)
+    return np.asarray(
+        np.asarray(values, dtype=object) % (1 << ctx.ring.bits), dtype=np.uint64
+    ).astype(ctx.ring.dtype)
 
 
 def _public_bits(value, w: int, shape) -> np.ndarray:
@@ -109,7 +114,9 @@ def logic_rule(ctx, a, b, **_):
             return ctx.make(product, aval)
         if name == "xor":
             product = ctx.protocol.add(product, product)
-        total = ctx.protocol.add(broadcast_operand(ctx, a, aval.shape), broadcast_operand(ctx, b, aval.shape))
+        total = ctx.protocol.add(
+            broadcast_operand(ctx, a, aval.shape), broadcast_operand(ctx, b, aval.shape)
+        )
         return ctx.make(ctx.protocol.sub(total, product), aval)
     return ctx.make(_integer_logic(ctx, name, a, b, aval), aval)
 
@@ -121,8 +128,11 @@ def _integer_logic(ctx, name, a, b, aval):
     positions = tuple(range(w))
     secrets = [v for v in (a, b) if not isinstance(v, Public)]
     if len(secrets) == 2:
-        both = bits_of(ctx, protocol.stack(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape)),
-                       positions)                                   # (w, 2, ...)
+        both = bits_of(
+            ctx,
+            protocol.stack(broadcast_operand(ctx, a, shape), broadcast_operand(ctx, b, shape)),
+            positions,
+        )  # (w, 2, ...)
         x = protocol.local(Local.of(_index_second, i=0), both)
         y = protocol.local(Local.of(_index_second, i=1), both)
         product = protocol.bilinear(MULTIPLY, x, y)
@@ -168,12 +178,12 @@ def _shift_weights(ctx, name: str, amounts, w: int, signed: bool, shape) -> np.n
     s = np.broadcast_to(np.asarray(amounts, dtype=np.int64), shape)
     place = _place_weights(ctx, w, signed)
     weights = np.zeros((w,) + tuple(shape), dtype=object)
-    for t in range(w):                      # output bit t takes input bit src
+    for t in range(w):  # output bit t takes input bit src
         if name == "shift_left":
             src, valid = t - s, (t - s >= 0) & (s < w)
         elif name == "shift_right_logical":
             src, valid = t + s, (t + s < w) & (s >= 0)
-        else:                               # arithmetic: the sign bit fills from the top
+        else:  # arithmetic: the sign bit fills from the top
             src, valid = np.minimum(t + np.maximum(s, 0), w - 1), np.ones(shape, bool)
         for i in range(w):
             weights[i] = weights[i] + np.where(valid & (src == i), place[t], 0)
@@ -193,13 +203,14 @@ def _signbit_source(ctx):
 def shift_rule(ctx, x, amount, **_):
     aval = ctx.out_avals[0]
     if not isinstance(amount, Public):
-        raise ctx.unsupported("a shift by a non-public amount (secjax shifts secret "
-                              "integers by public amounts only)")
+        raise ctx.unsupported(
+            "a shift by a non-public amount (secjax shifts secret integers by public amounts only)"
+        )
     w = _width(ctx, aval.dtype)
     source = _signbit_source(ctx)
     if ctx.primitive == "shift_right_arithmetic" and source is not None:
         if np.all(np.asarray(amount.value) == w - 1):
-            sign = ctx.protocol.msb(ctx.secret(source).shares)    # -1 where x < 0
+            sign = ctx.protocol.msb(ctx.secret(source).shares)  # -1 where x < 0
             return ctx.make(ctx.protocol.neg(sign), aval)
     shape = tuple(aval.shape)
     weights = _shift_weights(ctx, ctx.primitive, amount.value, w, _signed(aval.dtype), shape)
@@ -225,8 +236,10 @@ def bitcast_rule(ctx, x, *, new_dtype, **_):
     deferred and refused if anything else reads it."""
     error = ctx.unsupported(
         f"reinterpreting the bits of a secret {np.dtype(x.dtype)} as {np.dtype(new_dtype)}: "
-        "fixed-point values have no IEEE bits (only jnp.signbit's pattern is computed)")
+        "fixed-point values have no IEEE bits (only jnp.signbit's pattern is computed)"
+    )
 
     def refuse():
         raise error
+
     return ctx.deferred(refuse, ctx.out_avals[0])

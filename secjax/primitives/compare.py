@@ -9,6 +9,7 @@ finfo.min) are saturated when encoded, far inside that bound; ``max(-inf, x)`` a
 ``min(inf, x)`` are recognised and cost nothing. Results are booleans held as 0/1 secrets at
 scale 0. Reductions are log-depth trees: each level is ONE msb call and ONE product call.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -78,8 +79,11 @@ def max_min_rule(ctx, a, b, **_):
     diff = _difference(ctx, a, b)
     keep_a = _not(ctx, ctx.protocol.msb(diff), shape)
     moved = ctx.protocol.bilinear(MULTIPLY, keep_a, diff)
-    base, op = ((broadcast_operand(ctx, b, shape), ctx.protocol.add) if ctx.primitive == "max" else
-                (broadcast_operand(ctx, a, shape), ctx.protocol.sub))
+    base, op = (
+        (broadcast_operand(ctx, b, shape), ctx.protocol.add)
+        if ctx.primitive == "max"
+        else (broadcast_operand(ctx, a, shape), ctx.protocol.sub)
+    )
     return ctx.make(op(base, moved), out_aval)
 
 
@@ -113,8 +117,9 @@ def clamp_shares(protocol, xs, los, his):
     """Shares of clamp(lo, x, hi) = x + [x < lo] (lo - x) + [x > hi] (hi - x) for shares of
     one shape: both comparisons in ONE msb call, both products in ONE product call."""
     below_above = protocol.msb(protocol.stack(protocol.sub(xs, los), protocol.sub(his, xs)))
-    moves = protocol.bilinear(MULTIPLY, below_above, protocol.stack(protocol.sub(los, xs),
-                                                      protocol.sub(his, xs)))
+    moves = protocol.bilinear(
+        MULTIPLY, below_above, protocol.stack(protocol.sub(los, xs), protocol.sub(his, xs))
+    )
     down, up = protocol.local(Local(_unstack2), moves)
     return protocol.add(xs, protocol.add(down, up))
 
@@ -140,7 +145,7 @@ def pair_halves(x, *, h):
     n = x.shape[-1]
     # adjacent pairs (2i, 2i+1): winners stay in position order, so ties resolve to the
     # lowest index at every level
-    return x[..., 0:2 * h:2], x[..., 1:2 * h:2], x[..., 2 * h:n]
+    return x[..., 0 : 2 * h : 2], x[..., 1 : 2 * h : 2], x[..., 2 * h : n]
 
 
 def _concat_last(a, b):
@@ -164,7 +169,9 @@ def tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
     perm = tuple(keep) + tuple(axes)
     n = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
     kept_shape = tuple(x.shape[d] for d in keep)
-    values = protocol.local(Local.of(to_last, perm=perm, shape=kept_shape + (n,), on_shares=True), x.shares)
+    values = protocol.local(
+        Local.of(to_last, perm=perm, shape=kept_shape + (n,), on_shares=True), x.shares
+    )
     index = None
     if with_index:
         iota = jnp.broadcast_to(jnp.arange(n, dtype=ctx.ring.dtype), kept_shape + (n,))
@@ -178,22 +185,27 @@ def tree_reduce(ctx, x, axes, *, largest: bool, with_index: bool):
         keep_left = _not(ctx, below, kept_shape + (h,))
         if with_index:
             li, ri, rest_i = protocol.local(Local.of(pair_halves, h=h, on_shares=True), index)
-            moves = protocol.bilinear(MULTIPLY, protocol.stack(keep_left, keep_left),
-                               protocol.stack(diff, protocol.sub(li, ri)))
+            moves = protocol.bilinear(
+                MULTIPLY,
+                protocol.stack(keep_left, keep_left),
+                protocol.stack(diff, protocol.sub(li, ri)),
+            )
             move_v, move_i = protocol.local(Local(_unstack2), moves)
             index = protocol.local(CONCAT_LAST, protocol.add(ri, move_i), rest_i)
         else:
             move_v = protocol.bilinear(MULTIPLY, keep_left, diff)
         values = protocol.local(CONCAT_LAST, protocol.add(rv, move_v), rest_v)
         n = h + (n - 2 * h)
-    return protocol.local(SQUEEZE_LAST, values), (protocol.local(SQUEEZE_LAST, index) if with_index
-                                            else None)
+    return protocol.local(SQUEEZE_LAST, values), (
+        protocol.local(SQUEEZE_LAST, index) if with_index else None
+    )
 
 
 @register("reduce_max", "reduce_min")
 def reduce_max_rule(ctx, x, *, axes, **_):
-    values, _ = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max",
-                             with_index=False)
+    values, _ = tree_reduce(
+        ctx, x, tuple(axes), largest=ctx.primitive == "reduce_max", with_index=False
+    )
     return ctx.make(values, ctx.out_avals[0])
 
 
@@ -201,6 +213,5 @@ def reduce_max_rule(ctx, x, *, axes, **_):
 def argmax_rule(ctx, x, *, axes, **_):
     """Index of the first maximum (minimum): the tree carries indices along, selected by
     the same bits in the same product call as the values."""
-    _, index = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax",
-                            with_index=True)
+    _, index = tree_reduce(ctx, x, tuple(axes), largest=ctx.primitive == "argmax", with_index=True)
     return ctx.make(index, ctx.out_avals[0])

@@ -1,5 +1,6 @@
 """What a rule sees while it runs: the protocol, the ring, the equation, and helpers that move
 values between kinds (public, private, secret) and scales."""
+
 from __future__ import annotations
 
 import os
@@ -98,8 +99,10 @@ class RuleContext:
 
     def check_dtype(self, dtype) -> None:
         if not encodable(dtype):
-            raise self.encoding_error(f"dtype {np.dtype(dtype)} has no ring encoding; secjax "
-                                      "encodes booleans, integers and real floats")
+            raise self.encoding_error(
+                f"dtype {np.dtype(dtype)} has no ring encoding; secjax "
+                "encodes booleans, integers and real floats"
+            )
 
     def encode_public(self, value, scale: int):
         """Ring encoding of a public array, saturating constants too large for the ring
@@ -137,8 +140,9 @@ class RuleContext:
     def share(self, array, owner: int) -> Secret:
         """Encode an in-range input exactly and secret-share it from party ``owner``."""
         encoded = ring_ops.encode(self.ring, array, self.scale(array.dtype), saturate=False)
-        return Secret(self.protocol.share(encoded, owner), tuple(np.shape(array)),
-                      np.dtype(array.dtype))
+        return Secret(
+            self.protocol.share(encoded, owner), tuple(np.shape(array)), np.dtype(array.dtype)
+        )
 
     def ones(self, shape):
         """Shares of a public array of ones of ``shape`` (scale 0: as integers and bits)."""
@@ -186,6 +190,7 @@ _LIBRARY_DIRS = ("site-packages", "dist-packages", f"{os.sep}secjax{os.sep}")
 def _describe_frames(frames) -> str:
     """``file:line (function)`` of the innermost frame, plus the user's own call site when
     the innermost frame is library code. ``frames`` run from innermost to outermost."""
+
     def show(frame):
         return f"{frame.file_name}:{frame.start_line} ({frame.function_name})"
 

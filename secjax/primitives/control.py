@@ -1,5 +1,6 @@
 """Rules for primitives that carry jaxprs: calls are entered, loops are run with public
 control, and a conditional on a secret index evaluates every branch and selects obliviously."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -34,7 +35,8 @@ def _public_flag(ctx, value, what: str) -> bool:
     if not isinstance(value, Public):
         raise ctx.unsupported(
             f"the {what} depends on secret data, and a secure loop cannot stop early without "
-            "revealing it; loop over a public count (e.g. fori_loop with static bounds)")
+            "revealing it; loop over a public count (e.g. fori_loop with static bounds)"
+        )
     return bool(value.value)
 
 
@@ -42,10 +44,9 @@ def _public_flag(ctx, value, what: str) -> bool:
 def while_rule(ctx, *args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     """A while loop whose condition stays public, run step by step."""
     cond_consts = list(args[:cond_nconsts])
-    body_consts = list(args[cond_nconsts:cond_nconsts + body_nconsts])
-    carry = list(args[cond_nconsts + body_nconsts:])
-    while _public_flag(ctx, ctx.eval_jaxpr(cond_jaxpr, cond_consts + carry)[0],
-                       "loop condition"):
+    body_consts = list(args[cond_nconsts : cond_nconsts + body_nconsts])
+    carry = list(args[cond_nconsts + body_nconsts :])
+    while _public_flag(ctx, ctx.eval_jaxpr(cond_jaxpr, cond_consts + carry)[0], "loop condition"):
         carry = ctx.eval_jaxpr(body_jaxpr, body_consts + carry)
     return carry
 
@@ -56,8 +57,7 @@ def _take(ctx, value, i: int):
         return Public(value.value[i])
     if isinstance(value, Private):
         return Private(value.value[i], value.owner)
-    return Secret(ctx.protocol.index(value.shares, i),
-                  value.shape[1:], value.dtype)
+    return Secret(ctx.protocol.index(value.shares, i), value.shape[1:], value.dtype)
 
 
 def _stack_values(ctx, values, aval):
@@ -71,8 +71,8 @@ def _stack_values(ctx, values, aval):
 def scan_rule(ctx, *args, jaxpr, num_consts, num_carry, length, reverse, **_):
     """``lax.scan`` unrolled: each step's body reuses the kernels compiled for the first."""
     consts = list(args[:num_consts])
-    carry = list(args[num_consts:num_consts + num_carry])
-    xs = list(args[num_consts + num_carry:])
+    carry = list(args[num_consts : num_consts + num_carry])
+    xs = list(args[num_consts + num_carry :])
     steps = range(length - 1, -1, -1) if reverse else range(length)
     ys_per_step = []
     for i in steps:
@@ -84,8 +84,9 @@ def scan_rule(ctx, *args, jaxpr, num_consts, num_carry, length, reverse, **_):
     y_avals = ctx.out_avals[num_carry:]
     if length == 0:
         return carry + [Public(jnp.zeros(a.shape, a.dtype)) for a in y_avals]
-    stacked = [_stack_values(ctx, [ys[j] for ys in ys_per_step], y_avals[j])
-               for j in range(len(y_avals))]
+    stacked = [
+        _stack_values(ctx, [ys[j] for ys in ys_per_step], y_avals[j]) for j in range(len(y_avals))
+    ]
     return carry + stacked
 
 
@@ -103,8 +104,12 @@ def cond_rule(ctx, index, *operands, branches, **_):
         acc = ctx.secret(outs[0][j]).shares
         for b in range(1, len(branches)):
             # Branch b is taken when index >= b (lax.cond clamps the index to its range).
-            at_least_b = protocol.sub(ctx.ones(index.shape), protocol.msb(
-                protocol.add_public(index.shares, jnp.asarray(-b).astype(ctx.ring.dtype))))
+            at_least_b = protocol.sub(
+                ctx.ones(index.shape),
+                protocol.msb(
+                    protocol.add_public(index.shares, jnp.asarray(-b).astype(ctx.ring.dtype))
+                ),
+            )
             take = ctx.secret(outs[b][j]).shares
             acc = protocol.select(_broadcast_bit(ctx, at_least_b, index, aval), take, acc)
         results.append(ctx.make(acc, aval))
@@ -115,5 +120,4 @@ def _broadcast_bit(ctx, bit_shares, index, aval):
     """The scalar branch bit broadcast to the shape of the selected output."""
     if tuple(aval.shape) == tuple(index.shape):
         return bit_shares
-    return ctx.protocol.local(Local.of(jnp.broadcast_to, shape=tuple(aval.shape)),
-                              bit_shares)
+    return ctx.protocol.local(Local.of(jnp.broadcast_to, shape=tuple(aval.shape)), bit_shares)

@@ -24,6 +24,7 @@ sides of the jump: they then differ by |y| (fmod(7.0, 0.7) is 1e-7 in float32, w
 is below 0.7, and 0.7000008 in the ring, whose 0.7 is above). y = 0 has no NaN in the
 ring: its result is an unspecified finite value.
 """
+
 from __future__ import annotations
 
 import jax
@@ -51,9 +52,14 @@ def _signs(ctx, shares):
     stacked = protocol.stack(*shares)
     negative = protocol.msb(stacked)
     ones = ctx.ones(protocol.logical_shape(stacked))
-    magnitude = protocol.bilinear(MULTIPLY, protocol.sub(ones, protocol.add(negative, negative)), stacked)
+    magnitude = protocol.bilinear(
+        MULTIPLY, protocol.sub(ones, protocol.add(negative, negative)), stacked
+    )
     n = len(shares)
-    return ([protocol.index(negative, i) for i in range(n)], [protocol.index(magnitude, i) for i in range(n)])
+    return (
+        [protocol.index(negative, i) for i in range(n)],
+        [protocol.index(magnitude, i) for i in range(n)],
+    )
 
 
 def integer_division(ctx, x, y, *, remainder: bool):
@@ -70,14 +76,19 @@ def integer_division(ctx, x, y, *, remainder: bool):
         sign = protocol.sub(ones, protocol.add(x_negative, x_negative))
         return protocol.bilinear(MULTIPLY, sign, r)
     both = protocol.bilinear(MULTIPLY, x_negative, y_negative)
-    differ = protocol.sub(protocol.add(x_negative, y_negative), protocol.add(both, both))    # xor
+    differ = protocol.sub(protocol.add(x_negative, y_negative), protocol.add(both, both))  # xor
     q = protocol.bilinear(MULTIPLY, protocol.sub(ones, protocol.add(differ, differ)), q)
     # x / 0 = -1: q + [y == 0] (-1 - q)
     if isinstance(y, Public):
         zero = (np.broadcast_to(np.asarray(y.value), shape) == 0).astype(np.int64)
         if not zero.any():
             return q
-        return protocol.add(q, protocol.bilinear_public(MULTIPLY, protocol.sub(protocol.neg(ones), q), _ring(ctx, zero)))
+        return protocol.add(
+            q,
+            protocol.bilinear_public(
+                MULTIPLY, protocol.sub(protocol.neg(ones), q), _ring(ctx, zero)
+            ),
+        )
     zero = protocol.eqz(broadcast_operand(ctx, y, shape))
     return protocol.add(q, protocol.bilinear(MULTIPLY, zero, protocol.sub(protocol.neg(ones), q)))
 
@@ -89,8 +100,10 @@ def _long_division(ctx, x, y):
     shape = tuple(aval.shape)
     w = np.dtype(aval.dtype).itemsize * 8
     if 2 * w > ctx.ring.bits:
-        raise ctx.unsupported(f"exact division of {w}-bit integers needs a ring of at least "
-                              f"{2 * w} bits (this one has {ctx.ring.bits})")
+        raise ctx.unsupported(
+            f"exact division of {w}-bit integers needs a ring of at least "
+            f"{2 * w} bits (this one has {ctx.ring.bits})"
+        )
     public_y = isinstance(y, Public)
     if public_y:
         yv = np.broadcast_to(np.asarray(y.value).astype(np.int64), shape)
@@ -101,14 +114,17 @@ def _long_division(ctx, x, y):
         positions = range(max(w - 1 - top, 0), -1, -1)
     else:
         (x_negative, y_negative), (a, b) = _signs(
-            ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
+            ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)]
+        )
         positions = range(w - 1, -1, -1)
     ones = ctx.ones(shape)
     r, q = a, None
     for i in positions:
         if public_y:
             shifted = _ring(ctx, b_public * (1 << i))
-            take = protocol.sub(ones, protocol.msb(protocol.add_public(r, _ring(ctx, -(b_public * (1 << i))))))
+            take = protocol.sub(
+                ones, protocol.msb(protocol.add_public(r, _ring(ctx, -(b_public * (1 << i)))))
+            )
             r = protocol.sub(r, protocol.bilinear_public(MULTIPLY, take, shifted))
         else:
             shifted = protocol.scale_up(b, i) if i else b
@@ -129,27 +145,34 @@ def _float_remainder(ctx, x, y):
         yv = np.broadcast_to(np.asarray(y.value, dtype=np.float64), shape)
         (x_negative,), (a,) = _signs(ctx, [broadcast_operand(ctx, x, shape)])
         b_enc = ring_ops.encode(ctx.ring, np.abs(yv), d)
-        b_float = np.asarray(b_enc).astype(np.float64) / 2.0 ** d    # |y| as encoded
+        b_float = np.asarray(b_enc).astype(np.float64) / 2.0**d  # |y| as encoded
         with np.errstate(divide="ignore"):
-            inverse = Public(np.where(b_float > 0, 1.0 / np.maximum(b_float, 2.0 ** -d),
-                                      0.0).astype(np.float32))
+            inverse = Public(
+                np.where(b_float > 0, 1.0 / np.maximum(b_float, 2.0**-d), 0.0).astype(np.float32)
+            )
         t = apply_bilinear(ctx, MULTIPLY, ctx.make(a, float_aval), inverse, float_aval)
-        times_b = lambda q: protocol.bilinear_public(MULTIPLY, q, b_enc)
+
+        def times_b(q):
+            return protocol.bilinear_public(MULTIPLY, q, b_enc)
+
         b_shares = protocol.from_public(b_enc)
     else:
         (x_negative, _), (a, b_shares) = _signs(
-            ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)])
-        inverse = reciprocal_value(ctx, ctx.make(b_shares, float_aval), float_aval,
-                                   positive=True)
+            ctx, [broadcast_operand(ctx, x, shape), broadcast_operand(ctx, y, shape)]
+        )
+        inverse = reciprocal_value(ctx, ctx.make(b_shares, float_aval), float_aval, positive=True)
         t = apply_bilinear(ctx, MULTIPLY, ctx.make(a, float_aval), inverse, float_aval)
-        times_b = lambda q: protocol.bilinear(MULTIPLY, q, b_shares)
-    q = protocol.trunc(t.shares, d)                      # floor(|x| / |y|), off by a little
-    r = protocol.sub(a, times_b(q))                      # exact: q is an integer
+
+        def times_b(q):
+            return protocol.bilinear(MULTIPLY, q, b_shares)
+
+    q = protocol.trunc(t.shares, d)  # floor(|x| / |y|), off by a little
+    r = protocol.sub(a, times_b(q))  # exact: q is an integer
     ones = ctx.ones(shape)
     for _ in range(2):
         tests = protocol.msb(protocol.stack(r, protocol.sub(r, b_shares)))
         below, above = protocol.index(tests, 0), protocol.sub(ones, protocol.index(tests, 1))
-        r = protocol.add(r, times_b(protocol.sub(below, above)))    # r + [r < 0] |y| - [r >= |y|] |y|
+        r = protocol.add(r, times_b(protocol.sub(below, above)))  # r + [r < 0] |y| - [r >= |y|] |y|
     sign = protocol.sub(ones, protocol.add(x_negative, x_negative))
     return protocol.bilinear(MULTIPLY, sign, r)
 

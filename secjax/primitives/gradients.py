@@ -7,6 +7,7 @@ True, because a ring value is always finite (fixed-point encodings have no infin
 NaN; an input's infinities are saturated or refused when it is encoded), so the answer
 depends on no secret and reveals nothing.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -19,8 +20,10 @@ from secjax.values import DeferredSecret, Public
 def add_any_rule(ctx, x, y, **_):
     """x + y of two cotangents (local). A sum with a deferred operand not computed yet is
     deferred too, as for ``add``."""
+
     def compute():
         return ctx.protocol.add(ctx.secret(x).shares, ctx.secret(y).shares)
+
     if any(isinstance(v, DeferredSecret) and v.pending for v in (x, y)):
         return ctx.deferred(compute, ctx.out_avals[0])
     return ctx.make(compute(), ctx.out_avals[0])

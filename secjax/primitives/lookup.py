@@ -20,6 +20,7 @@ A scatter-add is the transpose of the gather with the same positions: the same o
 matrix, contracted with the updates over the index batch instead of with the operand over
 its positions, then added to the operand. Its cost is the gather's.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,13 +80,17 @@ def slice_pick(operand_shape, indices_shape, dimension_numbers, slice_sizes):
     for d in range(rank):
         picked = d in index_map or d in operand_batching
         if picked and slice_sizes[d] != 1:
-            return (f"it takes a window of {slice_sizes[d]} along operand dimension {d} at a "
-                    "non-public position (a dynamic slice); only single positions can be "
-                    "picked by a one-hot contraction")
+            return (
+                f"it takes a window of {slice_sizes[d]} along operand dimension {d} at a "
+                "non-public position (a dynamic slice); only single positions can be "
+                "picked by a one-hot contraction"
+            )
         if not picked and slice_sizes[d] != operand_shape[d]:
-            return (f"it takes {slice_sizes[d]} of the {operand_shape[d]} entries of operand "
-                    f"dimension {d}, which no index addresses; only whole slices can be "
-                    "picked by a one-hot contraction")
+            return (
+                f"it takes {slice_sizes[d]} of the {operand_shape[d]} entries of operand "
+                f"dimension {d}, which no index addresses; only whole slices can be "
+                "picked by a one-hot contraction"
+            )
     indexed = tuple(sorted(index_map))
     sizes = tuple(operand_shape[d] for d in indexed)
     row_major = {d: math.prod(operand_shape[e] for e in indexed if e > d) for d in indexed}
@@ -96,19 +101,31 @@ def slice_pick(operand_shape, indices_shape, dimension_numbers, slice_sizes):
     # operand's whole-slice dims; the gather's output interleaves index batch dims with the
     # offset dims (kept operand dims, indexed ones among them of size 1)
     whole = [d for d in range(rank) if d not in indexed and d not in operand_batching]
-    result = ([("batch", j) for j in indices_batching] + [("batch", j) for j in free_batch]
-              + [("operand", d) for d in whole])
-    kept = iter(d for d in range(rank) if d not in dn.collapsed_slice_dims
-                and d not in operand_batching)
+    result = (
+        [("batch", j) for j in indices_batching]
+        + [("batch", j) for j in free_batch]
+        + [("operand", d) for d in whole]
+    )
+    kept = iter(
+        d for d in range(rank) if d not in dn.collapsed_slice_dims and d not in operand_batching
+    )
     batch_dims = iter(range(len(batch)))
-    output = [("operand", next(kept)) if protocol in dn.offset_dims else ("batch", next(batch_dims))
-              for protocol in range(len(batch) + len(dn.offset_dims))]
+    output = [
+        ("operand", next(kept)) if protocol in dn.offset_dims else ("batch", next(batch_dims))
+        for protocol in range(len(batch) + len(dn.offset_dims))
+    ]
     layout = tuple(result.index(label) for label in output if label in result)
-    result_shape = tuple(batch[i] if kind == "batch" else operand_shape[i]
-                         for kind, i in result)
-    return SlicePick(batch, indexed, sizes, tuple(operand_shape[d] for d in index_map),
-                     tuple(row_major[d] for d in index_map), contraction, result_shape,
-                     layout)
+    result_shape = tuple(batch[i] if kind == "batch" else operand_shape[i] for kind, i in result)
+    return SlicePick(
+        batch,
+        indexed,
+        sizes,
+        tuple(operand_shape[d] for d in index_map),
+        tuple(row_major[d] for d in index_map),
+        contraction,
+        result_shape,
+        layout,
+    )
 
 
 def _flat_position(x, *, strides):
@@ -147,21 +164,31 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
     protocol = ctx.protocol
     comps = ctx.secret(indices).shares
     shape = (*pick.batch, len(pick.limits))
-    last = protocol.from_public(jnp.broadcast_to(
-        ring_ops.encode(ctx.ring, jnp.asarray(pick.limits) - 1, 0), shape))
+    last = protocol.from_public(
+        jnp.broadcast_to(ring_ops.encode(ctx.ring, jnp.asarray(pick.limits) - 1, 0), shape)
+    )
     if mode == GatherScatterMode.CLIP:
-        comps = clamp_shares(protocol, comps, protocol.from_public(jnp.zeros(shape, ctx.ring.dtype)), last)
+        comps = clamp_shares(
+            protocol, comps, protocol.from_public(jnp.zeros(shape, ctx.ring.dtype)), last
+        )
     flat = protocol.local(Local.of(_flat_position, strides=pick.strides), comps)
     spread = protocol.local(Local.of(_spread, positions=pick.positions), flat)
     offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
     hot = protocol.eqz(protocol.add_public(spread, offsets))
     if mode == GatherScatterMode.FILL_OR_DROP and len(pick.limits) > 1:
-        outside = protocol.local(Local(_count_out_of_range), protocol.msb(protocol.stack(comps, protocol.sub(last, comps))))
+        outside = protocol.local(
+            Local(_count_out_of_range),
+            protocol.msb(protocol.stack(comps, protocol.sub(last, comps))),
+        )
         valid = protocol.local(Local.of(_spread, positions=pick.positions), protocol.eqz(outside))
         hot = protocol.bilinear(MULTIPLY, hot, valid)
     rank = len(protocol.logical_shape(hot))
-    hot = protocol.local(Local.of(to_last, perm=tuple(range(rank)), shape=(*pick.batch, *pick.sizes),
-                           on_shares=True), hot)
+    hot = protocol.local(
+        Local.of(
+            to_last, perm=tuple(range(rank)), shape=(*pick.batch, *pick.sizes), on_shares=True
+        ),
+        hot,
+    )
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 
 
@@ -170,25 +197,34 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
     """Public positions are a local gather; private or secret positions that pick whole
     slices go through a one-hot contraction."""
     if isinstance(indices, Public):
-        return linear_rule(ctx, operand, indices, dimension_numbers=dimension_numbers,
-                           slice_sizes=slice_sizes, mode=mode, **params)
+        return linear_rule(
+            ctx,
+            operand,
+            indices,
+            dimension_numbers=dimension_numbers,
+            slice_sizes=slice_sizes,
+            mode=mode,
+            **params,
+        )
     pick = slice_pick(operand.shape, indices.shape, dimension_numbers, slice_sizes)
     if isinstance(pick, str):
         raise ctx.unsupported(f"gather at {type(indices).__name__.lower()} positions: {pick}")
     mode = GatherScatterMode.from_any(mode)
-    hot = (_private_one_hot(pick, indices, mode) if isinstance(indices, Private)
-           else _secret_one_hot(ctx, pick, indices, mode))
+    hot = (
+        _private_one_hot(pick, indices, mode)
+        if isinstance(indices, Private)
+        else _secret_one_hot(ctx, pick, indices, mode)
+    )
     out_aval = ctx.out_avals[0]
     contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", pick.contraction),))
     result = jax.ShapeDtypeStruct(pick.result, out_aval.dtype)
-    if isinstance(hot, Private) and not isinstance(operand, Public):   # used here alone
+    if isinstance(hot, Private) and not isinstance(operand, Public):  # used here alone
         picked = apply_private_bilinear(ctx, contract, hot, operand, result)
     else:
         picked = apply_bilinear(ctx, contract, hot, operand, out_aval=result)
     if pick.layout == tuple(range(len(pick.layout))) and pick.result == out_aval.shape:
         return ctx.make(picked.shares, out_aval)
-    relayout = Local.of(to_last, perm=pick.layout, shape=tuple(out_aval.shape),
-                        on_shares=True)
+    relayout = Local.of(to_last, perm=pick.layout, shape=tuple(out_aval.shape), on_shares=True)
     return ctx.make(ctx.protocol.local(relayout, picked.shares), out_aval)
 
 
@@ -200,10 +236,13 @@ def _adjoint_gather(operand_shape, updates_shape, dn):
         collapsed_slice_dims=tuple(dn.inserted_window_dims),
         start_index_map=tuple(dn.scatter_dims_to_operand_dims),
         operand_batching_dims=tuple(dn.operand_batching_dims),
-        start_indices_batching_dims=tuple(dn.scatter_indices_batching_dims))
+        start_indices_batching_dims=tuple(dn.scatter_indices_batching_dims),
+    )
     windows = iter(updates_shape[d] for d in dn.update_window_dims)
-    slice_sizes = tuple(1 if d in dn.inserted_window_dims or d in dn.operand_batching_dims
-                        else next(windows) for d in range(len(operand_shape)))
+    slice_sizes = tuple(
+        1 if d in dn.inserted_window_dims or d in dn.operand_batching_dims else next(windows)
+        for d in range(len(operand_shape))
+    )
     return gather_dn, slice_sizes
 
 
@@ -232,28 +271,32 @@ def scatter_add_rule(ctx, operand, indices, updates, *, dimension_numbers, mode,
     """Public positions: a local scatter-add. Private or secret positions: the operand plus
     the transpose of the one-hot gather at those positions applied to the updates."""
     if isinstance(indices, Public):
-        return linear_rule(ctx, operand, indices, updates, dimension_numbers=dimension_numbers,
-                           mode=mode, **params)
+        return linear_rule(
+            ctx, operand, indices, updates, dimension_numbers=dimension_numbers, mode=mode, **params
+        )
     gather_dn, slice_sizes = _adjoint_gather(operand.shape, updates.shape, dimension_numbers)
     pick = slice_pick(operand.shape, indices.shape, gather_dn, slice_sizes)
     if isinstance(pick, str):
-        raise ctx.unsupported(
-            f"scatter-add at {type(indices).__name__.lower()} positions: {pick}")
+        raise ctx.unsupported(f"scatter-add at {type(indices).__name__.lower()} positions: {pick}")
     mode = GatherScatterMode.from_any(mode)
-    hot = (_private_one_hot(pick, indices, mode) if isinstance(indices, Private)
-           else _secret_one_hot(ctx, pick, indices, mode))
+    hot = (
+        _private_one_hot(pick, indices, mode)
+        if isinstance(indices, Private)
+        else _secret_one_hot(ctx, pick, indices, mode)
+    )
     out_aval = ctx.out_avals[0]
     rank = len(out_aval.shape)
     inverse = tuple(int(i) for i in np.argsort(pick.layout))
     laid = tuple(pick.result[i] for i in pick.layout)
-    moved = ctx.protocol.local(Local.of(_unlayout, perm=inverse, shape=laid),
-                               ctx.secret(updates).shares)
+    moved = ctx.protocol.local(
+        Local.of(_unlayout, perm=inverse, shape=laid), ctx.secret(updates).shares
+    )
     moved = ctx.make(moved, jax.ShapeDtypeStruct(pick.result, updates.dtype))
     dims, perm = _spread_contraction(pick, rank)
     spread_shape = tuple(out_aval.shape[d] for d in np.argsort(perm))
     contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", dims),))
     result = jax.ShapeDtypeStruct(spread_shape, out_aval.dtype)
-    if isinstance(hot, Private):   # used here alone
+    if isinstance(hot, Private):  # used here alone
         spread = apply_private_bilinear(ctx, contract, hot, moved, result)
     else:
         spread = apply_bilinear(ctx, contract, hot, moved, out_aval=result)

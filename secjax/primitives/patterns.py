@@ -12,6 +12,7 @@ back through shape-only equations. On these:
 - :func:`substitutions`: equations the policy computes from other inputs (the 2Quad
   softmax's numerator from ``a`` itself), so that what only they needed is never run.
 """
+
 from __future__ import annotations
 
 import collections
@@ -50,8 +51,14 @@ def _split_scalar_mul(found):
     return None
 
 
-_TRANSPARENT = ("broadcast_in_dim", "reshape", "copy", "stop_gradient", "squeeze",
-                "convert_element_type")
+_TRANSPARENT = (
+    "broadcast_in_dim",
+    "reshape",
+    "copy",
+    "stop_gradient",
+    "squeeze",
+    "convert_element_type",
+)
 
 
 def through(producer, var):
@@ -80,8 +87,7 @@ def minus_rowmax_source(producer, var, public):
         if len(secret) != 1:
             return None
         _, inner = through(producer, inner.invars[secret[0]])
-    found = (inner is not None and inner.primitive.name == "reduce_max"
-             and inner.invars[0] is a_var)
+    found = inner is not None and inner.primitive.name == "reduce_max" and inner.invars[0] is a_var
     return a_var if found else None
 
 
@@ -92,6 +98,7 @@ def equations_of(ctx):
 
 def is_minus_rowmax(ctx) -> bool:
     """Whether the operand of the current equation is ``a - max(a)`` (softmax)."""
+
     def public(eqn, i):
         return isinstance(ctx.producers[eqn.outvars[0]][1][i], Public)
 
@@ -142,8 +149,12 @@ def gelu_tanh_input(ctx):
         if cubic is None or abs(cubic[0] - _GELU_TANH[1]) > 1e-6:
             continue
         power = ctx.producer(cubic[1])
-        if (power is not None and power[0].primitive.name == "integer_pow"
-                and power[0].params.get("y") == 3 and power[0].invars[0] is eqn.invars[i]):
+        if (
+            power is not None
+            and power[0].primitive.name == "integer_pow"
+            and power[0].params.get("y") == 3
+            and power[0].invars[0] is eqn.invars[i]
+        ):
             return values[i]
     return None
 
@@ -219,8 +230,12 @@ def _normalised_by_row_sum(producer, users, var) -> bool:
     divs = [u for u in uses if u.primitive.name == "div"]
     if not divs or len(sums) + len(divs) != len(uses):
         return False
-    return all(d.invars[0] is var and d.invars[1] is not var
-               and any(through(producer, d.invars[1])[1] is s for s in sums) for d in divs)
+    return all(
+        d.invars[0] is var
+        and d.invars[1] is not var
+        and any(through(producer, d.invars[1])[1] is s for s in sums)
+        for d in divs
+    )
 
 
 def substitutions(jaxpr, policy: Policy | None = None) -> dict[int, Substitution]:

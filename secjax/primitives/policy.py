@@ -20,6 +20,7 @@ hold a stated domain, it shrinks and saturates: exp's hi becomes at most
 (bits - 6 - frac_bits) ln 2 (9.7 in a 32-bit ring with 12 fractional bits), and the
 normalisation range becomes emin >= -frac_bits, emax <= bits - 3 - frac_bits.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,9 @@ import dataclasses
 
 def _check_method(policy, allowed: tuple) -> None:
     if policy.method not in allowed:
-        raise ValueError(f"{type(policy).__name__}: unknown method {policy.method!r}; "
-                         f"choose one of {allowed}")
+        raise ValueError(
+            f"{type(policy).__name__}: unknown method {policy.method!r}; choose one of {allowed}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +59,8 @@ class ExpPolicy:
 class NormalisePolicy:
     """Secret normalisation y = z * 2^(e+1), z in [0.5, 1), e = floor(log2 y) found by
     comparing y with 0 and the public powers 2^emin .. 2^(emax+1) in ONE batched msb call
-    (emax - emin + 3 comparisons per element, 44 at the defaults). Accurate for 2^emin <= |y| < 2^(emax+1);
-    outside, each function saturates as its docstring states."""
+    (emax - emin + 3 comparisons per element, 44 at the defaults). Accurate for
+    2^emin <= |y| < 2^(emax+1); outside, each function saturates as its docstring states."""
 
     emin: int = -16
     emax: int = 24
@@ -133,9 +135,11 @@ class GeluPolicy:
     def __post_init__(self):
         _check_method(self, ("puma", "relu", "erf"))
         if len(self.degrees) != len(self.breaks) - 1:
-            raise ValueError(f"GeluPolicy: {len(self.breaks)} breaks bound "
-                             f"{len(self.breaks) - 1} polynomials, but {len(self.degrees)} "
-                             f"degrees were given")
+            raise ValueError(
+                f"GeluPolicy: {len(self.breaks)} breaks bound "
+                f"{len(self.breaks) - 1} polynomials, but {len(self.degrees)} "
+                f"degrees were given"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ equality test per window element), multiplies it by the incoming cotangent (one 
 and adds the rows back into the operand's positions (the transpose of the window gather,
 local). Dilated windows are refused with a clear error.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,8 +38,9 @@ register("tile", "reduce_window_sum")(linear_rule)
 def window_positions(shape: tuple, window: tuple, strides: tuple, padding: tuple):
     """Flat input position of every (output element, window element), ``-1`` where the
     window lies in the padding: an int array of shape (*output shape, window size)."""
-    out = tuple((n + lo + hi - w) // s + 1
-                for n, w, s, (lo, hi) in zip(shape, window, strides, padding))
+    out = tuple(
+        (n + lo + hi - w) // s + 1 for n, w, s, (lo, hi) in zip(shape, window, strides, padding)
+    )
     starts = [np.arange(o) * s - lo for o, s, (lo, _) in zip(out, strides, padding)]
     grids = np.meshgrid(*starts, indexing="ij")
     offsets = np.meshgrid(*[np.arange(w) for w in window], indexing="ij")
@@ -51,7 +53,7 @@ def window_positions(shape: tuple, window: tuple, strides: tuple, padding: tuple
 def _gather_windows(x, *, geometry):
     index = window_positions(*geometry)
     padded = jnp.concatenate([x.reshape(-1), jnp.zeros((1,), x.dtype)])
-    return padded[index]          # -1 reads the appended zero
+    return padded[index]  # -1 reads the appended zero
 
 
 def _scatter_windows(rows, *, geometry):
@@ -64,8 +66,9 @@ def _scatter_windows(rows, *, geometry):
 def _check_geometry(ctx, params):
     for name in ("base_dilation", "window_dilation"):
         if any(d != 1 for d in params.get(name, ())):
-            raise ctx.unsupported(f"{name} {params[name]}: only undilated windows have a "
-                                  "secure rule")
+            raise ctx.unsupported(
+                f"{name} {params[name]}: only undilated windows have a secure rule"
+            )
 
 
 def _windows(ctx, x, params, *, largest: bool):
@@ -73,10 +76,13 @@ def _windows(ctx, x, params, *, largest: bool):
     max (``largest``) or min, and the windows' geometry."""
     _check_geometry(ctx, params)
     secret = ctx.secret(x)
-    geometry = (tuple(secret.shape), tuple(params["window_dimensions"]),
-                tuple(params["window_strides"]), tuple(map(tuple, params["padding"])))
-    rows = ctx.protocol.local(Local.of(_gather_windows, geometry=geometry),
-                              secret.shares)
+    geometry = (
+        tuple(secret.shape),
+        tuple(params["window_dimensions"]),
+        tuple(params["window_strides"]),
+        tuple(map(tuple, params["padding"])),
+    )
+    rows = ctx.protocol.local(Local.of(_gather_windows, geometry=geometry), secret.shares)
     padded = window_positions(*geometry) < 0
     if padded.any():
         dtype = np.dtype(x.dtype)
@@ -92,8 +98,7 @@ def _windows(ctx, x, params, *, largest: bool):
 def reduce_window_extreme_rule(ctx, x, **params):
     largest = ctx.primitive == "reduce_window_max"
     rows, _ = _windows(ctx, x, params, largest=largest)
-    values, _ = tree_reduce(ctx, rows, (len(rows.shape) - 1,), largest=largest,
-                            with_index=False)
+    values, _ = tree_reduce(ctx, rows, (len(rows.shape) - 1,), largest=largest, with_index=False)
     return ctx.make(values, ctx.out_avals[0])
 
 
@@ -106,16 +111,19 @@ def select_and_scatter_add_rule(ctx, source, operand, *, select_prim, **params):
     """Each window's cotangent goes to its first maximum (``ge``) or minimum (``le``),
     the tie rule of the comparison tree."""
     if select_prim.name not in ("ge", "le"):
-        raise ctx.unsupported(f"select_prim {select_prim.name} (only ge and le, which keep "
-                              "the first extreme of a window, have a rule)")
+        raise ctx.unsupported(
+            f"select_prim {select_prim.name} (only ge and le, which keep "
+            "the first extreme of a window, have a rule)"
+        )
     largest = select_prim.name == "ge"
     rows, geometry = _windows(ctx, operand, params, largest=largest)
     protocol = ctx.protocol
     w = rows.shape[-1]
-    _, index = tree_reduce(ctx, rows, (len(rows.shape) - 1,), largest=largest,
-                           with_index=True)
+    _, index = tree_reduce(ctx, rows, (len(rows.shape) - 1,), largest=largest, with_index=True)
     spread_index = protocol.local(Local.of(_spread, n=w), index)
-    hot = protocol.eqz(protocol.add_public(spread_index, ring_ops.encode(ctx.ring, -np.arange(w), 0)))
+    hot = protocol.eqz(
+        protocol.add_public(spread_index, ring_ops.encode(ctx.ring, -np.arange(w), 0))
+    )
     cotangent = protocol.local(Local.of(_spread, n=w), ctx.secret(source).shares)
     picked = protocol.bilinear(MULTIPLY, hot, cotangent)
     # positions in the padding (-1) land in the scatter's extra slot, which is dropped

@@ -12,6 +12,7 @@ the operand's scale, per level). The cumulative reductions are the Hillis-Steele
 scan: ceil(log2 n) levels, each combining every element with the one 2^level before it
 (one comparison call and one product call for max and min; one product call for prod).
 """
+
 from __future__ import annotations
 
 import jax
@@ -39,8 +40,10 @@ def _count(ctx, x, axes):
 
 def _check_bool(ctx, x):
     if not jnp.issubdtype(x.dtype, jnp.bool_):
-        raise ctx.unsupported(f"{ctx.primitive} of secret {np.dtype(x.dtype)} is bitwise; "
-                              "apply it to booleans (jnp.all, jnp.any) or compare first")
+        raise ctx.unsupported(
+            f"{ctx.primitive} of secret {np.dtype(x.dtype)} is bitwise; "
+            "apply it to booleans (jnp.all, jnp.any) or compare first"
+        )
 
 
 @register("reduce_and", "reduce_or")
@@ -64,8 +67,7 @@ def _shift_to_sign(x, *, bits):
 def reduce_xor_rule(ctx, x, *, axes, **_):
     _check_bool(ctx, x)
     total, _ = _count(ctx, x, axes)
-    shifted = ctx.protocol.local(Local.of(_shift_to_sign, bits=ctx.ring.bits - 1),
-                                 total)
+    shifted = ctx.protocol.local(Local.of(_shift_to_sign, bits=ctx.ring.bits - 1), total)
     return ctx.make(ctx.protocol.msb(shifted), ctx.out_avals[0])
 
 
@@ -79,14 +81,17 @@ def reduce_prod_rule(ctx, x, *, axes, **_):
     n = int(np.prod([secret.shape[d] for d in axes], dtype=np.int64))
     if n == 0:
         return Public(jnp.ones(ctx.out_avals[0].shape, ctx.out_avals[0].dtype))
-    shares = protocol.local(Local.of(to_last, perm=tuple(keep) + tuple(axes), shape=kept_shape + (n,), on_shares=True),
-                     secret.shares)
+    shares = protocol.local(
+        Local.of(to_last, perm=tuple(keep) + tuple(axes), shape=kept_shape + (n,), on_shares=True),
+        secret.shares,
+    )
     while n > 1:
         h = n // 2
         left, right, rest = protocol.local(Local.of(pair_halves, h=h, on_shares=True), shares)
         aval = jax.ShapeDtypeStruct(kept_shape + (h,), secret.dtype)
-        product = apply_bilinear(ctx, MULTIPLY, ctx.make(left, aval), ctx.make(right, aval),
-                                 out_aval=aval)
+        product = apply_bilinear(
+            ctx, MULTIPLY, ctx.make(left, aval), ctx.make(right, aval), out_aval=aval
+        )
         shares = protocol.local(CONCAT_LAST, product.shares, rest)
         n = h + (n - 2 * h)
     return ctx.make(protocol.local(SQUEEZE_LAST, shares), ctx.out_avals[0])
@@ -97,7 +102,7 @@ def _shift_along(x, *, axis, d, reverse):
     xp = array_namespace(x)
     axis = x.ndim + axis
     n = x.shape[axis]
-    zeros = xp.zeros(x.shape[:axis] + (d,) + x.shape[axis + 1:], x.dtype)
+    zeros = xp.zeros(x.shape[:axis] + (d,) + x.shape[axis + 1 :], x.dtype)
     kept = xp.take(x, xp.arange(d, n) if reverse else xp.arange(n - d), axis=axis)
     return xp.concatenate([kept, zeros] if reverse else [zeros, kept], axis=axis)
 
@@ -106,13 +111,14 @@ def _combine(ctx, name, a, b, aval):
     """Shares of op(a, b) for the cumulative reduction ``name``."""
     protocol = ctx.protocol
     if name == "cumprod":
-        return apply_bilinear(ctx, MULTIPLY, ctx.make(a, aval), ctx.make(b, aval),
-                              out_aval=aval).shares
+        return apply_bilinear(
+            ctx, MULTIPLY, ctx.make(a, aval), ctx.make(b, aval), out_aval=aval
+        ).shares
     diff = protocol.sub(a, b)
-    below = protocol.msb(diff)                                   # [a < b]
-    if name == "cummax":                                  # a + [a < b] (b - a)
+    below = protocol.msb(diff)  # [a < b]
+    if name == "cummax":  # a + [a < b] (b - a)
         return protocol.sub(a, protocol.bilinear(MULTIPLY, below, diff))
-    return protocol.add(b, protocol.bilinear(MULTIPLY, below, diff))    # min: b + [a < b] (a - b)
+    return protocol.add(b, protocol.bilinear(MULTIPLY, below, diff))  # min: b + [a < b] (a - b)
 
 
 @register("cumprod", "cummax", "cummin")
@@ -126,13 +132,19 @@ def cumulative_rule(ctx, x, *, axis, reverse, **_):
     n = secret.shape[axis]
     dtype = np.dtype(secret.dtype)
     floating = jnp.issubdtype(dtype, jnp.floating)
-    identity = {"cumprod": 1, "cummax": -np.inf if floating else np.iinfo(dtype).min,
-                "cummin": np.inf if floating else np.iinfo(dtype).max}[ctx.primitive]
+    identity = {
+        "cumprod": 1,
+        "cummax": -np.inf if floating else np.iinfo(dtype).min,
+        "cummin": np.inf if floating else np.iinfo(dtype).max,
+    }[ctx.primitive]
     fill = ctx.encode_public(np.asarray(identity, dtype), ctx.scale(dtype))
     shares = secret.shares
     d = 1
     while d < n:
-        shifted = protocol.local(Local.of(_shift_along, axis=axis - rank, d=d, reverse=bool(reverse), on_shares=True), shares)
+        shifted = protocol.local(
+            Local.of(_shift_along, axis=axis - rank, d=d, reverse=bool(reverse), on_shares=True),
+            shares,
+        )
         head = np.zeros(secret.shape, bool)
         index = [slice(None)] * rank
         index[axis] = slice(n - d, n) if reverse else slice(0, d)

@@ -22,6 +22,7 @@ Under aby3 (64-bit ring) floor and ceil send 136 bytes per element in 12 rounds,
 Exact for |x| < 2^(ring_bits - 3 - d) (2^43 at the defaults), within truncation's range
 as every truncation in secjax must be (inputs themselves may reach 2^45 there).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,7 @@ def _floors(ctx, values, d: int, also=()):
     excess = _rows(protocol, protocol.sub(stacked, protocol.scale_up(t, d)), len(values))
     signs = _rows(protocol, protocol.msb(protocol.stack(*excess, *also)), len(values) + len(also))
     floors = [protocol.sub(ti, si) for ti, si in zip(_rows(protocol, t, len(values)), signs)]
-    return floors, signs[len(values):]
+    return floors, signs[len(values) :]
 
 
 def _finish(ctx, integer, d: int):
@@ -90,21 +91,34 @@ def round_rule(ctx, x, *, rounding_method, **_):
     method = lax.RoundingMethod(int(rounding_method))
     if method == lax.RoundingMethod.AWAY_FROM_ZERO:
         (up, down), (negative,) = _floors(
-            ctx, [protocol.add_public(shares, half), protocol.add_public(protocol.neg(shares), half)], d,
-            also=[shares])
+            ctx,
+            [protocol.add_public(shares, half), protocol.add_public(protocol.neg(shares), half)],
+            d,
+            also=[shares],
+        )
         # up + [x < 0] (-down - up)
         moved = protocol.bilinear(MULTIPLY, negative, protocol.neg(protocol.add(up, down)))
         return _finish(ctx, protocol.add(up, moved), d)
     if method == lax.RoundingMethod.TO_NEAREST_EVEN:
         t = protocol.trunc(protocol.add_public(shares, half), d + 1)
-        s = protocol.sub(shares, protocol.scale_up(t, d + 1))                     # x - 2t at scale d
+        s = protocol.sub(shares, protocol.scale_up(t, d + 1))  # x - 2t at scale d
         # [s > -3/2] = msb(-3/2 - s), [s >= -1/2] = 1 - msb(s + 1/2), [s > 1/2] = msb(1/2 - s)
-        above_low, below_mid, above_high = _rows(protocol, protocol.msb(protocol.stack(
-            protocol.add_public(protocol.neg(s), _public(ctx, -1.5, d)),
-            protocol.add_public(s, half),
-            protocol.add_public(protocol.neg(s), half))), 3)
-        g = protocol.add_public(protocol.add(protocol.sub(above_low, below_mid), above_high),
-                         _public(ctx, -1.0, 0))     # -2 + above_low + (1 - below_mid) + ...
+        above_low, below_mid, above_high = _rows(
+            protocol,
+            protocol.msb(
+                protocol.stack(
+                    protocol.add_public(protocol.neg(s), _public(ctx, -1.5, d)),
+                    protocol.add_public(s, half),
+                    protocol.add_public(protocol.neg(s), half),
+                )
+            ),
+            3,
+        )
+        g = protocol.add_public(
+            protocol.add(protocol.sub(above_low, below_mid), above_high), _public(ctx, -1.0, 0)
+        )  # -2 + above_low + (1 - below_mid) + ...
         return _finish(ctx, protocol.add(protocol.add(t, t), g), d)
-    raise ctx.unsupported(f"rounding method {method.name} has no secure rule "
-                          "(AWAY_FROM_ZERO and TO_NEAREST_EVEN have)")
+    raise ctx.unsupported(
+        f"rounding method {method.name} has no secure rule "
+        "(AWAY_FROM_ZERO and TO_NEAREST_EVEN have)"
+    )

@@ -11,6 +11,7 @@ which every encodable value pair satisfies up to a factor of two. Several compar
 stacked along a new leading axis and sent through ONE ``msb`` call, and several products
 through ONE ``bilinear`` call, so they cost one round.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,7 +58,7 @@ def _encoded_constant(ring, data: bytes, shape: tuple, scale: int):
     c = np.frombuffer(data, dtype=np.float64).reshape(shape)
     ring_ops.check_range(ring, c, scale)
     encoded = ring_ops.encode(ring, c, scale, saturate=False)
-    encoded.flags.writeable = False   # shared by every caller
+    encoded.flags.writeable = False  # shared by every caller
     return encoded
 
 
@@ -104,7 +105,9 @@ class SecureOps:
             return x
         if scale > x.scale:
             return Fx(self.protocol.scale_up(x.shares, scale - x.scale), scale)
-        return Fx(self.protocol.trunc(x.shares, x.scale - scale, scale=x.scale, planned=True), scale)
+        return Fx(
+            self.protocol.trunc(x.shares, x.scale - scale, scale=x.scale, planned=True), scale
+        )
 
     # -- affine maps (local) ----------------------------------------------------------------
     def _align(self, a: Fx, b: Fx):
@@ -135,8 +138,12 @@ class SecureOps:
             shares = self.protocol.bilinear_public(MULTIPLY, a.shares, self._encode(c, 0))
             return Fx(shares, a.scale)
         shares = self.protocol.bilinear_public(MULTIPLY, a.shares, self._encode(c, self.frac_bits))
-        return Fx(self.protocol.trunc(shares, self.frac_bits, scale=a.scale + self.frac_bits,
-                               planned=True), a.scale)
+        return Fx(
+            self.protocol.trunc(
+                shares, self.frac_bits, scale=a.scale + self.frac_bits, planned=True
+            ),
+            a.scale,
+        )
 
     # -- products ----------------------------------------------------------------------------
     def _target(self, a: Fx, b: Fx, scale):
@@ -162,11 +169,20 @@ class SecureOps:
             else:
                 left = self.protocol.stack(*[pairs[i][0].shares for i in idx])
                 right = self.protocol.stack(*[pairs[i][1].shares for i in idx])
-            prod = self.protocol.bilinear(MULTIPLY, left, right, trunc_bits=max(excess, 0),
-                                   scale=sa + sb, planned=True)
-            prods = ([prod] if len(idx) == 1 else
-                     list(self.protocol.local(Local.of(_unstack, n=len(idx)), prod,
-                                       over=self.protocol.logical_shape(prod)[1:])))
+            prod = self.protocol.bilinear(
+                MULTIPLY, left, right, trunc_bits=max(excess, 0), scale=sa + sb, planned=True
+            )
+            prods = (
+                [prod]
+                if len(idx) == 1
+                else list(
+                    self.protocol.local(
+                        Local.of(_unstack, n=len(idx)),
+                        prod,
+                        over=self.protocol.logical_shape(prod)[1:],
+                    )
+                )
+            )
             for i, shares in zip(idx, prods):
                 value = Fx(shares, sa + sb - max(excess, 0))
                 out[i] = self.rescale(value, target)
@@ -178,8 +194,7 @@ class SecureOps:
         n = len(consts)
         repeated = self.protocol.local(Local.of(_repeat, n=n), x.shares, over=self.shape(x))
         shape = self.shape(x)
-        offsets = np.stack([np.broadcast_to(self._encode(-c, x.scale), shape)
-                            for c in consts])
+        offsets = np.stack([np.broadcast_to(self._encode(-c, x.scale), shape) for c in consts])
         below = self.protocol.msb(self.protocol.add_public(repeated, offsets))
         ones = self.protocol.from_public(np.ones((n,) + shape, self.ring.dtype))
         return Fx(self.protocol.sub(ones, below), 0)
@@ -191,8 +206,13 @@ class SecureOps:
         """base + sum_i weights[i] * bits[i], at ``scale`` (default frac_bits): local."""
         scale = self.frac_bits if scale is None else scale
         w = self._encode(np.asarray(weights, dtype=np.float64), scale)
-        shares = self.protocol.local(_WEIGHTED, bits.shares, w, shared=(True, False),
-                              over=self.protocol.logical_shape(bits.shares)[1:])
+        shares = self.protocol.local(
+            _WEIGHTED,
+            bits.shares,
+            w,
+            shared=(True, False),
+            over=self.protocol.logical_shape(bits.shares)[1:],
+        )
         return Fx(self.protocol.add_public(shares, self._encode(base, scale)), scale)
 
     def table(self, bits: Fx, vals, scale) -> Fx:
@@ -202,8 +222,13 @@ class SecureOps:
         scale = self.frac_bits if scale is None else scale
         encoded = self._encode(np.asarray(vals, dtype=np.float64), scale)
         steps = encoded[1:] - encoded[:-1]
-        shares = self.protocol.local(_WEIGHTED, bits.shares, steps, shared=(True, False),
-                              over=self.protocol.logical_shape(bits.shares)[1:])
+        shares = self.protocol.local(
+            _WEIGHTED,
+            bits.shares,
+            steps,
+            shared=(True, False),
+            over=self.protocol.logical_shape(bits.shares)[1:],
+        )
         return Fx(self.protocol.add_public(shares, encoded[0]), scale)
 
     def mask_many(self, terms) -> list[Fx]:
@@ -261,7 +286,7 @@ class SecureOps:
         """sum_k a[k] v^k from the powers v .. v^(len(a) - 1) (all at one scale q): a local
         public combination at scale q + ``coeff_scale``, not truncated."""
         q = powers[0].scale
-        stacked = self.protocol.stack(*[protocol.shares for protocol in powers[:len(a) - 1]])
+        stacked = self.protocol.stack(*[protocol.shares for protocol in powers[: len(a) - 1]])
         value = self.bits_lin(Fx(stacked, q), a[1:], 0.0, coeff_scale)
         return self.add_c(Fx(value.shares, q + coeff_scale), a[0])
 
@@ -316,11 +341,11 @@ MIN_SPLIT_SCALE = 20
 
 def _peak(coeffs, span: float) -> float:
     """Bound of |sum_k coeffs[k] v^k| for |v| <= span."""
-    return sum(abs(a) * span ** k for k, a in enumerate(coeffs))
+    return sum(abs(a) * span**k for k, a in enumerate(coeffs))
 
 
 def _log2_ceil(x: float) -> int:
-    return math.ceil(math.log2(max(x, 2.0 ** -30)) + 1e-9)
+    return math.ceil(math.log2(max(x, 2.0**-30)) + 1e-9)
 
 
 def _plan_for_shift(polys, bits: int, shift: int) -> PowerPlan:
@@ -330,21 +355,23 @@ def _plan_for_shift(polys, bits: int, shift: int) -> PowerPlan:
     (about k max(V,1)^(k-1) 2^-q for v^k, |v| <= V) times its coefficient, plus each
     coefficient's own rounding times the power's size. Degrees above 4 are split when the
     value at 2q, with q lowered for it if need be, keeps at least MIN_SPLIT_SCALE bits."""
-    spans = [(protocol.ubound * 2.0 ** shift, len(protocol.coeffs) - 1) for protocol in polys]
-    coeffs = [[abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(protocol.coeffs)] for protocol in polys]
+    spans = [(protocol.ubound * 2.0**shift, len(protocol.coeffs) - 1) for protocol in polys]
+    coeffs = [
+        [abs(a) * 2.0 ** (-shift * k) for k, a in enumerate(protocol.coeffs)] for protocol in polys
+    ]
     growth = max(d * math.log2(max(span, 1.0)) for span, d in spans)
     q = math.floor((bits - 2 - growth) / 2)
     degree = max(d for _, d in spans)
     split_at = -(-degree // 2)
     split = [d > split_at for _, d in spans] if degree > 4 else [False] * len(polys)
     if any(split):
-        room = max(_log2_ceil(_peak(c, span)) for c, (span, _), s in zip(coeffs, spans, split)
-                   if s)
+        room = max(_log2_ceil(_peak(c, span)) for c, (span, _), s in zip(coeffs, spans, split) if s)
         q_split = min(q, math.floor((bits - 3 - room) / 2))
-        highs = [bits - 2 - q_split - _log2_ceil(_peak(c[split_at:], span)) if s else None
-                 for c, (span, _), s in zip(coeffs, spans, split)]
-        if q_split >= MIN_SPLIT_SCALE and all(h is None or h >= MIN_SPLIT_SCALE
-                                              for h in highs):
+        highs = [
+            bits - 2 - q_split - _log2_ceil(_peak(c[split_at:], span)) if s else None
+            for c, (span, _), s in zip(coeffs, spans, split)
+        ]
+        if q_split >= MIN_SPLIT_SCALE and all(h is None or h >= MIN_SPLIT_SCALE for h in highs):
             return _plan_at(coeffs, spans, bits, shift, q_split, tuple(highs))
     return _plan_at(coeffs, spans, bits, shift, q, (None,) * len(polys))
 
@@ -355,8 +382,8 @@ def _plan_at(coeffs, spans, bits, shift, q, high_scales) -> PowerPlan:
         cs = bits - 2 - q - _log2_ceil(_peak(c, span))
         coeff_scales.append(cs)
         top = max(span, 1.0)
-        rounding = sum(a * k * top ** (k - 1) for k, a in enumerate(c)) * 2.0 ** -q
-        weights = sum(top ** k for k in range(1, len(c))) * 2.0 ** -(cs + 1)
+        rounding = sum(a * k * top ** (k - 1) for k, a in enumerate(c)) * 2.0**-q
+        weights = sum(top**k for k in range(1, len(c))) * 2.0 ** -(cs + 1)
         error = max(error, rounding + weights)
     split_fits = any(h is not None for h in high_scales)
     return PowerPlan(shift, q, tuple(coeff_scales), error, split_fits, high_scales)
@@ -365,8 +392,9 @@ def _plan_at(coeffs, spans, bits, shift, q, high_scales) -> PowerPlan:
 @functools.lru_cache(maxsize=None)
 def plan_powers(polys: tuple, bits: int) -> PowerPlan:
     """The shift (-8..16) with the least predicted error (:func:`_plan_for_shift`)."""
-    return min((_plan_for_shift(polys, bits, t) for t in range(-8, 17)),
-               key=lambda plan: plan.error)
+    return min(
+        (_plan_for_shift(polys, bits, t) for t in range(-8, 17)), key=lambda plan: plan.error
+    )
 
 
 def require_float_output(ctx) -> None:

@@ -18,6 +18,7 @@ Cost per element of the padded axis, per layer: one comparison (two with ties br
 one equality test with ties broken, and one product per carried operand; top_k sorts the
 whole axis (a partial network would save layers; not done).
 """
+
 from __future__ import annotations
 
 import functools
@@ -92,19 +93,22 @@ def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
     size = protocol.logical_shape(operands[0])[-1]
     n = 1 << max(size - 1, 0).bit_length()
     if break_ties:
-        positions = np.broadcast_to(np.arange(n, dtype=ctx.ring.dtype),
-                                    protocol.logical_shape(operands[0])[:-1] + (n,))
+        positions = np.broadcast_to(
+            np.arange(n, dtype=ctx.ring.dtype), protocol.logical_shape(operands[0])[:-1] + (n,)
+        )
     if n != size:
         fills = [_largest(ctx)] + [0] * (len(operands) - 1)
-        operands = [protocol.local(Local.of(_pad_last, n=n, fill=f, on_shares=True), x)
-                    for x, f in zip(operands, fills)]
+        operands = [
+            protocol.local(Local.of(_pad_last, n=n, fill=f, on_shares=True), x)
+            for x, f in zip(operands, fills)
+        ]
     carried = operands + ([protocol.from_public(positions)] if break_ties else [])
     for low, high in bitonic_layers(n):
         take_low = Local.of(_take_last, index=low, on_shares=True)
         take_high = Local.of(_take_last, index=high, on_shares=True)
         a = [protocol.local(take_low, x) for x in carried]
         b = [protocol.local(take_high, x) for x in carried]
-        d = [protocol.sub(bx, ax) for ax, bx in zip(a, b)]   # high - low, per operand
+        d = [protocol.sub(bx, ax) for ax, bx in zip(a, b)]  # high - low, per operand
         if break_ties:
             # swap when key_low > key_high, or keys tie and position_low > position_high
             greater, later = _rows(protocol, protocol.msb(protocol.stack(d[0], d[-1])), 2)
@@ -116,12 +120,15 @@ def sort_last(ctx, operands: list, *, break_ties: bool) -> list:
         moves = [protocol.index(moves, i) for i in range(len(d))]
         order = tuple(int(i) for i in np.argsort(np.asarray(low + high)))
         place = Local.of(_place_last, order=order, on_shares=True)
-        carried = [protocol.local(place, protocol.add(ax, m), protocol.sub(bx, m))
-                   for ax, bx, m in zip(a, b, moves)]
-    result = carried[:len(operands)]
+        carried = [
+            protocol.local(place, protocol.add(ax, m), protocol.sub(bx, m))
+            for ax, bx, m in zip(a, b, moves)
+        ]
+    result = carried[: len(operands)]
     if n != size:
-        result = [protocol.local(Local.of(_slice_last, stop=size, on_shares=True), x)
-                  for x in result]
+        result = [
+            protocol.local(Local.of(_slice_last, stop=size, on_shares=True), x) for x in result
+        ]
     return result
 
 
@@ -144,8 +151,7 @@ def sort_rule(ctx, *operands, dimension, is_stable, num_keys, **_):
     moved = _along_last(ctx, operands, dimension)
     result = sort_last(ctx, moved, break_ties=len(operands) > 1)
     back = Local.of(_move_back, axis=dimension, rank=rank, on_shares=True)
-    return [ctx.make(ctx.protocol.local(back, r), aval)
-            for r, aval in zip(result, ctx.out_avals)]
+    return [ctx.make(ctx.protocol.local(back, r), aval) for r, aval in zip(result, ctx.out_avals)]
 
 
 @register("top_k")

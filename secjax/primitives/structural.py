@@ -1,6 +1,7 @@
 """Rules for primitives that are linear maps of their data operands: reshapes, slices,
 reductions by sum, gathers and selects at public positions. Each applies to every share alike
 and needs no communication."""
+
 from __future__ import annotations
 
 import jax
@@ -48,7 +49,7 @@ def _scatter(operand, indices, updates, *, combine, params):
 
 
 def _reshape_shares(x, *, new_sizes, rank):
-    return x.reshape(x.shape[:x.ndim - rank] + tuple(new_sizes))
+    return x.reshape(x.shape[: x.ndim - rank] + tuple(new_sizes))
 
 
 def _transpose_shares(x, *, permutation):
@@ -98,8 +99,10 @@ def local_primitive(primitive: Primitive, params: dict, rank: int | None = None)
         return Local.of(fn, on_shares=True, **kept)
     if name in ("scatter-add", "scatter"):
         # The equation's update_jaxpr is typed for floats; lax rebuilds one for the ring.
-        kept = {k: params[k] for k in ("dimension_numbers", "indices_are_sorted",
-                                       "unique_indices", "mode")}
+        kept = {
+            k: params[k]
+            for k in ("dimension_numbers", "indices_are_sorted", "unique_indices", "mode")
+        }
         combine = jax.lax.scatter_add if name == "scatter-add" else jax.lax.scatter
         return Local.of(_scatter, combine=combine, params=freeze(kept))
     if name == "gather":
@@ -116,22 +119,38 @@ def linear_rule(ctx, *operands, **params):
         if not isinstance(operands[i], Public):
             raise ctx.unsupported(
                 f"operand {i} selects positions and is {type(operands[i]).__name__.lower()}; "
-                "secjax needs it public (secret positions need a one-hot rule)")
-    prepared = [op.value if i in positions else ctx.secret(op).shares
-                for i, op in enumerate(operands)]
+                "secjax needs it public (secret positions need a one-hot rule)"
+            )
+    prepared = [
+        op.value if i in positions else ctx.secret(op).shares for i, op in enumerate(operands)
+    ]
     shared = tuple(i not in positions for i in range(len(operands)))
-    out = ctx.protocol.local(local_primitive(ctx.eqn.primitive, params,
-                                             rank=len(operands[0].shape)),
-                             *prepared, shared=shared)
+    out = ctx.protocol.local(
+        local_primitive(ctx.eqn.primitive, params, rank=len(operands[0].shape)),
+        *prepared,
+        shared=shared,
+    )
     if ctx.eqn.primitive.multiple_results:
         return [ctx.make(s, aval) for s, aval in zip(out, ctx.out_avals)]
     return ctx.make(out, ctx.out_avals[0])
 
 
 register(
-    "reshape", "transpose", "broadcast_in_dim", "squeeze", "slice", "rev",
-    "reduce_sum", "cumsum", "concatenate", "stack", "pad", "dynamic_slice",
-    "dynamic_update_slice", "scatter", "split",
+    "reshape",
+    "transpose",
+    "broadcast_in_dim",
+    "squeeze",
+    "slice",
+    "rev",
+    "reduce_sum",
+    "cumsum",
+    "concatenate",
+    "stack",
+    "pad",
+    "dynamic_slice",
+    "dynamic_update_slice",
+    "scatter",
+    "split",
 )(linear_rule)
 
 

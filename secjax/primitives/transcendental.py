@@ -11,6 +11,7 @@ secret fixed-point values (``SecureOps``), with the parameters of the session's 
 - tanh GeLU ``0.5 x (1 + tanh(c (x + 0.044715 x^3)))``: the tanh becomes 2 Phi(x) - 1.
 - ``exp(a - max(a))`` (softmax): the argument is known to be <= 0, one comparison is saved.
 """
+
 from __future__ import annotations
 
 import math
@@ -129,31 +130,49 @@ def secret_division(ctx, x, y):
     var, value = ctx.eqn.invars[1], y
     found = ctx.producer(1)
     broadcast = None
-    if (found is not None and found[0].primitive.name == "broadcast_in_dim"
-            and not isinstance(found[1][0], Public)):
+    if (
+        found is not None
+        and found[0].primitive.name == "broadcast_in_dim"
+        and not isinstance(found[1][0], Public)
+    ):
         broadcast = found[0]
         var, value = broadcast.invars[0], found[1][0]
     inner = ctx.producer(var)
     ops = SecureOps(ctx)
     normalising = normalises_rows(ctx, var)
-    if inner is not None and inner[0].primitive.name == "sqrt" and not isinstance(
-            inner[1][0], Public):
+    if (
+        inner is not None
+        and inner[0].primitive.name == "sqrt"
+        and not isinstance(inner[1][0], Public)
+    ):
         r = approx.rsqrt(ops, ops.enter(inner[1][0]), pol.rsqrt)
     else:
-        r = approx.reciprocal(ops, ops.enter(value), pol.reciprocal,
-                              positive=normalising or known_positive(ctx, var),
-                              scale=ctx.ring.bits - 4 - ops.frac_bits if normalising else None)
+        r = approx.reciprocal(
+            ops,
+            ops.enter(value),
+            pol.reciprocal,
+            positive=normalising or known_positive(ctx, var),
+            scale=ctx.ring.bits - 4 - ops.frac_bits if normalising else None,
+        )
     if broadcast is not None:
         shares = ctx.protocol.local(
-            local_primitive(broadcast.primitive, broadcast.params,
-                            rank=len(ctx.protocol.logical_shape(r.shares))), r.shares)
+            local_primitive(
+                broadcast.primitive,
+                broadcast.params,
+                rank=len(ctx.protocol.logical_shape(r.shares)),
+            ),
+            r.shares,
+        )
         r = Fx(shares, r.scale)
     out_aval = ctx.out_avals[0]
     if normalising:
         return ops.leave(ops.mul(ops.enter(x), r, scale=ops.frac_bits), out_aval)
     reciprocal = ops.leave(r, broadcast.outvars[0].aval if broadcast else var.aval)
-    if (isinstance(x, Public) and np.all(np.asarray(x.value) == 1)
-            and tuple(reciprocal.shape) == tuple(out_aval.shape)):
+    if (
+        isinstance(x, Public)
+        and np.all(np.asarray(x.value) == 1)
+        and tuple(reciprocal.shape) == tuple(out_aval.shape)
+    ):
         return ctx.make(reciprocal.shares, out_aval)
     return apply_bilinear(ctx, MULTIPLY, x, reciprocal)
 
@@ -186,8 +205,11 @@ def pow_rule(ctx, x, y, **_):
             return run_approx(ctx, x, lambda ops, v: approx.sqrt(ops, v, pol.rsqrt))
         if k == -0.5:
             return run_approx(ctx, x, lambda ops, v: approx.rsqrt(ops, v, pol.rsqrt))
-        return run_approx(ctx, x, lambda ops, v: approx.exp(
-            ops, ops.mul_c(approx.log(ops, v, pol.log), k), pol.exp))
+        return run_approx(
+            ctx,
+            x,
+            lambda ops, v: approx.exp(ops, ops.mul_c(approx.log(ops, v, pol.log), k), pol.exp),
+        )
     ops = SecureOps(ctx)
     if isinstance(x, Public):
         logx = np.log(np.asarray(x.value, dtype=np.float64))
@@ -195,8 +217,9 @@ def pow_rule(ctx, x, y, **_):
         # product with log x would be rounded to an integer
         exponent = ops.enter(y)
         exponent = ops.rescale(exponent, max(exponent.scale, ops.frac_bits))
-        out = approx.exp(ops, ops.mul_c(exponent, np.broadcast_to(logx, np.shape(logx))),
-                         pol.exp)
+        out = approx.exp(ops, ops.mul_c(exponent, np.broadcast_to(logx, np.shape(logx))), pol.exp)
     else:
-        out = approx.exp(ops, ops.mul(ops.enter(y), approx.log(ops, ops.enter(x), pol.log)), pol.exp)
+        out = approx.exp(
+            ops, ops.mul(ops.enter(y), approx.log(ops, ops.enter(x), pol.log)), pol.exp
+        )
     return ops.leave(out, ctx.out_avals[0])

@@ -14,6 +14,7 @@ like the others (:class:`secjax.primitives.policy.TrigPolicy`, with its domain a
   policies, x^2 held in the ring for |x| < 2^12.
 - expm1 = exp(x) - 1: exp's absolute error (not a relative one near 0, as in float).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,10 +40,10 @@ def _turns(ops, x: Fx, max_abs: float, offset: float = 0.0) -> Fx:
 
 def _reduced(ops, u: Fx) -> Fx:
     """t = 2 frac(u) - 1 in [-1, 1): sin(2 pi u) = -sin(pi t)."""
-    whole = ops.rescale(u, 0)                           # floor(u) or floor(u) + 1
-    f = ops.sub(u, whole)                               # in [-1, 1)
-    negative = ops.bits_lin(ops.ge(f, [0.0]), [-1.0], 1.0, f.scale)      # [f < 0]
-    f = ops.add(f, negative)                            # in [0, 1)
+    whole = ops.rescale(u, 0)  # floor(u) or floor(u) + 1
+    f = ops.sub(u, whole)  # in [-1, 1)
+    negative = ops.bits_lin(ops.ge(f, [0.0]), [-1.0], 1.0, f.scale)  # [f < 0]
+    f = ops.add(f, negative)  # in [0, 1)
     return ops.add_c(Fx(f.shares, f.scale - 1), -1.0)  # 2f - 1 (relabelling the scale)
 
 
@@ -60,7 +61,7 @@ def atan(ops, x: Fx, p, recip) -> Fx:
     """atan x for any x: the polynomial at min(|x|, 1 / |x|)."""
     poly = _odd_poly("atan", p.atan_degree)
     bits = ops.ge(x, [0.0])
-    sign = ops.bits_lin(bits, [2.0], -1.0, 0)           # 1 - 2 [x < 0]
+    sign = ops.bits_lin(bits, [2.0], -1.0, 0)  # 1 - 2 [x < 0]
     a = ops.mul(sign, x, scale=x.scale)
     big = ops.take(ops.ge(a, [1.0]), 0)
     inverse = recip(a)
@@ -74,6 +75,7 @@ def _register_approx(name, algorithm):
     @register(name)
     def rule(ctx, x, **_):
         return run_approx(ctx, x, lambda ops, v: algorithm(ops, v, ctx.policy))
+
     rule.__name__ = f"{name}_rule"
     rule.__doc__ = f"{name} (see the module docstring)."
     return rule
@@ -108,7 +110,9 @@ def _acos(ops, x, pol):
 
 def _exp_pair(ops, x, pol):
     e = approx.exp(ops, Fx(ops.protocol.stack(x.shares, ops.neg(x).shares), x.scale), pol.exp)
-    return Fx(ops.protocol.index(e.shares, 0), e.scale), Fx(ops.protocol.index(e.shares, 1), e.scale)
+    return Fx(ops.protocol.index(e.shares, 0), e.scale), Fx(
+        ops.protocol.index(e.shares, 1), e.scale
+    )
 
 
 def _sinh(ops, x, pol):
@@ -134,16 +138,34 @@ def _acosh(ops, x, pol):
 
 
 def _atanh(ops, x, pol):
-    both = approx.log(ops, Fx(ops.protocol.stack(ops.add_c(x, 1.0).shares,
-                                      ops.add_c(ops.neg(x), 1.0).shares), x.scale), pol.log)
-    return ops.mul_c(ops.sub(Fx(ops.protocol.index(both.shares, 0), both.scale),
-                         Fx(ops.protocol.index(both.shares, 1), both.scale)), 0.5)
+    both = approx.log(
+        ops,
+        Fx(
+            ops.protocol.stack(ops.add_c(x, 1.0).shares, ops.add_c(ops.neg(x), 1.0).shares), x.scale
+        ),
+        pol.log,
+    )
+    return ops.mul_c(
+        ops.sub(
+            Fx(ops.protocol.index(both.shares, 0), both.scale),
+            Fx(ops.protocol.index(both.shares, 1), both.scale),
+        ),
+        0.5,
+    )
 
 
-for _name, _algorithm in (("tan", _tan), ("atan", _atan), ("asin", _asin), ("acos", _acos),
-                          ("sinh", _sinh), ("cosh", _cosh), ("asinh", _asinh),
-                          ("acosh", _acosh), ("atanh", _atanh),
-                          ("expm1", lambda ops, x, pol: ops.add_c(approx.exp(ops, x, pol.exp), -1.0))):
+for _name, _algorithm in (
+    ("tan", _tan),
+    ("atan", _atan),
+    ("asin", _asin),
+    ("acos", _acos),
+    ("sinh", _sinh),
+    ("cosh", _cosh),
+    ("asinh", _asinh),
+    ("acosh", _acosh),
+    ("atanh", _atanh),
+    ("expm1", lambda ops, x, pol: ops.add_c(approx.exp(ops, x, pol.exp), -1.0)),
+):
     _register_approx(_name, _algorithm)
 
 
@@ -156,5 +178,5 @@ def atan2_rule(ctx, y, x, **_):
     ratio = ops.mul(fy, approx.reciprocal(ops, fx, pol.reciprocal))
     base = _atan(ops, ratio, pol)
     x_negative = ops.bits_lin(ops.ge(fx, [0.0]), [-1.0], 1.0, 0)
-    turn = ops.bits_lin(ops.ge(fy, [0.0]), [2.0 * math.pi], -math.pi, None)   # +-pi
+    turn = ops.bits_lin(ops.ge(fy, [0.0]), [2.0 * math.pi], -math.pi, None)  # +-pi
     return ops.leave(ops.add(base, ops.mask_many([(x_negative, turn)])[0]), ctx.out_avals[0])

@@ -1,4 +1,5 @@
 """Secret-sharing protocols, looked up by name."""
+
 from secjax.protocols.aby3 import Aby3
 from secjax.protocols.base import Bilinear, Local, Protocol
 from secjax.protocols.plain import Plain

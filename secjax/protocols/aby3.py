@@ -67,6 +67,7 @@ lead party for all elements: 120 n and 104 n); eqz 23.3 n in 9 rounds.
   (log2 k rounds, words narrowing 4 + 2 + 1 + 1 + 1 + 1 bytes at k = 64), then B2A as for
   msb. Exact.
 """
+
 from __future__ import annotations
 
 import jax
@@ -175,11 +176,10 @@ def _dealt_mask(comm, like, bits, j):
     r0 = role == 0
     nxt, prv = comm.random_pair(shape, ring.dtype)
     r_part = jnp.where(r0, prv, jnp.where(role == 1, nxt, 0)).astype(ring.dtype)
-    rc_val, rb_val = common.trunc_mask(ring, nxt + prv, bits)   # meaningful at the helper
+    rc_val, rb_val = common.trunc_mask(ring, nxt + prv, bits)  # meaningful at the helper
     nxt2, prv2 = comm.random_pair((2, *shape), ring.dtype)
     got_rc = comm.send(rc_val - nxt2[:, 0], helper, second)
-    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(_carry_dtype(ring, bits)),
-                       helper, second)
+    got_rb = comm.send((rb_val - nxt2[:, 1]).astype(_carry_dtype(ring, bits)), helper, second)
     rc = jnp.where(r0, prv2[:, 0], got_rc)
     rb = jnp.where(r0, prv2[:, 1], got_rb.astype(ring.dtype))
     return r_part, rc, rb
@@ -192,8 +192,9 @@ def _trunc_open(comm, x, bits, offset, j):
     role, first, second, _ = _roles(comm, x[:, 0], j)
     r0 = role == 0
     # 2-out-of-2 between role 0 (x_j + x_{j+1}, plus the offset) and role 1 (x_{j+2}).
-    two = jnp.where(r0, common.trunc_offset(ring, x[:, 0] + x[:, 1], offset),
-                    jnp.where(role == 1, x[:, 1], 0)).astype(ring.dtype)
+    two = jnp.where(
+        r0, common.trunc_offset(ring, x[:, 0] + x[:, 1], offset), jnp.where(role == 1, x[:, 1], 0)
+    ).astype(ring.dtype)
     r_part, rc, rb = _dealt_mask(comm, x[:, 0], bits, j)
     c = _exchanged_sum(comm, two + r_part, first, second)
     return common.trunc_finish(ring, c, rc, rb, bits, r0, offset), role
@@ -208,6 +209,7 @@ def _to_replicated(comm, y, role, j):
 
     def sharing(z1):
         return _stack(jnp.where(role == 1, z1, prv), jnp.where(role == 0, z1, nxt))
+
     return masked, sharing
 
 
@@ -241,11 +243,11 @@ def _trunc_step(comm, x, *, bits, offset):
         flat = _flat(x)
         thirds = _thirds(flat.shape[-1])
         with comm.one_round():
-            opened = [_trunc_open(comm, flat[..., lo:hi], bits, offset, j)
-                      for j, lo, hi in thirds]
+            opened = [_trunc_open(comm, flat[..., lo:hi], bits, offset, j) for j, lo, hi in thirds]
         with comm.one_round():
-            parts = [_trunc_reshare(comm, y, role, j)
-                     for (y, role), (j, _, _) in zip(opened, thirds)]
+            parts = [
+                _trunc_reshare(comm, y, role, j) for (y, role), (j, _, _) in zip(opened, thirds)
+            ]
         return jnp.concatenate(parts, axis=-1).reshape(x.shape)
 
 
@@ -262,8 +264,11 @@ def _product_open(comm, t, bits, offset, j):
     _, first, second, helper = _roles(comm, t, j)
     r_part, rc, rb = _dealt_mask(comm, t, bits, j)
     with comm.op("bilinear"):
-        c = (common.trunc_offset(ring, t + r_part, offset) + comm.send(t, helper, first)
-             + comm.send(t + r_part, second, first))
+        c = (
+            common.trunc_offset(ring, t + r_part, offset)
+            + comm.send(t, helper, first)
+            + comm.send(t + r_part, second, first)
+        )
     return c, rc, rb
 
 
@@ -295,12 +300,13 @@ def _private_product_step(comm, x, y, *, op, owner, private_first):
         v = comm.broadcast(x)
         with_next, with_prev = comm.random_pair(x.shape, x.dtype)
         idx = comm.party_index(v)
-        x_a = jnp.where(idx == owner, with_next, with_prev)   # the owner's and o + 1's
+        x_a = jnp.where(idx == owner, with_next, with_prev)  # the owner's and o + 1's
         x_b = comm.send(v - x_a, owner, prv)
     held = jnp.where(idx == owner, v, jnp.where(idx == nxt, x_a, x_b))
     y_idx = comm.party_index(y[:, 0])
-    other = jnp.where(y_idx == owner, y[:, 0] + y[:, 1],
-                      jnp.where(y_idx == nxt, y[:, 1], y[:, 0]))   # y_{o+2} at o +- 1
+    other = jnp.where(
+        y_idx == owner, y[:, 0] + y[:, 1], jnp.where(y_idx == nxt, y[:, 1], y[:, 0])
+    )  # y_{o+2} at o +- 1
     vop = jax.vmap(op)
     t = vop(held, other) if private_first else vop(other, held)
     with_next, with_prev = comm.random_pair(t.shape[1:], t.dtype)
@@ -323,16 +329,19 @@ def _trunc_product_step(comm, masked_product, *, bits, offset):
     thirds = _thirds(t.shape[-1])
     with comm.op("trunc"):
         with comm.one_round():
-            opened = [_product_open(comm, t[:, lo:hi], bits, offset, j)
-                      for j, lo, hi in thirds]
+            opened = [_product_open(comm, t[:, lo:hi], bits, offset, j) for j, lo, hi in thirds]
         with comm.one_round():
-            results = [_product_result(comm, *o, bits, offset, j)
-                       for o, (j, _, _) in zip(opened, thirds)]
+            results = [
+                _product_result(comm, *o, bits, offset, j) for o, (j, _, _) in zip(opened, thirds)
+            ]
         with comm.one_round():
-            parts = [sharing(masked + got + comm.send(masked, (1 + j) % 3, j))
-                     for (masked, got, sharing), (j, _, _) in zip(results, thirds)]
+            parts = [
+                sharing(masked + got + comm.send(masked, (1 + j) % 3, j))
+                for (masked, got, sharing), (j, _, _) in zip(results, thirds)
+            ]
     return jnp.concatenate(parts, axis=-1).reshape(
-        masked_product.shape[0], 2, *masked_product.shape[1:])
+        masked_product.shape[0], 2, *masked_product.shape[1:]
+    )
 
 
 # -- binary circuits -----------------------------------------------------------------------
@@ -382,9 +391,8 @@ def _lead_split(comm, x, *, xor):
             part = x[..., lo:hi]
             own = (part[:, 0] ^ part[:, 1]) if xor else (part[:, 0] + part[:, 1])
             leads.append(_input(comm, own, j, xor=not xor))
-            last = (j + 2) % 3   # held as first component by P_{j+2}, second by P_{j+1}
-            rests.append(_at_component(comm, jnp.where(idx == last, part[:, 0], part[:, 1]),
-                                       last))
+            last = (j + 2) % 3  # held as first component by P_{j+2}, second by P_{j+1}
+            rests.append(_at_component(comm, jnp.where(idx == last, part[:, 0], part[:, 1]), last))
     return jnp.concatenate(leads, axis=-1), jnp.concatenate(rests, axis=-1)
 
 
@@ -415,7 +423,7 @@ def _eqz_step(comm, x):
     ring = comm.ring
     with comm.op("eqz"):
         left, right = _lead_split(comm, _flat(x), xor=False)
-        diff = left ^ -right   # 0 iff x_j + x_{j+1} = -x_{j+2}
+        diff = left ^ -right  # 0 iff x_j + x_{j+1} = -x_{j+2}
         bit = binary.is_zero(comm, _GATES, diff, ring.bits)
         with comm.op("b2a"):
             return _b2a_bit(comm, bit).reshape(x.shape)
@@ -432,10 +440,19 @@ class Aby3(Protocol):
             raise ValueError(f"aby3 is a protocol for exactly 3 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
-                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step,
-                  product=_product_step, trunc_product=_trunc_product_step,
-                  private_product=_private_product_step, reshare=_reshare_step)
+    steps = Steps(
+        share=_share_step,
+        reveal=_reveal_step,
+        from_public=_from_public_step,
+        bilinear=_bilinear_step,
+        trunc=_trunc_step,
+        msb=_msb_step,
+        eqz=_eqz_step,
+        product=_product_step,
+        trunc_product=_trunc_product_step,
+        private_product=_private_product_step,
+        reshare=_reshare_step,
+    )
 
     def share_shape(self, shape):
         return (3, 2, *shape)

@@ -10,6 +10,7 @@ Bilinear maps (``mul``, ``dot_general``, ``conv``) are one operation, :meth:`bil
 takes the map itself as a hashable callable on plain ring arrays: Beaver triples and replicated
 cross terms work for any bilinear map, so one code path serves all three.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,35 +67,34 @@ class Steps:
     runtime (module-level functions, so compiled kernels are cached by identity). Each
     protocol lists its steps by name: a missing one fails when its module is imported."""
 
-    share: Callable        # (comm, x, *, owner) -> shares of x, held by party owner
-    reveal: Callable       # (comm, shares, *, to) -> the value (at ``to``, or at every party)
+    share: Callable  # (comm, x, *, owner) -> shares of x, held by party owner
+    reveal: Callable  # (comm, shares, *, to) -> the value (at ``to``, or at every party)
     from_public: Callable  # (comm, x) -> the trivial sharing of a public x
-    bilinear: Callable     # (comm, a, b, *, op) -> shares of op(a, b)
+    bilinear: Callable  # (comm, a, b, *, op) -> shares of op(a, b)
     # (comm, a, *, bits, offset) -> shares of a / 2^bits, for 0 <= a + offset < 2^(k-1)
     trunc: Callable
-    msb: Callable          # (comm, a) -> 0/1 shares of [a < 0]
-    eqz: Callable          # (comm, a) -> 0/1 shares of [a == 0]
+    msb: Callable  # (comm, a) -> 0/1 shares of [a < 0]
+    eqz: Callable  # (comm, a) -> 0/1 shares of [a == 0]
     # A truncated product is two steps, so that the truncation's kernel (most of the
     # compiling) depends on the product's shape alone. A protocol may hand the product to its
     # truncation before re-sharing it: ``product`` then returns an intermediate layout
     # (``Protocol.product_shape``) that only ``trunc_product`` takes.
-    product: Callable | None = None        # (comm, a, b, *, op) -> op(a, b), intermediate
+    product: Callable | None = None  # (comm, a, b, *, op) -> op(a, b), intermediate
     trunc_product: Callable | None = None  # (comm, t, *, bits, offset), as trunc
     # A product with an operand one party holds in the clear, in the intermediate layout,
     # and the step that turns that layout into shares (protocols without them share the
     # operand and take the secret product).
     private_product: Callable | None = None  # (comm, x, b, *, op, owner, private_first)
-    reshare: Callable | None = None          # (comm, t) -> shares of t
+    reshare: Callable | None = None  # (comm, t) -> shares of t
 
     def __post_init__(self):
         if (self.product is None) != (self.trunc_product is None):
             raise TypeError("a fused product needs both a product and a trunc_product step")
-        if self.product is None:   # no fusion: the product's shares, then its truncation
+        if self.product is None:  # no fusion: the product's shares, then its truncation
             object.__setattr__(self, "product", self.bilinear)
             object.__setattr__(self, "trunc_product", self.trunc)
         if (self.private_product is None) != (self.reshare is None):
             raise TypeError("a private product needs both a private_product and a reshare step")
-
 
 
 def array_namespace(x):
@@ -181,8 +181,9 @@ class Protocol:
     def _run(self, name: str, *arrays, elementwise: tuple[int, ...] | None = None, **static):
         """Run the step ``name`` of :attr:`steps` on the runtime (``elementwise``: the logical
         shape of a step that treats every element alike, see :meth:`Runtime.run`)."""
-        return self.runtime.run(getattr(self.steps, name), *arrays, elementwise=elementwise,
-                                **static)
+        return self.runtime.run(
+            getattr(self.steps, name), *arrays, elementwise=elementwise, **static
+        )
 
     def share_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of the share array of a secret of logical ``shape``."""
@@ -206,9 +207,17 @@ class Protocol:
         """The trivial sharing of a public ring array (no communication)."""
         return self._run("from_public", x, elementwise=tuple(x.shape))
 
-    def bilinear(self, op: Bilinear, a: jax.Array, b: jax.Array, *,
-                 trunc_bits: int = 0, scale: int | None = None, planned: bool = False,
-                 nonnegative: bool = False) -> jax.Array:
+    def bilinear(
+        self,
+        op: Bilinear,
+        a: jax.Array,
+        b: jax.Array,
+        *,
+        trunc_bits: int = 0,
+        scale: int | None = None,
+        planned: bool = False,
+        nonnegative: bool = False,
+    ) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
         fuse (aby3 skips the product's re-sharing), or the product and the safe truncation
@@ -220,18 +229,32 @@ class Protocol:
         fused = bool(trunc_bits) and (nonnegative or not self._safe_here())
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
-        out = self._run("product" if fused else "bilinear", a, b, op=op,
-                        elementwise=elementwise)
+        out = self._run("product" if fused else "bilinear", a, b, op=op, elementwise=elementwise)
         if self._watching():
-            self.monitor.product(op, self.value_of(a), self.value_of(b),
-                                 self.value_of(out, product=fused), truncated=bool(trunc_bits),
-                                 safe=bool(trunc_bits) and not fused, nonnegative=nonnegative,
-                                 scale=scale, planned=planned)
+            self.monitor.product(
+                op,
+                self.value_of(a),
+                self.value_of(b),
+                self.value_of(out, product=fused),
+                truncated=bool(trunc_bits),
+                safe=bool(trunc_bits) and not fused,
+                nonnegative=nonnegative,
+                scale=scale,
+                planned=planned,
+            )
         return self._truncated_product(out, trunc_bits, fused=fused, nonnegative=nonnegative)
 
-    def bilinear_private(self, op: Bilinear, x: jax.Array, owner: int, b: jax.Array, *,
-                         private_first: bool = True, trunc_bits: int = 0,
-                         scale: int | None = None) -> jax.Array:
+    def bilinear_private(
+        self,
+        op: Bilinear,
+        x: jax.Array,
+        owner: int,
+        b: jax.Array,
+        *,
+        private_first: bool = True,
+        trunc_bits: int = 0,
+        scale: int | None = None,
+    ) -> jax.Array:
         """Shares of ``op(x, b)`` (``op(b, x)`` unless ``private_first``) for a ring array
         ``x`` that party ``owner`` holds in the clear and uses in this product only, divided
         by ``2^trunc_bits`` when that is positive. Protocols with a ``private_product`` step
@@ -243,37 +266,56 @@ class Protocol:
             return self.bilinear(op, a, b, trunc_bits=trunc_bits, scale=scale)
         if trunc_bits:
             self._check_trunc_bits(trunc_bits)
-        product = self._run("private_product", x, b, op=op, owner=owner,
-                            private_first=private_first)
+        product = self._run(
+            "private_product", x, b, op=op, owner=owner, private_first=private_first
+        )
         fused = bool(trunc_bits) and not self._safe_here()
         if self._watching():
             other = self.value_of(b)
             left, right = (x, other) if private_first else (other, x)
-            self.monitor.product(op, left, right, self.value_of(product, product=True),
-                                 truncated=bool(trunc_bits),
-                                 safe=bool(trunc_bits) and not fused, scale=scale)
+            self.monitor.product(
+                op,
+                left,
+                right,
+                self.value_of(product, product=True),
+                truncated=bool(trunc_bits),
+                safe=bool(trunc_bits) and not fused,
+                scale=scale,
+            )
         if not fused:
-            shape = tuple(product.shape[len(self.product_shape(())):])
+            shape = tuple(product.shape[len(self.product_shape(())) :])
             product = self._run("reshare", product, elementwise=shape)
         return self._truncated_product(product, trunc_bits, fused=fused)
 
-    def _truncated_product(self, product, trunc_bits: int, *, fused: bool,
-                           nonnegative: bool = False):
+    def _truncated_product(
+        self, product, trunc_bits: int, *, fused: bool, nonnegative: bool = False
+    ):
         """A product's shares divided by 2^trunc_bits: ``fused``, in the product layout and
         by the probabilistic truncation, else by the safe one."""
         if fused:
             lead = len(self.product_shape(()))
-            return self._run("trunc_product", product, bits=trunc_bits,
-                             offset=common.offset_for(self.ring, nonnegative),
-                             elementwise=tuple(product.shape[lead:]))
+            return self._run(
+                "trunc_product",
+                product,
+                bits=trunc_bits,
+                offset=common.offset_for(self.ring, nonnegative),
+                elementwise=tuple(product.shape[lead:]),
+            )
         return self._trunc_safe(product, trunc_bits) if trunc_bits else product
 
     def _private_products(self) -> bool:
         """Whether :meth:`bilinear_private` runs this protocol's own private product."""
         return self.steps.private_product is not None
 
-    def trunc(self, a: jax.Array, bits: int, *, scale: int | None = None,
-              planned: bool = False, nonnegative: bool = False) -> jax.Array:
+    def trunc(
+        self,
+        a: jax.Array,
+        bits: int,
+        *,
+        scale: int | None = None,
+        planned: bool = False,
+        nonnegative: bool = False,
+    ) -> jax.Array:
         """Shares of ``a / 2^bits`` (sign-preserving), within the protocol's stated error:
         floor or floor + 1 for ``|a| < 2^(k-2)``. Where the safe truncation is chosen
         (:attr:`safe_truncation`: everywhere, or the model scopes whose name stack contains
@@ -284,12 +326,18 @@ class Protocol:
         self._check_trunc_bits(bits)
         safe = self._safe_here() and not nonnegative
         if self._watching():
-            self.monitor.truncation(self.value_of(a), safe=safe, nonnegative=nonnegative,
-                                    scale=scale, planned=planned)
+            self.monitor.truncation(
+                self.value_of(a), safe=safe, nonnegative=nonnegative, scale=scale, planned=planned
+            )
         if safe:
             return self._trunc_safe(a, bits)
-        return self._run("trunc", a, bits=bits, offset=common.offset_for(self.ring, nonnegative),
-                         elementwise=self.logical_shape(a))
+        return self._run(
+            "trunc",
+            a,
+            bits=bits,
+            offset=common.offset_for(self.ring, nonnegative),
+            elementwise=self.logical_shape(a),
+        )
 
     def _trunc_safe(self, a: jax.Array, bits: int) -> jax.Array:
         """``a / 2^bits`` for any ring element ``a``: with ``m = [a < 0]`` (one msb),
@@ -299,12 +347,20 @@ class Protocol:
         one msb more."""
         k, shape = self.ring.bits, self.logical_shape(a)
         negative = self._run("msb", a, elementwise=shape)
-        lifted = self.add_public(self.add(a, self.scale_up(negative, k - 1)),
-                                 _ring_constant(self.ring, -(1 << (k - 2))))
-        t = self._run("trunc", lifted, bits=bits, offset=common.offset_for(self.ring, False),
-                      elementwise=shape)
-        return self.sub(self.add_public(t, _ring_constant(self.ring, 1 << (k - 2 - bits))),
-                        self.scale_up(negative, k - 1 - bits))
+        lifted = self.add_public(
+            self.add(a, self.scale_up(negative, k - 1)), _ring_constant(self.ring, -(1 << (k - 2)))
+        )
+        t = self._run(
+            "trunc",
+            lifted,
+            bits=bits,
+            offset=common.offset_for(self.ring, False),
+            elementwise=shape,
+        )
+        return self.sub(
+            self.add_public(t, _ring_constant(self.ring, 1 << (k - 2 - bits))),
+            self.scale_up(negative, k - 1 - bits),
+        )
 
     def _safe_here(self) -> bool:
         """Whether truncations of the equation being evaluated are the safe ones."""
@@ -339,8 +395,13 @@ class Protocol:
         return self._run("eqz", a, elementwise=self.logical_shape(a))
 
     # -- shared by every linear secret sharing ---------------------------------------------
-    def local(self, fn: Local, *operands: jax.Array, shared: tuple[bool, ...] | None = None,
-              over: tuple[int, ...] | None = None):
+    def local(
+        self,
+        fn: Local,
+        *operands: jax.Array,
+        shared: tuple[bool, ...] | None = None,
+        over: tuple[int, ...] | None = None,
+    ):
         """Apply the linear map ``fn`` to every share (public operands passed as they are).
         ``over``: a trailing logical shape whose elements ``fn`` treats alike (it acts on the
         axes before it only: sums, stacks, weighted sums of stacked rows), so the runtime
@@ -349,16 +410,22 @@ class Protocol:
         if fn.on_shares and all(shared):
             return self.runtime.run(_shares_step, *operands, fn=fn, on_host=True)
         whole = tuple(i for i, s in enumerate(shared) if not s)
-        return self.runtime.run(_local_step, *operands, fn=fn, axes=self.share_axes,
-                                shared=shared, elementwise=over, whole=whole)
+        return self.runtime.run(
+            _local_step,
+            *operands,
+            fn=fn,
+            axes=self.share_axes,
+            shared=shared,
+            elementwise=over,
+            whole=whole,
+        )
 
     def add(self, a, b):
         return self.local(_ADD, a, b, over=self._common_shape(a, b))
 
     def scale_up(self, a, bits: int):
         """``a * 2^bits``: re-scaling to ``bits`` more fractional bits is exact and local."""
-        return self.runtime.run(_scale_up_step, a, bits=bits,
-                                elementwise=self.logical_shape(a))
+        return self.runtime.run(_scale_up_step, a, bits=bits, elementwise=self.logical_shape(a))
 
     def _common_shape(self, *shares) -> tuple[int, ...] | None:
         """The shape that ``shares``' logical shapes (of one rank) broadcast to, or ``None``."""
@@ -377,8 +444,7 @@ class Protocol:
 
     def index(self, shares, i: int):
         """Row ``i`` of the leading logical axis (local)."""
-        return self.local(Local.of(_index, i=i), shares,
-                          over=self.logical_shape(shares)[1:])
+        return self.local(Local.of(_index, i=i), shares, over=self.logical_shape(shares)[1:])
 
     def sub(self, a, b):
         return self.local(_SUBTRACT, a, b, over=self._common_shape(a, b))
@@ -394,8 +460,15 @@ class Protocol:
         """``op(a, p)`` (or ``op(p, a)``) for public ``p``: local, no communication."""
         shape = self.logical_shape(a)
         elementwise = shape if _is_multiply(op) and tuple(p.shape) in ((), shape) else None
-        out = self.runtime.run(_bilinear_public_step, a, p, op=op, axes=self.share_axes,
-                               public_first=public_first, elementwise=elementwise)
+        out = self.runtime.run(
+            _bilinear_public_step,
+            a,
+            p,
+            op=op,
+            axes=self.share_axes,
+            public_first=public_first,
+            elementwise=elementwise,
+        )
         if self._watching():
             left, right = (p, self.value_of(a)) if public_first else (self.value_of(a), p)
             self.monitor.product(op, left, right, self.value_of(out), truncated=False)
@@ -406,4 +479,4 @@ class Protocol:
         return self.add(b, self.bilinear(MULTIPLY, bit, self.sub(a, b)))
 
     def logical_shape(self, shares) -> tuple[int, ...]:
-        return tuple(shares.shape[self.share_axes:])
+        return tuple(shares.shape[self.share_axes :])

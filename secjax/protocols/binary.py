@@ -21,6 +21,7 @@ handed to one ``and_`` call running in one round.
   narrowed to the bits still in play (64-bit: 4 + 2 + 1 + 1 + 1 + 1 = 10 bytes per element,
   32-bit: 2 + 1 + 1 + 1 + 1 = 6).
 """
+
 from __future__ import annotations
 
 import abc
@@ -90,8 +91,8 @@ def csa_reduce(comm, gates: AndGates, terms: list):
     one round per layer of adders."""
     terms = list(terms)
     while len(terms) > 2:
-        groups, rest = terms[: len(terms) // 3 * 3], terms[len(terms) // 3 * 3:]
-        triples = [groups[i:i + 3] for i in range(0, len(groups), 3)]
+        groups, rest = terms[: len(terms) // 3 * 3], terms[len(terms) // 3 * 3 :]
+        triples = [groups[i : i + 3] for i in range(0, len(groups), 3)]
         majorities = gates.and_(comm, [(a ^ c, b ^ c) for a, b, c in triples])
         terms = rest
         for (a, b, c), m in zip(triples, majorities):

@@ -16,6 +16,7 @@ error for inputs in the stated range (the SecureML-style local truncation has on
 value of unknown sign (``|x| <= 2^(k-2)``) and 0 for one known to be nonnegative (a square:
 ``0 <= x < 2^(k-1)``, the whole positive half of the ring, at the same cost).
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -54,8 +55,7 @@ def trunc_finish(ring, c, rc, rb, bits, first, offset):
     dtype = ring.dtype
     ct = c >> (k - 1)
     c_low = (c & jnp.asarray((1 << (k - 1)) - 1, dtype)) >> shift_amount(bits, c)
-    carry = jnp.where(first, ct, 0).astype(dtype) + rb - 2 * ct * rb   # ct XOR r_{k-1}
+    carry = jnp.where(first, ct, 0).astype(dtype) + rb - 2 * ct * rb  # ct XOR r_{k-1}
     offset = jnp.asarray(offset, dtype)
     public = c_low - (offset >> shift_amount(bits, offset))
-    return (jnp.where(first, public, 0).astype(dtype) - rc
-            + carry * power_of_two(ring, k - 1 - bits))
+    return jnp.where(first, public, 0).astype(dtype) - rc + carry * power_of_two(ring, k - 1 - bits)

@@ -10,6 +10,7 @@ the real share layout, for its messages, so cost reports agree to the byte. No p
 circuit runs and no share is drawn: emulation costs about what ``plain`` does. Only the
 emulator offers this mode; party processes always run the real steps.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,9 +46,13 @@ def _reshare_step(comm, t):
 
 
 # The plain protocol's steps on values, with the real protocols' rounding in truncation.
-IDEAL_STEPS = dataclasses.replace(Plain.steps, trunc=_trunc_step, trunc_product=_trunc_step,
-                                  private_product=_private_product_step,
-                                  reshare=_reshare_step)
+IDEAL_STEPS = dataclasses.replace(
+    Plain.steps,
+    trunc=_trunc_step,
+    trunc_product=_trunc_step,
+    private_product=_private_product_step,
+    reshare=_reshare_step,
+)
 
 # Steps whose first argument is not shares (the owner's or a public value); every other
 # argument of every step is shares.
@@ -68,10 +73,17 @@ class Ideal(Protocol):
         self.name = real.name
 
     def _run(self, name: str, *arrays, elementwise=None, **static):
-        real_avals = tuple(jax.ShapeDtypeStruct(self._real_shape(name, i, a), a.dtype)
-                           for i, a in enumerate(arrays))
-        return self.runtime.run(getattr(self.steps, name), *arrays, elementwise=elementwise,
-                                cost_of=(getattr(self.real.steps, name), real_avals), **static)
+        real_avals = tuple(
+            jax.ShapeDtypeStruct(self._real_shape(name, i, a), a.dtype)
+            for i, a in enumerate(arrays)
+        )
+        return self.runtime.run(
+            getattr(self.steps, name),
+            *arrays,
+            elementwise=elementwise,
+            cost_of=(getattr(self.real.steps, name), real_avals),
+            **static,
+        )
 
     def _private_products(self) -> bool:
         return self.real.steps.private_product is not None
@@ -80,7 +92,7 @@ class Ideal(Protocol):
         """The shape the real step ``name`` takes where this one takes ``a``."""
         if name in _VALUE_FIRST and position == 0:
             return a.shape
-        if name in _PRODUCT_LAYOUT:   # the real product step's own layout
+        if name in _PRODUCT_LAYOUT:  # the real product step's own layout
             return self.real.product_shape(self.logical_shape(a))
         return self.real.share_shape(self.logical_shape(a))
 
@@ -90,5 +102,6 @@ class Clear(Ideal):
     real protocol's cost report: the range report runs it, so that the magnitudes it records
     are those of the computation in the clear, whatever the truncations would do."""
 
-    steps = dataclasses.replace(IDEAL_STEPS, trunc=Plain.steps.trunc,
-                                trunc_product=Plain.steps.trunc)
+    steps = dataclasses.replace(
+        IDEAL_STEPS, trunc=Plain.steps.trunc, trunc_product=Plain.steps.trunc
+    )

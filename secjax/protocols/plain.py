@@ -5,6 +5,7 @@ truncation, the nonlinear approximations built on these operations) without shar
 accuracy studies of large models run at the speed of local arithmetic. Truncation here is the
 exact arithmetic shift, the result the secure protocols approximate to within one unit.
 """
+
 from __future__ import annotations
 
 from secjax import ring as ring_ops
@@ -45,5 +46,12 @@ class Plain(Protocol):
 
     name = "plain"
 
-    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
-                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step)
+    steps = Steps(
+        share=_share_step,
+        reveal=_reveal_step,
+        from_public=_from_public_step,
+        bilinear=_bilinear_step,
+        trunc=_trunc_step,
+        msb=_msb_step,
+        eqz=_eqz_step,
+    )

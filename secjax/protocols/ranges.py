@@ -15,6 +15,7 @@ the elements past each bound (with the expected number of wrong results); ``"rec
 keeps every site's peak for the range report (:mod:`secjax.ranges`). Party processes never
 see values and run no guard.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,7 +81,7 @@ class Site:
 
     def real(self, magnitude: float) -> float | None:
         """``magnitude`` (ring units) as a real number, when the scale is known."""
-        return None if self.scale is None else magnitude * 2.0 ** -self.scale
+        return None if self.scale is None else magnitude * 2.0**-self.scale
 
 
 class RangeMonitor:
@@ -111,27 +112,57 @@ class RangeMonitor:
             self._suspended -= 1
 
     # -- what protocols report -----------------------------------------------------------
-    def truncation(self, value, *, safe: bool, nonnegative: bool = False,
-                   scale: int | None = None, planned: bool = False) -> None:
+    def truncation(
+        self,
+        value,
+        *,
+        safe: bool,
+        nonnegative: bool = False,
+        scale: int | None = None,
+        planned: bool = False,
+    ) -> None:
         """``value``: the ring elements about to be truncated, by the safe truncation or
         the probabilistic one (for ``nonnegative`` values: correct up to 2^(k-1));
         ``planned``: see :class:`Site`."""
         k = self.ring.bits
-        if safe:   # correct on the whole ring: only recorded for the range report
-            self._check(SAFE_TRUNCATION, self._magnitude(value), k - 1, scale, planned,
-                        wrong=np.zeros(()))
-        elif nonnegative:   # a negative value here is a square that wrapped the ring
+        if safe:  # correct on the whole ring: only recorded for the range report
+            self._check(
+                SAFE_TRUNCATION, self._magnitude(value), k - 1, scale, planned, wrong=np.zeros(())
+            )
+        elif nonnegative:  # a negative value here is a square that wrapped the ring
             signed = self._signed(value)
-            self._check(PRODUCT, np.abs(signed), k - 1, scale, planned,
-                        wrong=(signed < 0).astype(np.float64))
+            self._check(
+                PRODUCT,
+                np.abs(signed),
+                k - 1,
+                scale,
+                planned,
+                wrong=(signed < 0).astype(np.float64),
+            )
         else:
             magnitude = self._magnitude(value)
-            self._check(TRUNCATION, magnitude, k - 2, scale, planned,
-                        wrong=_failure_probability(magnitude, k))
+            self._check(
+                TRUNCATION,
+                magnitude,
+                k - 2,
+                scale,
+                planned,
+                wrong=_failure_probability(magnitude, k),
+            )
 
-    def product(self, op, a, b, product, *, truncated: bool, safe: bool = False,
-                nonnegative: bool = False, scale: int | None = None,
-                planned: bool = False) -> None:
+    def product(
+        self,
+        op,
+        a,
+        b,
+        product,
+        *,
+        truncated: bool,
+        safe: bool = False,
+        nonnegative: bool = False,
+        scale: int | None = None,
+        planned: bool = False,
+    ) -> None:
         """A product ``op(a, b)`` of ring values ``a`` and ``b`` whose ring value is
         ``product``; ``truncated``: it goes on to a probabilistic truncation (``safe``: to
         the safe one; ``nonnegative``: a square, correct up to 2^(k-1))."""
@@ -143,15 +174,21 @@ class RangeMonitor:
         if truncated and not safe and not nonnegative:
             wrong = np.where(wraps, 1.0, _failure_probability(magnitude, k))
             self._check(TRUNCATION, magnitude, k - 2, scale, planned, wrong=wrong)
-        else:   # untruncated, safe, or a square (correct up to 2^(k-1)): only wraps fail
+        else:  # untruncated, safe, or a square (correct up to 2^(k-1)): only wraps fail
             self._check(PRODUCT, magnitude, k - 1, scale, planned, wrong=wraps)
 
     def comparison(self, value) -> None:
         """An operand of a sign test: recorded for the range report (a ring element has a
         sign whatever its magnitude, so nothing here can be past a bound)."""
         if self.mode == "record":
-            self._check(COMPARISON, self._magnitude(value), self.ring.bits - 1, None, False,
-                        wrong=np.zeros(()))
+            self._check(
+                COMPARISON,
+                self._magnitude(value),
+                self.ring.bits - 1,
+                None,
+                False,
+                wrong=np.zeros(()),
+            )
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _signed(self, x) -> np.ndarray:
@@ -163,14 +200,15 @@ class RangeMonitor:
     def _check(self, kind, magnitude, bound_bits, scale, planned, *, wrong) -> None:
         if self._suspended:
             return
-        past = np.broadcast_to(wrong > 0, magnitude.shape)   # a chance of a wrong result
+        past = np.broadcast_to(wrong > 0, magnitude.shape)  # a chance of a wrong result
         n_past = int(np.count_nonzero(past))
         if not n_past and self.mode != "record":
             return
         label, scope, source = self.locate()
         site = self.sites.setdefault(
             (kind, label, scope, source, bound_bits, planned),
-            Site(kind, label, scope, source, bound_bits, scale, planned=planned))
+            Site(kind, label, scope, source, bound_bits, scale, planned=planned),
+        )
         site.calls += 1
         site.elements += int(magnitude.size)
         site.peak = max(site.peak, float(np.max(magnitude, initial=0.0)))
@@ -196,20 +234,25 @@ def warn_if_narrow(ring: Ring) -> None:
     bits = product_range_bits(ring)
     if bits < ORDINARY_PRODUCT_BITS:
         widest = (ring.bits - 2 - ORDINARY_PRODUCT_BITS) // 2
-        warnings.warn(RangeWarning(
-            f"frac_bits={ring.frac_bits} in a {ring.bits}-bit ring truncates a product of two "
-            f"values correctly only while |x * y| < 2^{bits} = {2 ** bits}: ordinary "
-            f"activations pass that. frac_bits <= {widest} keeps products up to "
-            f"2^{ORDINARY_PRODUCT_BITS} = {2 ** ORDINARY_PRODUCT_BITS}; the emulator's "
-            "range guard stops any value past the bound"), stacklevel=_caller_level())
+        warnings.warn(
+            RangeWarning(
+                f"frac_bits={ring.frac_bits} in a {ring.bits}-bit ring truncates a product of two "
+                f"values correctly only while |x * y| < 2^{bits} = {2**bits}: ordinary "
+                f"activations pass that. frac_bits <= {widest} keeps products up to "
+                f"2^{ORDINARY_PRODUCT_BITS} = {2**ORDINARY_PRODUCT_BITS}; the emulator's "
+                "range guard stops any value past the bound"
+            ),
+            stacklevel=_caller_level(),
+        )
 
 
 def _caller_level() -> int:
     """The ``stacklevel`` of the first frame outside secjax (and generated ``__init__``s),
     so that a warning points at the user's line."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
-                                 or frame.f_code.co_filename == "<string>"):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE_DIR) or frame.f_code.co_filename == "<string>"
+    ):
         frame, level = frame.f_back, level + 1
     return level
 
@@ -222,23 +265,32 @@ def explain(site: Site, ring: Ring) -> str:
     k, d = ring.bits, ring.frac_bits
     real = site.real(site.peak)
     where = f" in scope {site.scope!r}" if site.scope else ""
-    seen = (f"reaches {site.peak:.3g} ring units (2^{math.log2(site.peak):.1f}"
-            + (f"; {real:.3g} at {site.scale} fractional bits" if real is not None else "") + ")")
-    bound = f"2^{site.bound_bits} = {2.0 ** site.bound_bits:.3g}"
-    tools = ("`f.ranges(*args)` lists every site and the largest frac_bits that fits, and "
-             "Config(range_guard='count') runs on and counts instead")
+    seen = (
+        f"reaches {site.peak:.3g} ring units (2^{math.log2(site.peak):.1f}"
+        + (f"; {real:.3g} at {site.scale} fractional bits" if real is not None else "")
+        + ")"
+    )
+    bound = f"2^{site.bound_bits} = {2.0**site.bound_bits:.3g}"
+    tools = (
+        "`f.ranges(*args)` lists every site and the largest frac_bits that fits, and "
+        "Config(range_guard='count') runs on and counts instead"
+    )
     if site.kind == TRUNCATION:
         error = "" if site.scale is None else f" ({2.0 ** (k - site.scale):.3g})"
         safe = f"({site.scope!r},)" if site.scope else "True"
-        return (f"a truncation's input{where} {seen}, past the bound {bound} within which "
-                f"the probabilistic truncation of aby3 and semi2k is correct: they would "
-                f"return {site.expected_wrong:.3g} of these {site.elements} elements (in "
-                f"expectation) off by 2^(k-d) ring units{error}. Fixes: the safe truncation "
-                f"for this scope (Config(safe_truncation={safe})), fewer fractional bits "
-                f"than {d}, or smaller values; {tools}")
-    return (f"a product{where} {seen}, past {bound}: it wraps the {k}-bit ring, and every "
-            f"protocol returns a wrong value. Fixes: fewer fractional bits than {d} (each "
-            f"one doubles a product's room), or smaller values; {tools}")
+        return (
+            f"a truncation's input{where} {seen}, past the bound {bound} within which "
+            f"the probabilistic truncation of aby3 and semi2k is correct: they would "
+            f"return {site.expected_wrong:.3g} of these {site.elements} elements (in "
+            f"expectation) off by 2^(k-d) ring units{error}. Fixes: the safe truncation "
+            f"for this scope (Config(safe_truncation={safe})), fewer fractional bits "
+            f"than {d}, or smaller values; {tools}"
+        )
+    return (
+        f"a product{where} {seen}, past {bound}: it wraps the {k}-bit ring, and every "
+        f"protocol returns a wrong value. Fixes: fewer fractional bits than {d} (each "
+        f"one doubles a product's room), or smaller values; {tools}"
+    )
 
 
 def _failure_probability(magnitude, k: int):
@@ -284,4 +336,4 @@ def _float_product(op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.asarray(jax.lax.dot_general(a, b, params["dimension_numbers"]))
     if op.fn is ring_ops.conv_general_dilated:
         return np.asarray(jax.lax.conv_general_dilated(a, b, **params))
-    return np.asarray(op(a, b))   # another map of jax.numpy functions: run it on floats
+    return np.asarray(op(a, b))  # another map of jax.numpy functions: run it on floats

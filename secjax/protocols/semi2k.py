@@ -54,6 +54,7 @@ to two with carry-save adders (ceil(log_{3/2}(N/2)) more rounds).
   (1 round, (N-1) n B), ``x = 0`` iff ``c ^ r = 0``. Then an AND tree over the k bits of the
   complement (log2 k rounds, narrowing words) and B2A as for msb. Exact.
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,8 +69,9 @@ from secjax.protocols.base import Protocol, Steps
 
 # -- opening -------------------------------------------------------------------------------
 def _xor_all(x, axis):
-    return functools.reduce(jnp.bitwise_xor, [jnp.take(x, i, axis=axis)
-                                              for i in range(x.shape[axis])])
+    return functools.reduce(
+        jnp.bitwise_xor, [jnp.take(x, i, axis=axis) for i in range(x.shape[axis])]
+    )
 
 
 def _open(comm, x, *, xor=False):
@@ -229,5 +231,12 @@ class Semi2k(Protocol):
             raise ValueError(f"semi2k needs at least 2 parties, got {n_parties}")
         super().__init__(ring, n_parties, runtime)
 
-    steps = Steps(share=_share_step, reveal=_reveal_step, from_public=_from_public_step,
-                  bilinear=_bilinear_step, trunc=_trunc_step, msb=_msb_step, eqz=_eqz_step)
+    steps = Steps(
+        share=_share_step,
+        reveal=_reveal_step,
+        from_public=_from_public_step,
+        bilinear=_bilinear_step,
+        trunc=_trunc_step,
+        msb=_msb_step,
+        eqz=_eqz_step,
+    )

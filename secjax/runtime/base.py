@@ -1,5 +1,6 @@
 """What protocols run on: the :class:`Runtime` interface of the emulator and of a party
 process."""
+
 from __future__ import annotations
 
 import abc
@@ -35,9 +36,16 @@ class Runtime(abc.ABC):
         """Whether this runtime holds party ``party``'s private data."""
 
     @abc.abstractmethod
-    def run(self, step: Callable, *arrays, cost_of: tuple | None = None,
-            elementwise: tuple[int, ...] | None = None, whole: tuple[int, ...] = (),
-            on_host: bool = False, **static):
+    def run(
+        self,
+        step: Callable,
+        *arrays,
+        cost_of: tuple | None = None,
+        elementwise: tuple[int, ...] | None = None,
+        whole: tuple[int, ...] = (),
+        on_host: bool = False,
+        **static,
+    ):
         """Run ``step(comm, *arrays, **static)``; returns its outputs.
 
         ``static`` values must be hashable: they are part of the compiled kernel's identity.

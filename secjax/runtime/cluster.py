@@ -11,6 +11,7 @@ collected into the cluster file (:func:`assemble_cluster`, ``secjax cluster``). 
 file is created with mode 0600 in a directory of mode 0700 (never world-readable, not even
 for an instant), and :func:`load_secret_key` refuses one that others can read.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,9 +29,9 @@ _OPTIONS = ("protocol", "ring_bits", "frac_bits", "input_party", "output_party",
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    name: str            # "0", "1", ..., or "dealer"
-    address: str         # a ZeroMQ endpoint, e.g. "tcp://10.0.0.5:5700"
-    public_key: bytes    # CURVE public key, Z85 (40 characters)
+    name: str  # "0", "1", ..., or "dealer"
+    address: str  # a ZeroMQ endpoint, e.g. "tcp://10.0.0.5:5700"
+    public_key: bytes  # CURVE public key, Z85 (40 characters)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,16 +89,19 @@ def load_cluster(path) -> Cluster:
     for name, entry in parties.items():
         if not isinstance(entry, dict) or "address" not in entry or "public_key" not in entry:
             raise NetworkError(f"{path}: [parties.{name}] needs address and public_key")
-        nodes[name] = Node(name, entry["address"],
-                           _key(entry["public_key"], f"{path}: [parties.{name}]"))
+        nodes[name] = Node(
+            name, entry["address"], _key(entry["public_key"], f"{path}: [parties.{name}]")
+        )
     n = sum(1 for name in nodes if name != DEALER)
     if sorted(k for k in nodes if k != DEALER) != sorted(str(i) for i in range(n)):
         raise NetworkError(f"{path}: parties must be named 0..{n - 1} (and optionally dealer)")
     clients = {}
     for name, entry in (data.get("clients") or {}).items():
         if name.isdigit() or name == DEALER or not name.isidentifier():
-            raise NetworkError(f"{path}: [clients.{name}]: a client's name must be an "
-                               "identifier, neither a party number nor 'dealer'")
+            raise NetworkError(
+                f"{path}: [clients.{name}]: a client's name must be an "
+                "identifier, neither a party number nor 'dealer'"
+            )
         if not isinstance(entry, dict):
             raise NetworkError(f"{path}: [clients.{name}] needs a public_key")
         clients[name] = _key(entry.get("public_key"), f"{path}: [clients.{name}]")
@@ -111,16 +115,23 @@ def load_cluster(path) -> Cluster:
     return cluster
 
 
-def write_cluster(path, nodes: dict[str, Node], *, clients: dict[str, bytes] | None = None,
-                  **options) -> pathlib.Path:
+def write_cluster(
+    path, nodes: dict[str, Node], *, clients: dict[str, bytes] | None = None, **options
+) -> pathlib.Path:
     """Write a cluster TOML file (``options``: protocol, ring_bits, timeout, ...)."""
-    lines = ["# secjax cluster: every node's address and CURVE public key (public data).",
-             "# Each *.key_secret stays on the machine of the node that made it."]
+    lines = [
+        "# secjax cluster: every node's address and CURVE public key (public data).",
+        "# Each *.key_secret stays on the machine of the node that made it.",
+    ]
     for key, value in options.items():
         lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value!r}")
     for name, node in nodes.items():
-        lines += ["", f"[parties.{name}]", f'address = "{node.address}"',
-                  f'public_key = "{node.public_key.decode("ascii")}"']
+        lines += [
+            "",
+            f"[parties.{name}]",
+            f'address = "{node.address}"',
+            f'public_key = "{node.public_key.decode("ascii")}"',
+        ]
     for name, key in (clients or {}).items():
         lines += ["", f"[clients.{name}]", f'public_key = "{key.decode("ascii")}"']
     path = pathlib.Path(path)
@@ -138,8 +149,12 @@ def _private_dir(path: pathlib.Path) -> None:
 
 def _certificate(public: bytes, secret: bytes | None) -> str:
     """The ZeroMQ certificate text (as ``zmq.auth.load_certificate`` reads it)."""
-    lines = ["#   secjax CURVE certificate", "metadata", "curve",
-             f'    public-key = "{public.decode("ascii")}"']
+    lines = [
+        "#   secjax CURVE certificate",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode("ascii")}"',
+    ]
     if secret is not None:
         lines.append(f'    secret-key = "{secret.decode("ascii")}"')
     return "\n".join(lines) + "\n"
@@ -188,9 +203,11 @@ def load_secret_key(path) -> tuple[bytes, bytes]:
     except OSError as exc:
         raise KeyFileError(f"cannot read the secret key {path}: {exc.strerror}") from None
     if mode & 0o077:
-        raise KeyFileError(f"{path} is readable by others (mode {mode:04o}): a secret key "
-                           f"must be mode 0600; run chmod 600 {path} if no one else could "
-                           "have read it, else make a new key")
+        raise KeyFileError(
+            f"{path} is readable by others (mode {mode:04o}): a secret key "
+            f"must be mode 0600; run chmod 600 {path} if no one else could "
+            "have read it, else make a new key"
+        )
     try:
         public, secret = zmq.auth.load_certificate(path)
     except ValueError as exc:
@@ -200,14 +217,21 @@ def load_secret_key(path) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def assemble_cluster(path, addresses: dict[str, str], public_keys: dict[str, bytes], *,
-                     clients: dict[str, bytes] | None = None, **options) -> pathlib.Path:
+def assemble_cluster(
+    path,
+    addresses: dict[str, str],
+    public_keys: dict[str, bytes],
+    *,
+    clients: dict[str, bytes] | None = None,
+    **options,
+) -> pathlib.Path:
     """Write ``path`` from every node's address and public key (each node made its own key
     pair with :func:`create_key_pair` and handed out only the public key), and check it."""
     missing = sorted(set(addresses) ^ set(public_keys))
     if missing:
-        raise NetworkError(f"an address and a public key are needed for every node; "
-                           f"unmatched: {missing}")
+        raise NetworkError(
+            f"an address and a public key are needed for every node; unmatched: {missing}"
+        )
     order = sorted((n for n in addresses if n != DEALER), key=int)
     order += [DEALER] if DEALER in addresses else []
     nodes = {name: Node(name, addresses[name], public_keys[name]) for name in order}
@@ -216,9 +240,17 @@ def assemble_cluster(path, addresses: dict[str, str], public_keys: dict[str, byt
     return pathlib.Path(path)
 
 
-def keygen(out_dir, n_parties: int, *, protocol: str = "aby3", host: str = "127.0.0.1",
-           base_port: int = 5700, dealer: bool | None = None, clients=(),
-           **options) -> pathlib.Path:
+def keygen(
+    out_dir,
+    n_parties: int,
+    *,
+    protocol: str = "aby3",
+    host: str = "127.0.0.1",
+    base_port: int = 5700,
+    dealer: bool | None = None,
+    clients=(),
+    **options,
+) -> pathlib.Path:
     """Every node's key pair and a ``cluster.toml`` in one directory, for trying things on
     one machine (``secjax launch``, tests): whoever holds that directory can act as any
     node. Across machines each node makes its own key (``secjax keygen --party N``)."""
@@ -230,5 +262,6 @@ def keygen(out_dir, n_parties: int, *, protocol: str = "aby3", host: str = "127.
         _, keys[name] = create_key_pair(out, name)
         addresses[name] = f"tcp://{host}:{base_port + i}"
     client_keys = {name: create_key_pair(out, name)[1] for name in clients}
-    return assemble_cluster(out / "cluster.toml", addresses, keys, clients=client_keys,
-                            protocol=protocol, **options)
+    return assemble_cluster(
+        out / "cluster.toml", addresses, keys, clients=client_keys, protocol=protocol, **options
+    )

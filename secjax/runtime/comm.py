@@ -9,6 +9,7 @@ The step's code cannot tell which.
 Every exchange is recorded (bytes each party sends, rounds) while the step is traced, so the
 cost of a step is exact and known before anything runs.
 """
+
 from __future__ import annotations
 
 import abc
@@ -118,8 +119,9 @@ class Comm(abc.ABC):
         ``with_next`` equals party i+1's ``with_prev``. Costs no communication."""
 
     @abc.abstractmethod
-    def dealer_random_shares(self, shape, dtype, *, xor: bool = False
-                             ) -> tuple[jax.Array, jax.Array]:
+    def dealer_random_shares(
+        self, shape, dtype, *, xor: bool = False
+    ) -> tuple[jax.Array, jax.Array]:
         """A random value known to the dealer, additively shared among the parties at no
         cost (each share comes from the PRG seed the party shares with the dealer).
         Returns ``(value, shares)``: ``value`` is the dealer's view and has no party axis.

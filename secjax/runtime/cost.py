@@ -1,4 +1,5 @@
 """Exact communication accounting: bytes per party and rounds, grouped by primitive and op."""
+
 from __future__ import annotations
 
 import collections
@@ -44,8 +45,9 @@ class CostLog:
     def __init__(self, n_parties: int):
         self.n_parties = n_parties
         self.by_label: dict[tuple[str, str, str], Tally] = collections.defaultdict(
-            lambda: Tally([0] * n_parties))
-        self._label = (OUTSIDE_PRIMITIVES, "")   # (primitive or function, scope)
+            lambda: Tally([0] * n_parties)
+        )
+        self._label = (OUTSIDE_PRIMITIVES, "")  # (primitive or function, scope)
         self.largest = 0
 
     @contextlib.contextmanager
@@ -68,7 +70,7 @@ class CostLog:
         for exchange in exchanges:
             self.largest = max(self.largest, exchange.dealer, *exchange.sent)
             name, scope = self._label
-            key = (scope, name, exchange.op)   # the order of CostReport.rows
+            key = (scope, name, exchange.op)  # the order of CostReport.rows
             self.by_label[key].add(exchange)
             touched.add(key)
         for key in touched:
@@ -89,7 +91,7 @@ class CostReport:
     n_parties: int
     rows: dict[tuple[str, str, str], Tally]
     info: dict
-    largest: int = 0   # the most bytes one party (or the dealer) sends in one exchange
+    largest: int = 0  # the most bytes one party (or the dealer) sends in one exchange
 
     def _total(self, rows) -> Tally:
         total = Tally([0] * self.n_parties)
@@ -125,9 +127,16 @@ class CostReport:
         else) and ``revealing`` (the outputs not kept secret): their sum is :attr:`total`.
         An argument passed as a handle costs nothing here."""
         labels = {label: phase for phase, label in PHASES.items()}
-        return {phase: self._total([tally for row, tally in self.rows.items()
-                                    if labels.get(row[1], "computing") == phase])
-                for phase in ("sharing", "computing", "revealing")}
+        return {
+            phase: self._total(
+                [
+                    tally
+                    for row, tally in self.rows.items()
+                    if labels.get(row[1], "computing") == phase
+                ]
+            )
+            for phase in ("sharing", "computing", "revealing")
+        }
 
     def _grouped(self, key) -> dict[str, Tally]:
         groups = collections.defaultdict(list)
@@ -146,7 +155,8 @@ class CostReport:
         """Per model scope, cut to its first ``depth`` components:
         ``by_scope(4)`` groups a Hugging Face BERT by ``FlaxBertModule/encoder/layer/N``."""
         return self._grouped(
-            lambda scope, primitive, op: "/".join(scope.split("/")[:depth]) or "(top level)")
+            lambda scope, primitive, op: "/".join(scope.split("/")[:depth]) or "(top level)"
+        )
 
     def estimate_seconds(self, bandwidth_bps: float = 5e9, latency_s: float = 1e-3) -> float:
         """Time on a network: the busiest party's bytes at ``bandwidth_bps`` bits per second
@@ -166,10 +176,13 @@ class CostReport:
         table.add_column("rounds", justify="right")
         rows = sorted(self.by_primitive().items(), key=lambda kv: -kv[1].max_sent)
         phases = self.phases()
-        for name, tally in rows + [("computing (all but sharing and revealing)",
-                                    phases["computing"]), ("total", self.total)]:
-            table.add_row(name, *map(format_bytes, tally.sent), format_bytes(tally.dealer),
-                          str(tally.rounds))
+        for name, tally in rows + [
+            ("computing (all but sharing and revealing)", phases["computing"]),
+            ("total", self.total),
+        ]:
+            table.add_row(
+                name, *map(format_bytes, tally.sent), format_bytes(tally.dealer), str(tally.rounds)
+            )
         return table
 
     def __str__(self) -> str:

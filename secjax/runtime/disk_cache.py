@@ -12,6 +12,7 @@ if their checksum and their recorded key match: anything else is skipped with a
 :class:`CacheWarning` (and recompiled), never a crash or a wrong result. ``SECJAX_CACHE=0``
 turns the cache off for a process; ``Config(cache=False)`` for one secure function.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,7 @@ class CacheWarning(UserWarning):
 
 def cache_enabled() -> bool:
     """Whether the environment allows the on-disk cache (``SECJAX_CACHE=0`` turns it off)."""
-    return os.environ.get("SECJAX_CACHE", "1").strip().lower() not in ("0", "false", "off",
-                                                                         "no")
+    return os.environ.get("SECJAX_CACHE", "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def cache_root() -> pathlib.Path:
@@ -64,8 +64,10 @@ def environment_tag() -> str:
     """What an executable depends on besides its kernel key."""
     device = jax.devices()[0]
     kind = "".join(c if c.isalnum() else "-" for c in device.device_kind)
-    return (f"jax{jax.__version__}-jaxlib{jaxlib.__version__}-{device.platform}-{kind}-"
-            f"src{_sources_digest()}")
+    return (
+        f"jax{jax.__version__}-jaxlib{jaxlib.__version__}-{device.platform}-{kind}-"
+        f"src{_sources_digest()}"
+    )
 
 
 class DiskCache:
@@ -98,8 +100,9 @@ class DiskCache:
                 if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                     raise PermissionError(f"{path} is writable by other users")
         except OSError as exc:
-            warnings.warn(f"secjax's kernel cache is off for this process: {exc}",
-                          CacheWarning, stacklevel=3)
+            warnings.warn(
+                f"secjax's kernel cache is off for this process: {exc}", CacheWarning, stacklevel=3
+            )
             return False
         return True
 
@@ -120,7 +123,7 @@ class DiskCache:
             return self.discard(path, str(exc))
         if not data.startswith(_MAGIC):
             return self.discard(path, "not a secjax kernel entry")
-        digest, body = data[len(_MAGIC):len(_MAGIC) + 32], data[len(_MAGIC) + 32:]
+        digest, body = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]
         if hashlib.sha256(body).digest() != digest:
             return self.discard(path, "checksum mismatch (truncated or corrupted)")
         try:
@@ -143,13 +146,17 @@ class DiskCache:
                 out.write(data)
             os.replace(tmp, self.entry_path(key))
         except OSError as exc:
-            warnings.warn(f"secjax could not write a kernel cache entry: {exc}", CacheWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"secjax could not write a kernel cache entry: {exc}", CacheWarning, stacklevel=3
+            )
 
     def discard(self, path: pathlib.Path, why: str):
         """Warn that the entry at ``path`` is skipped, and why."""
-        warnings.warn(f"secjax ignores kernel cache entry {path.name}: {why}; recompiling",
-                      CacheWarning, stacklevel=4)
+        warnings.warn(
+            f"secjax ignores kernel cache entry {path.name}: {why}; recompiling",
+            CacheWarning,
+            stacklevel=4,
+        )
         return None
 
 

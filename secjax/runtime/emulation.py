@@ -18,6 +18,7 @@ Randomness here comes from XLA's RngBitGenerator (ThreeFry), which models the pa
 with the right distribution; it is a simulation device, not a cryptographic PRG, and the
 network runtime does not use it.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -54,11 +55,17 @@ class EmulatedComm(Comm):
         """A fresh uniform array: each draw of each kernel call gets its own ThreeFry key,
         (seed_0 ^ call counter, seed_1 ^ draw number), so no two draws share a stream."""
         self._draws += 1
-        key = jnp.stack([self._seed_words[0] ^ self._counter,
-                         self._seed_words[1] ^ jnp.uint32(self._draws),
-                         jnp.uint32(0), jnp.uint32(0)])
-        return jax.lax.rng_bit_generator(key, tuple(shape), dtype=dtype,
-                                         algorithm=jax.lax.RandomAlgorithm.RNG_THREE_FRY)[1]
+        key = jnp.stack(
+            [
+                self._seed_words[0] ^ self._counter,
+                self._seed_words[1] ^ jnp.uint32(self._draws),
+                jnp.uint32(0),
+                jnp.uint32(0),
+            ]
+        )
+        return jax.lax.rng_bit_generator(
+            key, tuple(shape), dtype=dtype, algorithm=jax.lax.RandomAlgorithm.RNG_THREE_FRY
+        )[1]
 
     def _party_shaped(self, like_ndim: int) -> tuple[int, ...]:
         return (self.n_parties,) + (1,) * (like_ndim - 1)
@@ -165,9 +172,17 @@ class Emulator(Runtime):
 
     party_set = "emulator"
 
-    def __init__(self, n_parties: int, ring: Ring, seed: int, *, abstract: bool = False,
-                 plan: bool = False, kernels: KernelCache | None = None,
-                 persistent: bool = True):
+    def __init__(
+        self,
+        n_parties: int,
+        ring: Ring,
+        seed: int,
+        *,
+        abstract: bool = False,
+        plan: bool = False,
+        kernels: KernelCache | None = None,
+        persistent: bool = True,
+    ):
         self.n_parties = n_parties
         self.ring = ring
         self.abstract = abstract or plan
@@ -180,7 +195,7 @@ class Emulator(Runtime):
         self.pending: dict[int, Kernel] = {}
         platform = jax.default_backend()
         self.block_sizes = BLOCK_SIZES.get(platform, ACCELERATOR_BLOCK_SIZES)
-        self._host_arrays = platform == "cpu"   # block on the host: no compile per shape
+        self._host_arrays = platform == "cpu"  # block on the host: no compile per shape
         self._timing = False
         self._seed_words = np.random.default_rng(seed).integers(0, 2**32, 2, dtype=np.uint32)
         self._calls = 0
@@ -193,19 +208,28 @@ class Emulator(Runtime):
         """Whether this runtime holds party ``party``'s private data: all of it, here."""
         return True
 
-    def run(self, step: Callable, *arrays, cost_of: tuple | None = None,
-            elementwise: tuple[int, ...] | None = None, whole: tuple[int, ...] = (),
-            on_host: bool = False, **static):
+    def run(
+        self,
+        step: Callable,
+        *arrays,
+        cost_of: tuple | None = None,
+        elementwise: tuple[int, ...] | None = None,
+        whole: tuple[int, ...] = (),
+        on_host: bool = False,
+        **static,
+    ):
         """See :meth:`Runtime.run`."""
         if on_host and self._host_arrays and cost_of is None:
             if self.abstract:
-                return _host_shapes(step, tuple(map(_aval_key, arrays)),
-                                    tuple(sorted(static.items())))
+                return _host_shapes(
+                    step, tuple(map(_aval_key, arrays)), tuple(sorted(static.items()))
+                )
             return step(None, *map(np.asarray, arrays), **static)
         real_step, real_avals = cost_of if cost_of is not None else (step, arrays)
         if elementwise is None:
-            kernel = self._kernel(step, arrays, static,
-                                  None if cost_of is None else (real_step, real_avals))
+            kernel = self._kernel(
+                step, arrays, static, None if cost_of is None else (real_step, real_avals)
+            )
             self.cost.add(kernel.exchanges)
             return kernel.out_info if self.abstract else self._call(kernel, arrays)
         costed = self._kernel(real_step, real_avals, static, None, compiled=False)
@@ -218,32 +242,42 @@ class Emulator(Runtime):
     def _run_blocks(self, step, arrays, static, shape, whole):
         """``step`` on blocks of the elements of ``shape``; the results as if run whole."""
         n = math.prod(shape)
-        leading = [None if i in whole else _leading_axes(a.shape, shape)
-                   for i, a in enumerate(arrays)]
+        leading = [
+            None if i in whole else _leading_axes(a.shape, shape) for i, a in enumerate(arrays)
+        ]
         step, arrays, static = _shifts_at_run_time(step, arrays, static, self.ring)
-        leading += [None] * (len(arrays) - len(leading))   # the amounts: passed whole
+        leading += [None] * (len(arrays) - len(leading))  # the amounts: passed whole
         pieces = _blocks(n, self.block_sizes)
-        if self.abstract:   # planning: the kernels of every block size, and the results' shapes
+        if self.abstract:  # planning: the kernels of every block size, and the results' shapes
             for size in sorted({size for _, _, size in pieces}):
-                block = [a if lead is None else jax.ShapeDtypeStruct((*lead, size), a.dtype)
-                         for a, lead in zip(arrays, leading)]
+                block = [
+                    a if lead is None else jax.ShapeDtypeStruct((*lead, size), a.dtype)
+                    for a, lead in zip(arrays, leading)
+                ]
                 out = self._kernel(step, block, static, None).out_info
             return jax.tree.map(
-                lambda o: jax.ShapeDtypeStruct((*o.shape[:-1], *shape), o.dtype), out)
+                lambda o: jax.ShapeDtypeStruct((*o.shape[:-1], *shape), o.dtype), out
+            )
         xp = np if self._host_arrays else jnp
-        flat = [a if lead is None else
-                xp.broadcast_to(xp.asarray(a), (*lead, *shape)).reshape((*lead, n))
-                for a, lead in zip(arrays, leading)]
+        flat = [
+            a
+            if lead is None
+            else xp.broadcast_to(xp.asarray(a), (*lead, *shape)).reshape((*lead, n))
+            for a, lead in zip(arrays, leading)
+        ]
         outputs = []
         for lo, hi, size in pieces:
-            block = [f if lead is None else _padded(xp, f[..., lo:hi], size)
-                     for f, lead in zip(flat, leading)]
+            block = [
+                f if lead is None else _padded(xp, f[..., lo:hi], size)
+                for f, lead in zip(flat, leading)
+            ]
             out = self._call(self._kernel(step, block, static, None), block)
             outputs.append(jax.tree.map(lambda o, m=hi - lo: xp.asarray(o)[..., :m], out))
 
         def joined(*parts):
             whole_array = parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
             return whole_array.reshape((*whole_array.shape[:-1], *shape))
+
         return jax.tree.map(joined, *outputs)
 
     # -- kernels ------------------------------------------------------------------------------
@@ -251,13 +285,23 @@ class Emulator(Runtime):
         """The kernel of ``step`` on ``arrays``' shapes (``compiled=False``: only its trace,
         for the cost of an elementwise step at its real shape)."""
         avals = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays)
-        key = (step, costed and (costed[0], tuple(map(_aval_key, costed[1]))), compiled,
-               self.n_parties, self.ring, tuple(sorted(static.items())),
-               tuple(map(_aval_key, avals)))
+        key = (
+            step,
+            costed and (costed[0], tuple(map(_aval_key, costed[1]))),
+            compiled,
+            self.n_parties,
+            self.ring,
+            tuple(sorted(static.items())),
+            tuple(map(_aval_key, avals)),
+        )
         with self._timed():
-            kernel = self.kernels.get(key, lambda: fingerprint(key), self.persistent,
-                                      self.stats,
-                                      lambda: self._trace(step, avals, static, costed, compiled))
+            kernel = self.kernels.get(
+                key,
+                lambda: fingerprint(key),
+                self.persistent,
+                self.stats,
+                lambda: self._trace(step, avals, static, costed, compiled),
+            )
         if compiled and kernel.compiled is None and self.plan:
             self.pending[id(kernel)] = kernel
         return kernel
@@ -286,13 +330,18 @@ class Emulator(Runtime):
 
         traced = jax.jit(kernel).trace(
             jax.ShapeDtypeStruct(self._seed_words.shape, self._seed_words.dtype),
-            jax.ShapeDtypeStruct((), np.uint32), *avals)
+            jax.ShapeDtypeStruct((), np.uint32),
+            *avals,
+        )
         exchanges = tuple(comms[0].exchanges)
         if costed is not None:
-            exchanges = self._kernel(costed[0], costed[1], static, None,
-                                     compiled=False).exchanges
-        return Kernel(exchanges, traced.out_info, traced if compiled else None,
-                      compiler_options=_compiler_options(avals))
+            exchanges = self._kernel(costed[0], costed[1], static, None, compiled=False).exchanges
+        return Kernel(
+            exchanges,
+            traced.out_info,
+            traced if compiled else None,
+            compiler_options=_compiler_options(avals),
+        )
 
     def _call(self, kernel: Kernel, arrays):
         if kernel.compiled is None:
@@ -308,13 +357,15 @@ class Emulator(Runtime):
         meanwhile waits only for the kernel it needs next, or compiles it itself first."""
         pending = [k for k in self.pending.values() if k.compiled is None]
         self.pending.clear()
-        pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
-                                                     thread_name_prefix="secjax-compile")
+        pool = concurrent.futures.ThreadPoolExecutor(
+            os.cpu_count() or 1, thread_name_prefix="secjax-compile"
+        )
 
         def compile_one(kernel):
             self.kernels.finish(kernel, self.stats)
             if on_compiled is not None:
                 on_compiled()
+
         for kernel in pending:
             pool.submit(compile_one, kernel)
         return pool
@@ -335,8 +386,7 @@ class _WithRunTimeArgs:
 
     def __call__(self, comm, *arrays, **static):
         split = len(arrays) - len(self.names)
-        return self.step(comm, *arrays[:split], **static,
-                         **dict(zip(self.names, arrays[split:])))
+        return self.step(comm, *arrays[:split], **static, **dict(zip(self.names, arrays[split:])))
 
 
 def _shifts_at_run_time(step, arrays, static, ring):
@@ -353,8 +403,10 @@ def _shifts_at_run_time(step, arrays, static, ring):
 @functools.lru_cache(maxsize=8192)
 def _host_shapes(step, avals, static):
     """The result shapes of a host step on arrays of ``avals`` (traced once per shape)."""
-    return jax.eval_shape(lambda *xs: step(None, *xs, **dict(static)),
-                          *[jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals])
+    return jax.eval_shape(
+        lambda *xs: step(None, *xs, **dict(static)),
+        *[jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals],
+    )
 
 
 def _leading_axes(array_shape, shape) -> tuple[int, ...] | None:

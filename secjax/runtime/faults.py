@@ -1,4 +1,5 @@
 """What can stop a networked secure computation: the errors of the party runtime."""
+
 from __future__ import annotations
 
 from secjax.errors import SecjaxError

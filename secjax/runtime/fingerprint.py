@@ -7,6 +7,7 @@ their code, arrays by a hash of their bytes, and anything whose only description
 address (a closure, an object without a value repr) makes the key ``None``: such a kernel is
 cached in memory only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +40,9 @@ def _code_digest(code: types.CodeType) -> str:
     """A digest of a function's bytecode and constants (nested code objects included)."""
     h = hashlib.sha256(code.co_code)
     for const in code.co_consts:
-        h.update((_code_digest(const) if isinstance(const, types.CodeType)
-                  else repr(const)).encode())
+        h.update(
+            (_code_digest(const) if isinstance(const, types.CodeType) else repr(const)).encode()
+        )
     h.update(repr(code.co_names).encode())
     return h.hexdigest()[:16]
 
@@ -65,22 +67,26 @@ def _describe(obj) -> str:
     if isinstance(obj, (frozenset, set)):
         return "set(" + ",".join(sorted(_describe(x) for x in obj)) + ")"
     if isinstance(obj, dict):
-        return "dict(" + ",".join(f"{_describe(k)}:{_describe(v)}"
-                                  for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0])))
+        return "dict(" + ",".join(
+            f"{_describe(k)}:{_describe(v)}"
+            for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0]))
+        )
     if isinstance(obj, np.dtype) or (isinstance(obj, type) and issubclass(obj, np.generic)):
         return f"dtype:{np.dtype(obj).str}"
     if isinstance(obj, (np.ndarray, np.generic)):
         arr = np.asarray(obj)
-        return (f"array:{arr.dtype.str}:{arr.shape}:"
-                f"{hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]}")
+        return (
+            f"array:{arr.dtype.str}:{arr.shape}:"
+            f"{hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]}"
+        )
     if isinstance(obj, enum.Enum):
         return f"enum:{type(obj).__qualname__}.{obj.name}"
     if isinstance(obj, functools.partial):
-        return (f"partial({_describe(obj.func)},{_describe(obj.args)},"
-                f"{_describe(obj.keywords)})")
+        return f"partial({_describe(obj.func)},{_describe(obj.args)},{_describe(obj.keywords)})"
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = ",".join(f"{f.name}={_describe(getattr(obj, f.name))}"
-                          for f in dataclasses.fields(obj))
+        fields = ",".join(
+            f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
+        )
         return f"{type(obj).__module__}.{type(obj).__qualname__}({fields})"
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, np.ufunc)):
         return _describe_function(obj)
@@ -88,7 +94,7 @@ def _describe(obj) -> str:
         return f"jnp.ufunc:{obj.__name__}"
     if isinstance(obj, Primitive):
         return f"primitive:{type(obj).__module__}.{obj.name}"
-    if callable(obj) and hasattr(obj, "__wrapped__"):   # jax.numpy's jitted functions
+    if callable(obj) and hasattr(obj, "__wrapped__"):  # jax.numpy's jitted functions
         return f"wrapped({_describe(obj.__wrapped__)})"
     text = repr(obj)
     if _ADDRESS.search(text) or text.startswith("<"):

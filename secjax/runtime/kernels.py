@@ -7,6 +7,7 @@ kernels whose key is stable across processes (:mod:`secjax.runtime.fingerprint`)
 (:mod:`secjax.runtime.disk_cache`), so a new process loads executables instead of tracing and
 compiling them.
 """
+
 from __future__ import annotations
 
 import collections
@@ -43,13 +44,14 @@ class Kernel:
 
     exchanges: tuple[Exchange, ...]
     out_info: Any
-    traced: Any = None                    # jax's traced stage, until compiled
+    traced: Any = None  # jax's traced stage, until compiled
     compiled: Callable | None = None
     compiler_options: dict = dataclasses.field(default_factory=dict)
-    stable_key: str | None = None         # its name on disk, when it has one
-    persistent: bool = False              # whether to write it to disk once compiled
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False,
-                                             compare=False)   # one compile at a time
+    stable_key: str | None = None  # its name on disk, when it has one
+    persistent: bool = False  # whether to write it to disk once compiled
+    lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )  # one compile at a time
 
     def compile(self) -> None:
         """Lower and compile the traced step (safe to call from worker threads)."""
@@ -61,9 +63,9 @@ class Kernel:
 class CacheStats:
     """What a runtime's kernel lookups did (reset per call by the emulator's owner)."""
 
-    traced: int = 0        # steps traced (new shapes)
-    compiled: int = 0      # executables compiled
-    loaded: int = 0        # executables or costs read from disk
+    traced: int = 0  # steps traced (new shapes)
+    compiled: int = 0  # executables compiled
+    loaded: int = 0  # executables or costs read from disk
 
 
 class KernelCache:
@@ -79,8 +81,14 @@ class KernelCache:
     def __len__(self) -> int:
         return len(self._kernels)
 
-    def get(self, key: tuple, stable_key: Callable[[], str | None], persistent: bool,
-            stats: CacheStats, trace: Callable[[], Kernel]) -> Kernel:
+    def get(
+        self,
+        key: tuple,
+        stable_key: Callable[[], str | None],
+        persistent: bool,
+        stats: CacheStats,
+        trace: Callable[[], Kernel],
+    ) -> Kernel:
         """The kernel of ``key``: from memory, else from disk (under ``stable_key()``, its
         name there, or ``None`` for none), else ``trace()``'d."""
         with self._lock:
@@ -96,7 +104,7 @@ class KernelCache:
             stats.traced += 1
             kernel.stable_key = stable_key
             kernel.persistent = persistent and stable_key is not None
-            if kernel.persistent and kernel.traced is None:   # a cost trace: store it now
+            if kernel.persistent and kernel.traced is None:  # a cost trace: store it now
                 self._store(kernel)
         self._insert(key, kernel)
         return kernel
@@ -110,7 +118,7 @@ class KernelCache:
             kernel.compile()
             if kernel.persistent:
                 self._store(kernel)
-            kernel.traced = None   # the executable is all that is needed from now on
+            kernel.traced = None  # the executable is all that is needed from now on
         with self._lock:
             stats.compiled += 1
 
@@ -130,8 +138,11 @@ class KernelCache:
     def planned(self, program: str | None) -> bool:
         """Whether a process has planned the program named ``program`` and kept its kernels
         on disk (a first call may then skip planning: every kernel it needs loads)."""
-        return (program is not None and self.disk is not None
-                and self.disk.load(_PLAN_PREFIX + program) is not None)
+        return (
+            program is not None
+            and self.disk is not None
+            and self.disk.load(_PLAN_PREFIX + program) is not None
+        )
 
     def mark_planned(self, program: str | None) -> None:
         """Record on disk that ``program``'s kernels were planned and kept."""
@@ -168,8 +179,9 @@ class KernelCache:
             if entry["executable"] is not None:
                 payload, in_tree, out_tree = entry["executable"]
                 compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
-            kernel = Kernel(entry["exchanges"], entry["out_info"], compiled=compiled,
-                            stable_key=stable_key)
+            kernel = Kernel(
+                entry["exchanges"], entry["out_info"], compiled=compiled, stable_key=stable_key
+            )
         except Exception as exc:  # noqa: BLE001 - a foreign entry must only cost a compile
             self.disk.discard(self.disk.entry_path(stable_key), f"cannot be loaded ({exc})")
             return None
@@ -183,9 +195,10 @@ class KernelCache:
                 executable = serialize_executable.serialize(kernel.compiled)
             except Exception:  # noqa: BLE001 - not serializable here: kept in memory only
                 return
-        self.disk.store(kernel.stable_key, {"exchanges": kernel.exchanges,
-                                            "out_info": kernel.out_info,
-                                            "executable": executable})
+        self.disk.store(
+            kernel.stable_key,
+            {"exchanges": kernel.exchanges, "out_info": kernel.out_info, "executable": executable},
+        )
 
 
 _PLAN_PREFIX = "planned program: "
@@ -198,7 +211,6 @@ def default_cache() -> KernelCache:
     ``SECJAX_CACHE_DIR`` and ``SECJAX_CACHE`` as they were when it was first asked for)."""
     global _DEFAULT
     if _DEFAULT is None:
-        disk = disk_cache.DiskCache(disk_cache.cache_root()) if disk_cache.cache_enabled() \
-            else None
+        disk = disk_cache.DiskCache(disk_cache.cache_root()) if disk_cache.cache_enabled() else None
         _DEFAULT = KernelCache(disk)
     return _DEFAULT

@@ -37,6 +37,7 @@ the last party, exactly the ``dealer`` bytes of the cost report; it sends them a
 (offline traffic, no round trip), at most a queue's length ahead of the last party. The last
 party learns only corrections, each masked by the other parties' PRG shares.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,6 +98,7 @@ class NetworkComm(Comm):
             except BaseException as exc:
                 runtime.error = exc
                 raise
+
         as_bytes = jax.ShapeDtypeStruct(_bytes_shape(result.shape, result.dtype), np.uint8)
         out = io_callback(host, as_bytes, *[_device_bytes(a) for a in args], ordered=True)
         return _from_device_bytes(out, result.dtype)
@@ -106,26 +108,30 @@ class NetworkComm(Comm):
 
     def _check(self, x):
         if x.shape[:1] != (1,):
-            raise NetworkError(f"a party process holds one slice (party axis of size 1); "
-                               f"got shape {tuple(x.shape)} in {self._op}")
+            raise NetworkError(
+                f"a party process holds one slice (party axis of size 1); "
+                f"got shape {tuple(x.shape)} in {self._op}"
+            )
 
     def _exchange(self, x, sends, recvs, *, stack=False):
         """Send this party's slice of ``x`` to every party in ``sends``, then receive from
         every party in ``recvs`` (as ``x``'s slice shape and dtype)."""
         rt, what = self._rt, self._what()
-        result = jax.ShapeDtypeStruct((1, len(recvs), *x.shape[1:]) if stack else x.shape,
-                                      x.dtype)
+        result = jax.ShapeDtypeStruct((1, len(recvs), *x.shape[1:]) if stack else x.shape, x.dtype)
         if not recvs:
             result = jax.ShapeDtypeStruct((), np.uint8)
 
         def host(xv):
             for dst in sends:
                 rt.transport.send(str(dst), KIND_DATA, rt.step, xv[0])
-            got = [rt.transport.recv(str(src), KIND_DATA, rt.step, xv.dtype, xv.shape[1:],
-                                     what=what) for src in recvs]
+            got = [
+                rt.transport.recv(str(src), KIND_DATA, rt.step, xv.dtype, xv.shape[1:], what=what)
+                for src in recvs
+            ]
             if not recvs:
                 return np.zeros((), np.uint8)
             return np.stack(got)[None] if stack else got[0][None].copy()
+
         return self._callback(host, result, x)
 
     def _draw(self, stream_of, shape, dtype):
@@ -134,6 +140,7 @@ class NetworkComm(Comm):
 
         def host():
             return stream_of(rt).draw(shape, dtype)[None]
+
         return self._callback(host, jax.ShapeDtypeStruct((1, *shape), dtype))
 
     # -- the interface -----------------------------------------------------------------------
@@ -166,8 +173,7 @@ class NetworkComm(Comm):
             return jnp.zeros((1, self.n_parties, *x.shape[1:]), x.dtype)
         others = [p for p in range(self.n_parties) if p != self._me]
         got = self._exchange(x, others, others, stack=True)
-        parts = [x if p == self._me else got[:, others.index(p)]
-                 for p in range(self.n_parties)]
+        parts = [x if p == self._me else got[:, others.index(p)] for p in range(self.n_parties)]
         return jnp.stack(parts, axis=1)
 
     def send(self, x, src, dst):
@@ -192,16 +198,20 @@ class NetworkComm(Comm):
         if self._dealer:
             zero = jnp.zeros((1, *shape), dtype)
             return zero, zero
-        return (self._draw(lambda rt: rt.with_next, shape, dtype),
-                self._draw(lambda rt: rt.with_prev, shape, dtype))
+        return (
+            self._draw(lambda rt: rt.with_next, shape, dtype),
+            self._draw(lambda rt: rt.with_prev, shape, dtype),
+        )
 
     def dealer_random_shares(self, shape, dtype, *, xor=False):
         self._need_dealer()
         shape = tuple(shape)
         if self._dealer:
+
             def host():
                 shares = np.stack([s.draw(shape, dtype) for s in self._rt.dealer_streams])
                 return _combine(shares, xor)
+
             value = self._callback(host, jax.ShapeDtypeStruct(shape, dtype))
             return value, jnp.zeros((1, *shape), dtype)
         return jnp.zeros(shape, dtype), self._draw(lambda rt: rt.dealer_stream, shape, dtype)
@@ -212,11 +222,13 @@ class NetworkComm(Comm):
         shape, dtype, last = tuple(value.shape), value.dtype, self.n_parties - 1
         rt, what = self._rt, f"dealer correction in {self._what()}"
         if self._dealer:
+
             def host(v):
                 prg = np.stack([s.draw(shape, dtype) for s in rt.dealer_streams[:last]])
                 correction = (v ^ _combine(prg, True)) if xor else v - _combine(prg, False)
                 rt.transport.send(str(last), KIND_DATA, rt.step, correction)
                 return np.zeros((), np.uint8)
+
             self._callback(host, jax.ShapeDtypeStruct((), np.uint8), value)
             return jnp.zeros((1, *shape), dtype)
         if self._me < last:
@@ -225,12 +237,14 @@ class NetworkComm(Comm):
         def receive():
             got = rt.transport.recv(DEALER, KIND_DATA, rt.step, dtype, shape, what=what)
             return got[None].copy()
+
         return self._callback(receive, jax.ShapeDtypeStruct((1, *shape), dtype))
 
     def _need_dealer(self):
         if not self._rt.cluster.has_dealer:
-            raise NetworkError(f"{self._op} needs a dealer, and the cluster config has no "
-                               "[parties.dealer]")
+            raise NetworkError(
+                f"{self._op} needs a dealer, and the cluster config has no [parties.dealer]"
+            )
 
 
 def _bytes_shape(shape, dtype) -> tuple:
@@ -242,8 +256,11 @@ def _device_bytes(x):
     x = jnp.asarray(x)
     if x.dtype == np.bool_:
         return x.astype(np.uint8)
-    return x if x.dtype.itemsize == 1 and x.dtype == np.uint8 else \
-        jax.lax.bitcast_convert_type(x, np.uint8)
+    return (
+        x
+        if x.dtype.itemsize == 1 and x.dtype == np.uint8
+        else jax.lax.bitcast_convert_type(x, np.uint8)
+    )
 
 
 def _from_device_bytes(x, dtype):
@@ -282,9 +299,19 @@ class NetworkRuntime(Runtime):
     ``cost`` exactly as in emulation; ``transport.stats`` counts what actually went out.
     """
 
-    def __init__(self, cluster: Cluster, party, ring: Ring, *, digest: bytes,
-                 secret_key_file=None, keys=None, timeout: float | None = None,
-                 max_message: int, max_request: int = 0):
+    def __init__(
+        self,
+        cluster: Cluster,
+        party,
+        ring: Ring,
+        *,
+        digest: bytes,
+        secret_key_file=None,
+        keys=None,
+        timeout: float | None = None,
+        max_message: int,
+        max_request: int = 0,
+    ):
         self.cluster = cluster
         self.ring = ring
         self.n_parties = cluster.n_parties
@@ -299,9 +326,15 @@ class NetworkRuntime(Runtime):
         self.step = 0
         self.label = "(setup)"
         self.error: BaseException | None = None
-        self.transport = Transport(cluster, self.name, secret_key_file, keys=keys,
-                                   timeout=timeout, max_message=max_message,
-                                   max_request=max_request)
+        self.transport = Transport(
+            cluster,
+            self.name,
+            secret_key_file,
+            keys=keys,
+            timeout=timeout,
+            max_message=max_message,
+            max_request=max_request,
+        )
         try:
             self._meet(digest)
         except BaseException:
@@ -346,7 +379,7 @@ class NetworkRuntime(Runtime):
         cost report (``started_by``: :meth:`Transport.begin`)."""
         self.step = 0
         self.cost = CostLog(self.n_parties)
-        self.queries += 1                 # every node begins the same queries in one order
+        self.queries += 1  # every node begins the same queries in one order
         self._streams(self.queries)
         self.transport.begin(query, started_by)
         self.transport.stats = WireStats()
@@ -355,8 +388,7 @@ class NetworkRuntime(Runtime):
         """Whether this process holds party ``party``'s private data."""
         return not self.is_dealer and party == self.index
 
-    def run(self, step, *arrays, cost_of=None, elementwise=None, whole=(), on_host=False,
-            **static):
+    def run(self, step, *arrays, cost_of=None, elementwise=None, whole=(), on_host=False, **static):
         """Run ``step(comm, *arrays, **static)`` as this party; returns its outputs.
 
         Compiled once per (step, static arguments, input shapes) and kept in memory only (its
@@ -368,12 +400,17 @@ class NetworkRuntime(Runtime):
         """
         if cost_of is not None:
             raise NetworkError("party processes run the real protocol steps only")
-        key = (step, self.ring, tuple(sorted(static.items())),
-               tuple((tuple(a.shape), np.dtype(a.dtype).str) for a in arrays))
+        key = (
+            step,
+            self.ring,
+            tuple(sorted(static.items())),
+            tuple((tuple(a.shape), np.dtype(a.dtype).str) for a in arrays),
+        )
         self.label = self.cost.current_label()
         started = time.perf_counter()
-        kernel = self.kernels.get(key, lambda: None, False, self.stats,
-                                  lambda: self._trace(step, arrays, static))
+        kernel = self.kernels.get(
+            key, lambda: None, False, self.stats, lambda: self._trace(step, arrays, static)
+        )
         if kernel.compiled is None:
             self.kernels.finish(kernel, self.stats)
         self.compile_seconds += time.perf_counter() - started
@@ -383,7 +420,7 @@ class NetworkRuntime(Runtime):
         try:
             return jax.block_until_ready(kernel.compiled(*arrays))
         except Exception:
-            if self.error is not None:   # the host callback's own error, not XLA's wrapper
+            if self.error is not None:  # the host callback's own error, not XLA's wrapper
                 error, self.error = self.error, None
                 raise error from None
             raise
@@ -395,6 +432,7 @@ class NetworkRuntime(Runtime):
             comm = NetworkComm(self)
             comms.append(comm)
             return step(comm, *xs, **static)
+
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
         traced = jax.jit(fn).trace(*avals)
         return Kernel(tuple(comms[0].exchanges), traced.out_info, traced)
@@ -423,11 +461,22 @@ def program_digest(tag: str, config, traced, leaves) -> bytes:
         else:
             h.update(repr(part).encode())
         h.update(b"\x00")
-    fields = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
-              if f.name not in _LOCAL_OPTIONS]
+
+    fields = [
+        (f.name, getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name not in _LOCAL_OPTIONS
+    ]
     public = [leaf.value for leaf, kind in zip(leaves, traced.kinds) if kind.name == "public"]
-    for part in (tag, fields, str(traced.jaxpr), str(traced.out_tree), traced.kinds,
-                 [(tuple(v.aval.shape), str(v.aval.dtype)) for v in traced.jaxpr.jaxpr.invars],
-                 *traced.jaxpr.consts, *[np.asarray(p) for p in public]):
+    for part in (
+        tag,
+        fields,
+        str(traced.jaxpr),
+        str(traced.out_tree),
+        traced.kinds,
+        [(tuple(v.aval.shape), str(v.aval.dtype)) for v in traced.jaxpr.jaxpr.invars],
+        *traced.jaxpr.consts,
+        *[np.asarray(p) for p in public],
+    ):
         update(part)
     return h.digest()

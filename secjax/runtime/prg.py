@@ -4,6 +4,7 @@ Parties derive shares and masks from pairwise seeds with this PRG; ``jax.random`
 not a cryptographic PRG. The block function runs as JAX uint32 operations, vectorised over
 block counters, so one jitted call yields many blocks.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,10 +25,14 @@ def _rotl(x, n):
 
 def _quarter_round(s, a, b, c, d):
     """RFC 8439 section 2.1, in place on the list of state words ``s``."""
-    s[a] += s[b]; s[d] = _rotl(s[d] ^ s[a], 16)  # noqa: E702
-    s[c] += s[d]; s[b] = _rotl(s[b] ^ s[c], 12)  # noqa: E702
-    s[a] += s[b]; s[d] = _rotl(s[d] ^ s[a], 8)  # noqa: E702
-    s[c] += s[d]; s[b] = _rotl(s[b] ^ s[c], 7)  # noqa: E702
+    s[a] += s[b]
+    s[d] = _rotl(s[d] ^ s[a], 16)  # noqa: E702
+    s[c] += s[d]
+    s[b] = _rotl(s[b] ^ s[c], 12)  # noqa: E702
+    s[a] += s[b]
+    s[d] = _rotl(s[d] ^ s[a], 8)  # noqa: E702
+    s[c] += s[d]
+    s[b] = _rotl(s[b] ^ s[c], 7)  # noqa: E702
 
 
 def chacha20_block(key_words, counter, nonce_words) -> jax.Array:
@@ -40,10 +45,12 @@ def chacha20_block(key_words, counter, nonce_words) -> jax.Array:
     counter = jnp.asarray(counter, jnp.uint32)
     key_words = jnp.asarray(key_words, jnp.uint32)
     nonce_words = jnp.asarray(nonce_words, jnp.uint32)
-    init = ([jnp.full(counter.shape, c, jnp.uint32) for c in _CONSTANTS]
-            + [jnp.broadcast_to(key_words[i], counter.shape) for i in range(8)]
-            + [counter]
-            + [jnp.broadcast_to(nonce_words[i], counter.shape) for i in range(3)])
+    init = (
+        [jnp.full(counter.shape, c, jnp.uint32) for c in _CONSTANTS]
+        + [jnp.broadcast_to(key_words[i], counter.shape) for i in range(8)]
+        + [counter]
+        + [jnp.broadcast_to(nonce_words[i], counter.shape) for i in range(3)]
+    )
 
     def double_round(_, state):
         s = list(state)
@@ -98,14 +105,12 @@ class PRG:
         n_blocks = -(-n_words // 16)
         if self._next_block + n_blocks > 2**32:
             raise OverflowError("ChaCha20 block counter exhausted; use a substream")
-        words = _keystream(self._key, self._nonce, np.uint32(self._next_block),
-                           n_blocks)[:n_words]
+        words = _keystream(self._key, self._nonce, np.uint32(self._next_block), n_blocks)[:n_words]
         self._next_block += n_blocks
         if dtype == np.uint32:
             return words.reshape(shape)
         pairs = words.reshape(count, 2).astype(jnp.uint64)
         return (pairs[:, 0] | (pairs[:, 1] << 32)).reshape(shape)
-
 
 
 def chacha20_keystream(seed: bytes, first_block: int, n_blocks: int, stream: int = 0):
@@ -139,7 +144,7 @@ class Stream:
         if not 0 <= stream < 2**96:
             raise ValueError("stream must be in [0, 2^96)")
         self._cipher = _host_cipher(seed, 0, stream)
-        self._left = 64 * 2**32        # bytes before the 32-bit block counter runs out
+        self._left = 64 * 2**32  # bytes before the 32-bit block counter runs out
 
     def draw(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)

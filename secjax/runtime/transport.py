@@ -32,6 +32,7 @@ protocols secure against a *cluster member* that deviates: the protocols are sem
 the output without being detected), and the parties named in the cluster file must not
 collude beyond the protocol's threshold.
 """
+
 from __future__ import annotations
 
 import collections
@@ -67,7 +68,7 @@ from secjax.runtime.wire import (
     wire_id,
 )
 
-QUEUE_MESSAGES = 16       # messages queued per link and direction before a sender waits
+QUEUE_MESSAGES = 16  # messages queued per link and direction before a sender waits
 MAX_PENDING_QUERIES = 16  # clients' queries a party holds until the leader starts them
 NONCE_BYTES = 8
 SEED_BYTES = 32
@@ -94,9 +95,18 @@ class WireStats:
 class Transport:
     """One node's links to its peers (and, on a served party, to clients)."""
 
-    def __init__(self, cluster: Cluster, me, secret_key_file=None, *, keys=None,
-                 timeout: float | None = None, peers=None, max_message: int = 1 << 20,
-                 max_request: int = HELLO_BYTES):
+    def __init__(
+        self,
+        cluster: Cluster,
+        me,
+        secret_key_file=None,
+        *,
+        keys=None,
+        timeout: float | None = None,
+        peers=None,
+        max_message: int = 1 << 20,
+        max_request: int = HELLO_BYTES,
+    ):
         import zmq
         from zmq.auth.thread import ThreadAuthenticator
 
@@ -109,8 +119,10 @@ class Transport:
             keys = load_secret_key(secret_key_file or cluster.default_key_path(self.me))
         public, secret = keys
         if public != cluster.nodes[self.me].public_key:
-            raise NetworkError(f"the key given to party {self.me} is not the public key the "
-                               "cluster config lists for it")
+            raise NetworkError(
+                f"the key given to party {self.me} is not the public key the "
+                "cluster config lists for it"
+            )
         self.peers = [n for n in cluster.nodes if n != self.me] if peers is None else list(peers)
         self.stats = WireStats()
         self.rejected = 0
@@ -138,6 +150,7 @@ class Transport:
         class _Authenticator(ThreadAuthenticator):
             def curve_user_id(self, client_public_key):
                 from zmq.utils import z85
+
                 return names[z85.encode(client_public_key)]
 
         self._zmq = zmq
@@ -161,8 +174,9 @@ class Transport:
             self.router.bind(cluster.nodes[self.me].address)
         except zmq.ZMQError as exc:
             self.close()
-            raise NetworkError(f"party {self.me} cannot listen on "
-                               f"{cluster.nodes[self.me].address}: {exc}") from None
+            raise NetworkError(
+                f"party {self.me} cannot listen on {cluster.nodes[self.me].address}: {exc}"
+            ) from None
         for name in self.peers:
             sock = self.context.socket(zmq.DEALER)
             sock.routing_id = self.me.encode()
@@ -172,7 +186,8 @@ class Transport:
             sock.sndhwm = sock.rcvhwm = QUEUE_MESSAGES
             sock.linger = 1000
             self._monitors[name] = sock.get_monitor_socket(
-                zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+                zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+            )
             sock.connect(cluster.nodes[name].address)
             self.dealers[name] = sock
 
@@ -191,16 +206,19 @@ class Transport:
         deadline = time.monotonic() + self.timeout
         while len(seeds) < len(self.peers):
             waiting = sorted(set(self.peers) - set(seeds))
-            name, msg = self._next_control(deadline, waiting, "hello: connecting",
-                                           kinds=(KIND_HELLO,))
+            name, msg = self._next_control(
+                deadline, waiting, "hello: connecting", kinds=(KIND_HELLO,)
+            )
             if name in seeds or name not in self.peers:
                 raise MalformedMessage(f"a second hello from {name}")
             got = msg.payload
             if msg.shape != (HELLO_BYTES,) or got[:DIGEST_BYTES] != digest:
-                raise ProgramMismatch(f"party {name} runs a different program (jaxpr, config, "
-                                      f"public inputs or input shapes) than party {self.me}")
-            nonces[name] = got[DIGEST_BYTES:DIGEST_BYTES + NONCE_BYTES]
-            seeds[name] = got[DIGEST_BYTES + NONCE_BYTES:]
+                raise ProgramMismatch(
+                    f"party {name} runs a different program (jaxpr, config, "
+                    f"public inputs or input shapes) than party {self.me}"
+                )
+            nonces[name] = got[DIGEST_BYTES : DIGEST_BYTES + NONCE_BYTES]
+            seeds[name] = got[DIGEST_BYTES + NONCE_BYTES :]
         h = hashlib.sha256(b"secjax-session")
         for name in sorted(nonces):
             h.update(name.encode() + b"\x00" + nonces[name])
@@ -240,12 +258,14 @@ class Transport:
                 continue
             msg = decode_message(sock.recv_multipart(copy=False), self._who(leader))
             if msg.sender != wire_id(leader) or msg.session != self.session:
-                self._check(leader, msg, "the next query")   # raises
+                self._check(leader, msg, "the next query")  # raises
             if msg.kind == KIND_START and msg.seq == 0:
                 return msg
             if msg.query not in self.finished:
-                raise MalformedMessage(f"a {msg.kind_name} message from {self._who(leader)} "
-                                       f"of query {msg.query:x} while waiting for a start")
+                raise MalformedMessage(
+                    f"a {msg.kind_name} message from {self._who(leader)} "
+                    f"of query {msg.query:x} while waiting for a start"
+                )
             self.dropped += 1
 
     # -- sending -------------------------------------------------------------------------------
@@ -256,8 +276,9 @@ class Transport:
         array = np.ascontiguousarray(array)
         seq = self._send_seq[dst]
         self._send_seq[dst] += 1
-        header = encode_header(kind, self.me, self.session, self.query, step, seq,
-                               array.dtype, array.shape)
+        header = encode_header(
+            kind, self.me, self.session, self.query, step, seq, array.dtype, array.shape
+        )
         frames = [dst.encode(), header, array.tobytes()]
         deadline = time.monotonic() + self.timeout
         while True:
@@ -268,11 +289,14 @@ class Transport:
                 if exc.errno not in (zmq.EAGAIN, zmq.EHOSTUNREACH):
                     raise
                 if time.monotonic() > deadline:
-                    state = ("is not connected" if exc.errno == zmq.EHOSTUNREACH
-                             else "took no message")
-                    raise PeerTimeout(f"party {self.me}: {self._who(dst)} {state} within "
-                                      f"{self.timeout:g} s (step {step}): it stopped, hangs, "
-                                      "or never connected") from None
+                    state = (
+                        "is not connected" if exc.errno == zmq.EHOSTUNREACH else "took no message"
+                    )
+                    raise PeerTimeout(
+                        f"party {self.me}: {self._who(dst)} {state} within "
+                        f"{self.timeout:g} s (step {step}): it stopped, hangs, "
+                        "or never connected"
+                    ) from None
                 self._poll_control(10)
         if kind == KIND_DATA:
             self.stats.payload[dst] += array.nbytes
@@ -286,15 +310,19 @@ class Transport:
         raises :class:`NetworkError` (``best_effort``: nothing)."""
         zmq = self._zmq
         array = np.ascontiguousarray(array)
-        header = encode_header(kind, self.me, self.session, self.query, 0, 0, array.dtype,
-                               array.shape)
+        header = encode_header(
+            kind, self.me, self.session, self.query, 0, 0, array.dtype, array.shape
+        )
         try:
-            self.router.send_multipart([client.encode(), header, array.tobytes()],
-                                       flags=zmq.NOBLOCK, copy=False)
+            self.router.send_multipart(
+                [client.encode(), header, array.tobytes()], flags=zmq.NOBLOCK, copy=False
+            )
         except zmq.ZMQError as exc:
             if not best_effort:
-                raise NetworkError(f"party {self.me} cannot answer client {client}: "
-                                   f"{exc.strerror} (the client is gone?)") from None
+                raise NetworkError(
+                    f"party {self.me} cannot answer client {client}: "
+                    f"{exc.strerror} (the client is gone?)"
+                ) from None
             return
         self.stats.control += len(header) + array.nbytes
 
@@ -302,8 +330,9 @@ class Transport:
         """A control message to ``dst``'s ROUTER (hello, abort, done)."""
         zmq = self._zmq
         array = np.ascontiguousarray(array)
-        header = encode_header(kind, self.me, self.session, self.query, 0, 0, array.dtype,
-                               array.shape)
+        header = encode_header(
+            kind, self.me, self.session, self.query, 0, 0, array.dtype, array.shape
+        )
         flags = 0 if block else zmq.NOBLOCK
         self.dealers[dst].send_multipart([header, array.tobytes()], flags=flags)
         self.stats.control += len(header) + array.nbytes
@@ -322,8 +351,9 @@ class Transport:
             self.notify(dst, KIND_ABORT)
 
     # -- receiving -------------------------------------------------------------------------
-    def recv(self, src: str, kind: int, step: int | None, dtype, shape, *,
-             what: str = "") -> np.ndarray:
+    def recv(
+        self, src: str, kind: int, step: int | None, dtype, shape, *, what: str = ""
+    ) -> np.ndarray:
         """The next message from ``src`` of the current query: checked against the session,
         the expected kind, step, sequence number, dtype and shape. Raises within the timeout
         if none comes, and at once if any peer aborts."""
@@ -337,8 +367,9 @@ class Transport:
             if self.router in ready:
                 self._control(self.router.recv_multipart(copy=False), what)
             if sock in ready:
-                msg = self._check(src, decode_message(sock.recv_multipart(copy=False),
-                                                      self._who(src)), what)
+                msg = self._check(
+                    src, decode_message(sock.recv_multipart(copy=False), self._who(src)), what
+                )
                 if msg is not None:
                     return self._expect(src, msg, kind, step, dtype, shape, what).array()
 
@@ -352,18 +383,22 @@ class Transport:
         """``msg`` if it belongs to this session and query; ``None`` for a leftover of an
         earlier query of this session (dropped)."""
         if msg.sender != wire_id(src):
-            raise MalformedMessage(f"message from {self._who(src)} claims to come from "
-                                   f"sender id {msg.sender}")
+            raise MalformedMessage(
+                f"message from {self._who(src)} claims to come from sender id {msg.sender}"
+            )
         if msg.session != self.session:
             raise MalformedMessage(
                 f"message from {self._who(src)} of session {msg.session:016x}, this session "
-                f"is {self.session:016x}: a process left over from an earlier run? (rejected)")
+                f"is {self.session:016x}: a process left over from an earlier run? (rejected)"
+            )
         if msg.query != self.query:
             if msg.query in self.finished:
                 self.dropped += 1
                 return None
-            raise MalformedMessage(f"message from {self._who(src)} of query {msg.query:x}, "
-                                   f"expected query {self.query:x}")
+            raise MalformedMessage(
+                f"message from {self._who(src)} of query {msg.query:x}, "
+                f"expected query {self.query:x}"
+            )
         return msg
 
     def _expect(self, src, msg, kind, step, dtype, shape, what) -> Message:
@@ -377,11 +412,14 @@ class Transport:
         if step is not None and msg.step != step:
             problems.append(f"step {msg.step}, expected {step} (the parties diverged)")
         if msg.dtype != np.dtype(dtype) or msg.shape != tuple(shape):
-            problems.append(f"{msg.dtype}{list(msg.shape)}, expected "
-                            f"{np.dtype(dtype)}{list(shape)}")
+            problems.append(
+                f"{msg.dtype}{list(msg.shape)}, expected {np.dtype(dtype)}{list(shape)}"
+            )
         if problems:
-            raise MalformedMessage(f"message from {self._who(src)}"
-                                   f"{' for ' + what if what else ''}: " + "; ".join(problems))
+            raise MalformedMessage(
+                f"message from {self._who(src)}"
+                f"{' for ' + what if what else ''}: " + "; ".join(problems)
+            )
         return msg
 
     # -- the ROUTER: control messages and queries ----------------------------------------
@@ -394,8 +432,7 @@ class Transport:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise PeerTimeout(self._timeout_text(", ".join(waiting), None, what,
-                                                     self.timeout))
+                raise PeerTimeout(self._timeout_text(", ".join(waiting), None, what, self.timeout))
             if self.router.poll(min(int(left * 1000) + 1, _POLL_MS)):
                 got = self._control(self.router.recv_multipart(copy=False), what, kinds)
                 if got is not None:
@@ -409,12 +446,12 @@ class Transport:
         user = frames[-1].get("User-Id")
         name = bytes(frames[0]).decode("ascii", "replace")
         if user != name:
-            raise MalformedMessage(f"a node authenticated as {user!r} uses the routing id "
-                                   f"{name!r}")
+            raise MalformedMessage(f"a node authenticated as {user!r} uses the routing id {name!r}")
         msg = decode_message(frames[1:], self._who(name))
         if msg.sender != wire_id(name):
-            raise MalformedMessage(f"message from {self._who(name)} claims to come from "
-                                   f"sender id {msg.sender}")
+            raise MalformedMessage(
+                f"message from {self._who(name)} claims to come from sender id {msg.sender}"
+            )
         if msg.kind in kinds:
             return name, msg
         if msg.kind == KIND_QUERY and name in self.cluster.clients:
@@ -427,20 +464,23 @@ class Transport:
             raise MalformedMessage(f"client {name} sent a {msg.kind_name} message")
         if msg.session != self.session:
             if msg.kind == KIND_HELLO:
-                raise MalformedMessage(f"a second hello from {self._who(name)}: did it "
-                                       "restart?")
+                raise MalformedMessage(f"a second hello from {self._who(name)}: did it restart?")
             raise MalformedMessage(
                 f"message from {self._who(name)} of session {msg.session:016x}, this session "
-                f"is {self.session:016x}: a process left over from an earlier run? (rejected)")
+                f"is {self.session:016x}: a process left over from an earlier run? (rejected)"
+            )
         if msg.kind == KIND_ABORT and msg.query == self.query:
-            raise PeerAborted(f"party {name} stopped with an error (party {self.me} was "
-                              f"waiting{' for ' + what if what else ''}){self._lost_text()}")
+            raise PeerAborted(
+                f"party {name} stopped with an error (party {self.me} was "
+                f"waiting{' for ' + what if what else ''}){self._lost_text()}"
+            )
         if msg.kind == KIND_DONE and msg.query == self.query:
             self.done[msg.query].add(name)
         return None
 
-    def take_query(self, client: str | None, query: int, wait: float | None = None,
-                   stop=None) -> tuple[str, Message]:
+    def take_query(
+        self, client: str | None, query: int, wait: float | None = None, stop=None
+    ) -> tuple[str, Message]:
         """The query ``query`` (any query if 0) of ``client`` (any client if ``None``),
         waiting at most ``wait`` seconds (``inf``: until ``stop`` is set)."""
         wait = self.timeout if wait is None else wait
@@ -451,8 +491,10 @@ class Transport:
                     del self.queries[i]
                     return name, msg
             if time.monotonic() > deadline:
-                raise PeerTimeout(f"party {self.me}: no query {query:x} from client {client} "
-                                  f"within {wait:g} s: the client stopped or never sent it")
+                raise PeerTimeout(
+                    f"party {self.me}: no query {query:x} from client {client} "
+                    f"within {wait:g} s: the client stopped or never sent it"
+                )
             if stop is not None and stop.is_set():
                 raise Stopped
             self._poll_control(_POLL_MS)
@@ -464,8 +506,9 @@ class Transport:
         while not set(parties) <= self.done[self.query]:
             if time.monotonic() > deadline:
                 missing = sorted(set(parties) - self.done[self.query])
-                raise PeerTimeout(self._timeout_text(", ".join(missing), None,
-                                                     what or "done", self.timeout))
+                raise PeerTimeout(
+                    self._timeout_text(", ".join(missing), None, what or "done", self.timeout)
+                )
             self._poll_control(_POLL_MS, what)
         self.done.pop(self.query)
 
@@ -475,16 +518,20 @@ class Transport:
 
     def _timeout_text(self, src, step, what, wait) -> str:
         node = self.cluster.nodes.get(src)
-        text = (f"party {self.me}: no message from party {src}"
-                f"{f' ({node.address})' if node else ''} within {wait:g} s")
+        text = (
+            f"party {self.me}: no message from party {src}"
+            f"{f' ({node.address})' if node else ''} within {wait:g} s"
+        )
         if step is not None:
             text += f" at step {step}"
         if what:
             text += f" ({what})"
         text += ": it stopped, hangs, or never connected" + self._lost_text()
         if self.rejected:
-            text += (f"; {self.rejected} connection attempt(s) with a CURVE key not in the "
-                     "cluster config were rejected")
+            text += (
+                f"; {self.rejected} connection attempt(s) with a CURVE key not in the "
+                "cluster config were rejected"
+            )
         return text
 
     def _lost_text(self) -> str:
@@ -515,22 +562,30 @@ class Transport:
         self.context.term()
 
 
-
 class ClientLinks:
     """An outside client's links: one DEALER per computing party (routing id: the client's
     name), a CURVE client pinned to that party's key. It sends each party its query and
     reads the party's answer."""
 
-    def __init__(self, cluster: Cluster, name: str, keys, *, timeout: float | None = None,
-                 max_message: int = 1 << 20):
+    def __init__(
+        self,
+        cluster: Cluster,
+        name: str,
+        keys,
+        *,
+        timeout: float | None = None,
+        max_message: int = 1 << 20,
+    ):
         import zmq
 
         if name not in cluster.clients:
             raise NetworkError(f"client {name!r} is not in the cluster config's [clients]")
         public, secret = keys
         if public != cluster.clients[name]:
-            raise NetworkError(f"the key given to client {name} is not the public key the "
-                               "cluster config lists for it")
+            raise NetworkError(
+                f"the key given to client {name} is not the public key the "
+                "cluster config lists for it"
+            )
         self.cluster = cluster
         self.name = name
         self.timeout = cluster.timeout if timeout is None else float(timeout)
@@ -552,8 +607,9 @@ class ClientLinks:
         array = np.ascontiguousarray(array)
         header = encode_header(kind, self.name, 0, query, 0, 0, array.dtype, array.shape)
         try:
-            self.dealers[party].send_multipart([header, array.tobytes()], copy=False,
-                                               flags=self._zmq.NOBLOCK)
+            self.dealers[party].send_multipart(
+                [header, array.tobytes()], copy=False, flags=self._zmq.NOBLOCK
+            )
         except self._zmq.Again:
             raise PeerTimeout(f"client {self.name}: party {party} takes no query") from None
 
@@ -565,12 +621,15 @@ class ClientLinks:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(int(left * 1000) + 1):
-                raise PeerTimeout(f"client {self.name}: no answer from party {party} "
-                                  f"({self.cluster.nodes[party].address}) within {wait:g} s")
+                raise PeerTimeout(
+                    f"client {self.name}: no answer from party {party} "
+                    f"({self.cluster.nodes[party].address}) within {wait:g} s"
+                )
             msg = decode_message(sock.recv_multipart(copy=False), f"party {party}")
             if msg.sender != wire_id(party):
-                raise MalformedMessage(f"message from party {party} claims to come from "
-                                       f"sender id {msg.sender}")
+                raise MalformedMessage(
+                    f"message from party {party} claims to come from sender id {msg.sender}"
+                )
             if msg.query == query:
                 return msg
 

@@ -16,6 +16,7 @@ A message is two ZeroMQ frames: a header and the raw array bytes. The header is
 Sizes are computed with Python integers (no fixed-width wraparound). Anything unexpected
 raises :class:`~secjax.runtime.faults.MalformedMessage`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,13 +36,33 @@ MAX_HEADER = HEADER.size + MAX_NDIM * DIM.size
 # kinds: HELLO opens a session; DATA is a protocol message; ABORT says the sender stopped;
 # START (leader to every node) begins a query for a client; DONE (party to dealer) ends one;
 # QUERY (client to party) carries a client's input pieces; RESULT / FAILED answer it.
-KIND_HELLO, KIND_DATA, KIND_ABORT, KIND_START, KIND_DONE, KIND_QUERY, KIND_RESULT, \
-    KIND_FAILED = range(1, 9)
-KIND_NAMES = {KIND_HELLO: "hello", KIND_DATA: "data", KIND_ABORT: "abort",
-              KIND_START: "start", KIND_DONE: "done", KIND_QUERY: "query",
-              KIND_RESULT: "result", KIND_FAILED: "failed"}
-DTYPES = [np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64,
-                                np.int8, np.int16, np.int32, np.int64, np.bool_)]
+KIND_HELLO, KIND_DATA, KIND_ABORT, KIND_START, KIND_DONE, KIND_QUERY, KIND_RESULT, KIND_FAILED = (
+    range(1, 9)
+)
+KIND_NAMES = {
+    KIND_HELLO: "hello",
+    KIND_DATA: "data",
+    KIND_ABORT: "abort",
+    KIND_START: "start",
+    KIND_DONE: "done",
+    KIND_QUERY: "query",
+    KIND_RESULT: "result",
+    KIND_FAILED: "failed",
+}
+DTYPES = [
+    np.dtype(t)
+    for t in (
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.bool_,
+    )
+]
 DEALER = "dealer"
 DEALER_WIRE_ID = 255
 CLIENT_WIRE_ID = 254
@@ -59,17 +80,18 @@ def nbytes(dtype, shape) -> int:
     return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
 
 
-def encode_header(kind: int, sender: str, session: int, query: int, step: int, seq: int,
-                  dtype, shape) -> bytes:
+def encode_header(
+    kind: int, sender: str, session: int, query: int, step: int, seq: int, dtype, shape
+) -> bytes:
     dtype = np.dtype(dtype)
     if dtype not in DTYPES:
         raise NetworkError(f"cannot send dtype {dtype}")
     shape = tuple(int(d) for d in shape)
     if len(shape) > MAX_NDIM:
         raise NetworkError(f"cannot send an array of {len(shape)} dimensions")
-    return (HEADER.pack(MAGIC, kind, wire_id(sender), session, query, step, seq,
-                        DTYPES.index(dtype), len(shape))
-            + b"".join(DIM.pack(d) for d in shape))
+    return HEADER.pack(
+        MAGIC, kind, wire_id(sender), session, query, step, seq, DTYPES.index(dtype), len(shape)
+    ) + b"".join(DIM.pack(d) for d in shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +129,15 @@ def decode_message(frames, origin: str) -> Message:
     if code >= len(DTYPES):
         raise MalformedMessage(f"message from {origin}: unknown dtype code {code}")
     if ndim > MAX_NDIM or len(header) != HEADER.size + ndim * DIM.size:
-        raise MalformedMessage(f"message from {origin}: header of {len(header)} bytes does not "
-                               f"match {ndim} dimensions")
+        raise MalformedMessage(
+            f"message from {origin}: header of {len(header)} bytes does not match {ndim} dimensions"
+        )
     shape = tuple(DIM.unpack_from(header, HEADER.size + i * DIM.size)[0] for i in range(ndim))
     dtype = DTYPES[code]
     expected = nbytes(dtype, shape)
     if len(payload) != expected:
-        raise MalformedMessage(f"message from {origin}: payload of {len(payload)} bytes, the "
-                               f"header announces {expected} ({dtype}{list(shape)})")
+        raise MalformedMessage(
+            f"message from {origin}: payload of {len(payload)} bytes, the "
+            f"header announces {expected} ({dtype}{list(shape)})"
+        )
     return Message(kind, sender, session, query, step, seq, dtype, shape, bytes(payload))
