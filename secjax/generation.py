@@ -1,5 +1,5 @@
-"""Greedy decoding of Hugging Face Flax causal language models with a KV cache that stays
-secret between steps.
+"""Greedy decoding and top-k sampling of Hugging Face Flax causal language models with a KV
+cache that stays secret between steps.
 
 One function, :func:`decode_step`, serves the prompt (all its tokens at once) and every new
 token (one at a time): it runs the model on the new tokens against the cache and returns the
@@ -16,15 +16,49 @@ public: ``dynamic_update_slice`` writes the new keys at a public position (a loc
 on shares), and the attention mask built from it (``arange(max_length) < index``) is public.
 The revealed tokens are fed back as public inputs: each step tells every party the token it
 chose, and nothing else (the prompt, the weights, the logits and the cache stay secret).
+
+Top-k sampling (:func:`sample_step`, :func:`sample_top_k`) is the Gumbel-max trick on the
+secret top k logits: ``top_k`` (the oblivious sorting network of
+:mod:`secjax.primitives.sorting`) gives the k largest logits and their token ids, public
+noise ``g`` drawn from a seed every party holds is added, and the token is the id at
+``argmax(values + temperature * g)``. With ``g`` i.i.d. standard Gumbel this draws token i of
+the top k with probability ``softmax(logits[top k] / temperature)_i`` exactly (Gumbel, 1954;
+e.g. Maddison et al., "A* sampling", 2014), so it needs no exponential, no division and no
+truncation beyond the model's: one addition of a public value (local), an argmax over k and
+a pick at a secret position among k. A softmax and an inverse-CDF draw would cost k
+exponentials, a reciprocal and a prefix sum under MPC and carry their approximation error
+into the distribution; Gumbel-max is cheaper and exact in distribution. The secure run and
+``jax.jit`` of the same step with the same seed draw the same noise, so they choose the
+same tokens (up to the fixed-point error of the logits, as greedy decoding's argmax).
+
+What sampling with public noise reveals: the noise is known to every party, and the revealed
+token is a deterministic function of the secret logits and that noise. So, as greedy
+decoding reveals that the token is the largest logit, a sampled token reveals that it is
+among the k largest and that its logit plus its noise beats every other top-k logit plus
+theirs: a set of inequalities between the secret logits with known offsets, which is more
+than a draw with secret randomness would tell (there the token is only evidence, weighed by
+its probability). E.g. when one rank's noise is far above the others', the parties learn
+that the token holds that rank. Nothing else is revealed (not the logits, not the other
+top-k ids, not the token's rank). Secret noise (jointly generated uniforms through secure
+logarithms) would remove this leak at the cost of two logarithms per candidate; not done.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from secjax.api import public, secure_jit
+
+
+def _last_logits(model, params, cache, input_ids, attention_mask, position_ids):
+    """The model on ``input_ids`` against ``cache``: the logits after the last of them
+    (batch, vocab) and the cache with their keys and values written."""
+    out = model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                params=params, past_key_values=cache)
+    return out.logits[:, -1], out.past_key_values
 
 
 def decode_step(model) -> Callable:
@@ -33,17 +67,47 @@ def decode_step(model) -> Callable:
     the greedy next token after ``input_ids`` (batch,) and the cache with their keys and
     values written. ``attention_mask`` covers the cache's whole length."""
     def step(params, cache, input_ids, attention_mask, position_ids):
-        out = model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                    params=params, past_key_values=cache)
-        return jnp.argmax(out.logits[:, -1], axis=-1).astype(jnp.int32), out.past_key_values
+        logits, cache = _last_logits(model, params, cache, input_ids, attention_mask,
+                                     position_ids)
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
 
     return step
 
 
-def secure_decode_step(model, **options):
-    """:func:`decode_step` under :func:`secjax.secure_jit` (``options``), keeping the cache
-    secret: it returns handles to the keys and values and the public write index."""
-    return secure_jit(decode_step(model), secret_outputs=(False, True), **options)
+def sample_step(model, k: int) -> Callable:
+    """``step(params, cache, input_ids, attention_mask, position_ids, noise) -> (token,
+    cache)``: as :func:`decode_step`, but the token is drawn from the ``k`` most likely by
+    Gumbel-max (module docstring): the id of the largest ``top_k value + noise``, ``noise``
+    (batch, k) being Gumbel noise scaled by the temperature (:func:`gumbel_noise`)."""
+    def step(params, cache, input_ids, attention_mask, position_ids, noise):
+        logits, cache = _last_logits(model, params, cache, input_ids, attention_mask,
+                                     position_ids)
+        values, ids = jax.lax.top_k(logits, k)
+        rank = jnp.argmax(values + noise, axis=-1)
+        token = jnp.take_along_axis(ids, rank[:, None], axis=-1)[:, 0]
+        return token.astype(jnp.int32), cache
+
+    return step
+
+
+def gumbel_noise(seed: int, index: int, k: int, temperature: float = 1.0) -> np.ndarray:
+    """The public noise of sampling step ``index`` (batch 1, ``k`` ranks): standard Gumbel
+    draws from ``seed`` (which every party holds) and the step index, times
+    ``temperature``. Drawn in the clear, so a secure run and a plaintext one with the same
+    seed add the same noise."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive (got {temperature}); greedy decoding "
+                         "is the limit at 0: use decode_step and greedy")
+    rng = np.random.default_rng([seed, index])
+    return (temperature * rng.gumbel(size=(1, k))).astype(np.float32)
+
+
+def secure_decode_step(model, *, k: int | None = None, **options):
+    """:func:`decode_step` (or with ``k``, :func:`sample_step`) under
+    :func:`secjax.secure_jit` (``options``), keeping the cache secret: it returns handles to
+    the keys and values and the public write index."""
+    step = decode_step(model) if k is None else sample_step(model, k)
+    return secure_jit(step, secret_outputs=(False, True), **options)
 
 
 def greedy(step, params, cache, prompt, new_tokens: int, *, secure: bool,
@@ -54,6 +118,23 @@ def greedy(step, params, cache, prompt, new_tokens: int, *, secure: bool,
     new_tokens)``; ``params`` may be handles. ``secure``: pass the cache (at first), the
     mask, the positions and the revealed tokens as public and the prompt as a secret.
     ``on_step(i)`` runs after step ``i`` (0: the prompt)."""
+    return _decode(step, params, cache, prompt, new_tokens, secure=secure, on_step=on_step)
+
+
+def sample_top_k(step, params, cache, prompt, new_tokens: int, *, k: int, seed: int,
+                 temperature: float = 1.0, secure: bool,
+                 on_step: Callable[[int], None] | None = None) -> list[int]:
+    """Top-k sampling of ``new_tokens`` tokens after ``prompt``: as :func:`greedy`, with
+    ``step`` a :func:`sample_step` (or :func:`secure_decode_step` with ``k``) and step ``i``
+    given :func:`gumbel_noise` ``(seed, i, k, temperature)`` as a public input."""
+    return _decode(step, params, cache, prompt, new_tokens, secure=secure, on_step=on_step,
+                   extra=lambda i: (gumbel_noise(seed, i, k, temperature),))
+
+
+def _decode(step, params, cache, prompt, new_tokens: int, *, secure: bool, on_step,
+            extra: Callable[[int], tuple] = lambda i: ()) -> list[int]:
+    """The decoding loop of :func:`greedy` and :func:`sample_top_k`; ``extra(i)``: step
+    ``i``'s further (public) arguments."""
     clear = public if secure else (lambda x: x)
     total = len(prompt) + new_tokens
     mask = clear(np.ones((1, total), np.int32))   # the cache's own index masks the rest
@@ -62,7 +143,8 @@ def greedy(step, params, cache, prompt, new_tokens: int, *, secure: bool,
     cache = clear(cache) if secure else cache
     tokens = []
     for i in range(new_tokens):
-        token, cache = step(params, cache, ids, mask, clear(positions))
+        token, cache = step(params, cache, ids, mask, clear(positions),
+                            *map(clear, extra(i)))
         tokens.append(int(np.asarray(token)[0]))
         if on_step is not None:
             on_step(i)
