@@ -18,29 +18,33 @@ The revealed tokens are fed back as public inputs: each step tells every party t
 chose, and nothing else (the prompt, the weights, the logits and the cache stay secret).
 
 Top-k sampling (:func:`sample_step`, :func:`sample_top_k`) is the Gumbel-max trick on the
-secret top k logits: ``top_k`` (the oblivious sorting network of
-:mod:`secjax.primitives.sorting`) gives the k largest logits and their token ids, public
-noise ``g`` drawn from a seed every party holds is added, and the token is the id at
-``argmax(values + temperature * g)``. With ``g`` i.i.d. standard Gumbel this draws token i of
-the top k with probability ``softmax(logits[top k] / temperature)_i`` exactly (Gumbel, 1954;
-e.g. Maddison et al., "A* sampling", 2014), so it needs no exponential, no division and no
-truncation beyond the model's: one addition of a public value (local), an argmax over k and
-a pick at a secret position among k. A softmax and an inverse-CDF draw would cost k
-exponentials, a reciprocal and a prefix sum under MPC and carry their approximation error
-into the distribution; Gumbel-max is cheaper and exact in distribution. The secure run and
-``jax.jit`` of the same step with the same seed draw the same noise, so they choose the
-same tokens (up to the fixed-point error of the logits, as greedy decoding's argmax).
+secret logits: public noise ``g``, one value per vocabulary entry drawn from a seed every
+party holds, is added to the logits (a local operation), the logits are sorted in decreasing
+order carrying the noisy logits and the token ids along (the oblivious sorting network of
+:mod:`secjax.primitives.sorting`, as ``top_k`` uses it), and the token is the id of the
+largest noisy logit among the first k. With ``g`` i.i.d. standard Gumbel (times the
+temperature) this draws token i of the top k with probability ``softmax(logits[top k] /
+temperature)_i`` exactly (Gumbel, 1954; e.g. Maddison et al., "A* sampling", 2014), so it
+needs no exponential, no division and no truncation beyond the model's: an argmax over k and
+a pick at a secret position among k after the sort. A softmax and an inverse-CDF draw would
+cost k exponentials, a reciprocal and a prefix sum under MPC and carry their approximation
+error into the distribution; Gumbel-max is cheaper and exact in distribution. The noise is
+indexed by token id, not by rank, so two nearly tied logits that the fixed-point error puts
+in the other order still carry their own noise: the secure run and ``jax.jit`` of the same
+step with the same seed choose the same tokens unless the noisy logits of two top-k tokens
+(or the k-th and (k+1)-th logits) are within the fixed-point error, as greedy decoding's
+argmax is.
 
 What sampling with public noise reveals: the noise is known to every party, and the revealed
 token is a deterministic function of the secret logits and that noise. So, as greedy
-decoding reveals that the token is the largest logit, a sampled token reveals that it is
-among the k largest and that its logit plus its noise beats every other top-k logit plus
-theirs: a set of inequalities between the secret logits with known offsets, which is more
-than a draw with secret randomness would tell (there the token is only evidence, weighed by
-its probability). E.g. when one rank's noise is far above the others', the parties learn
-that the token holds that rank. Nothing else is revealed (not the logits, not the other
-top-k ids, not the token's rank). Secret noise (jointly generated uniforms through secure
-logarithms) would remove this leak at the cost of two logarithms per candidate; not done.
+decoding reveals that the token has the largest logit, a sampled token t reveals that it is
+among the k largest and that ``logit_t + g_t > logit_s + g_s`` for every other top-k token s:
+inequalities between the secret logits with known offsets, which is more than a draw with
+secret randomness would tell (there the token is only evidence, weighed by its probability).
+E.g. when t's noise is far below the others', the parties learn that t's logit stands far
+above the rest of the top k. Nothing else is revealed (not the logits, not which other
+tokens are in the top k). Secret noise (uniforms shared jointly, through secure logarithms)
+would remove this leak at the cost of two logarithms per vocabulary entry; not done.
 """
 from __future__ import annotations
 
@@ -77,29 +81,31 @@ def decode_step(model) -> Callable:
 def sample_step(model, k: int) -> Callable:
     """``step(params, cache, input_ids, attention_mask, position_ids, noise) -> (token,
     cache)``: as :func:`decode_step`, but the token is drawn from the ``k`` most likely by
-    Gumbel-max (module docstring): the id of the largest ``top_k value + noise``, ``noise``
-    (batch, k) being Gumbel noise scaled by the temperature (:func:`gumbel_noise`)."""
+    Gumbel-max (module docstring): among the ``k`` largest logits, the id of the largest
+    ``logit + noise``; ``noise`` (batch, vocab) is :func:`gumbel_noise`."""
     def step(params, cache, input_ids, attention_mask, position_ids, noise):
         logits, cache = _last_logits(model, params, cache, input_ids, attention_mask,
                                      position_ids)
-        values, ids = jax.lax.top_k(logits, k)
-        rank = jnp.argmax(values + noise, axis=-1)
-        token = jnp.take_along_axis(ids, rank[:, None], axis=-1)[:, 0]
-        return token.astype(jnp.int32), cache
+        ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
+        _, noisy, ids = jax.lax.sort((-logits, logits + noise, ids), dimension=1,
+                                     is_stable=True, num_keys=1)
+        rank = jnp.argmax(noisy[:, :k], axis=-1)
+        return jnp.take_along_axis(ids[:, :k], rank[:, None], axis=-1)[:, 0], cache
 
     return step
 
 
-def gumbel_noise(seed: int, index: int, k: int, temperature: float = 1.0) -> np.ndarray:
-    """The public noise of sampling step ``index`` (batch 1, ``k`` ranks): standard Gumbel
-    draws from ``seed`` (which every party holds) and the step index, times
+def gumbel_noise(seed: int, index: int, vocab_size: int,
+                 temperature: float = 1.0) -> np.ndarray:
+    """The public noise of sampling step ``index`` (batch 1, ``vocab_size``): standard
+    Gumbel draws from ``seed`` (which every party holds) and the step index, times
     ``temperature``. Drawn in the clear, so a secure run and a plaintext one with the same
     seed add the same noise."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive (got {temperature}); greedy decoding "
                          "is the limit at 0: use decode_step and greedy")
     rng = np.random.default_rng([seed, index])
-    return (temperature * rng.gumbel(size=(1, k))).astype(np.float32)
+    return (temperature * rng.gumbel(size=(1, vocab_size))).astype(np.float32)
 
 
 def secure_decode_step(model, *, k: int | None = None, **options):
@@ -121,14 +127,14 @@ def greedy(step, params, cache, prompt, new_tokens: int, *, secure: bool,
     return _decode(step, params, cache, prompt, new_tokens, secure=secure, on_step=on_step)
 
 
-def sample_top_k(step, params, cache, prompt, new_tokens: int, *, k: int, seed: int,
-                 temperature: float = 1.0, secure: bool,
+def sample_top_k(step, params, cache, prompt, new_tokens: int, *, vocab_size: int,
+                 seed: int, temperature: float = 1.0, secure: bool,
                  on_step: Callable[[int], None] | None = None) -> list[int]:
     """Top-k sampling of ``new_tokens`` tokens after ``prompt``: as :func:`greedy`, with
     ``step`` a :func:`sample_step` (or :func:`secure_decode_step` with ``k``) and step ``i``
-    given :func:`gumbel_noise` ``(seed, i, k, temperature)`` as a public input."""
+    given :func:`gumbel_noise` ``(seed, i, vocab_size, temperature)`` as a public input."""
     return _decode(step, params, cache, prompt, new_tokens, secure=secure, on_step=on_step,
-                   extra=lambda i: (gumbel_noise(seed, i, k, temperature),))
+                   extra=lambda i: (gumbel_noise(seed, i, vocab_size, temperature),))
 
 
 def _decode(step, params, cache, prompt, new_tokens: int, *, secure: bool, on_step,
