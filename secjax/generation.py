@@ -86,13 +86,20 @@ def sample_step(model, k: int) -> Callable:
     def step(params, cache, input_ids, attention_mask, position_ids, noise):
         logits, cache = _last_logits(model, params, cache, input_ids, attention_mask,
                                      position_ids)
-        ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
-        _, noisy, ids = jax.lax.sort((-logits, logits + noise, ids), dimension=1,
-                                     is_stable=True, num_keys=1)
-        rank = jnp.argmax(noisy[:, :k], axis=-1)
-        return jnp.take_along_axis(ids[:, :k], rank[:, None], axis=-1)[:, 0], cache
+        return gumbel_top_k(logits, noise, k), cache
 
     return step
+
+
+def gumbel_top_k(logits, noise, k: int):
+    """The token ids (batch,) drawn from the ``k`` largest of ``logits`` (batch, vocab) by
+    Gumbel-max with ``noise`` (batch, vocab): sorted by logit (stable: the lower id first
+    among ties, as ``top_k``), the id of the largest ``logit + noise`` among the first k."""
+    ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
+    _, noisy, ids = jax.lax.sort((-logits, logits + noise, ids), dimension=1,
+                                 is_stable=True, num_keys=1)
+    rank = jnp.argmax(noisy[:, :k], axis=-1)
+    return jnp.take_along_axis(ids[:, :k], rank[:, None], axis=-1)[:, 0]
 
 
 def gumbel_noise(seed: int, index: int, vocab_size: int,
