@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 import secjax  # noqa: E402
 from secjax.generation import (  # noqa: E402
-    decode_step, greedy, sample_step, sample_top_k, secure_decode_step)
+    decode_step, greedy, gumbel_top_k, sample_step, sample_top_k, secure_decode_step)
 
 PROMPT = [5, 17, 42, 99]
 NEW_TOKENS = 16
@@ -154,3 +154,23 @@ def test_sampling_with_another_seed_draws_other_tokens():
     with pytest.raises(ValueError, match="temperature must be positive"):
         sample_top_k(step, model.params, model.init_cache(1, total), PROMPT, 1, vocab_size=VOCAB,
                      seed=SEED, temperature=0.0, secure=False)
+
+
+@pytest.mark.parametrize("vocab,k", [(16, 3), (16, 8), (256, 5), (256, 12)])
+def test_gumbel_top_k_is_the_noisy_argmax_among_the_top_k(vocab, k):
+    """Both ways (argmax rounds for small k, the sort otherwise), plaintext on tied logits
+    and secure, against top_k then the argmax of the noisy top-k logits."""
+    rng = np.random.default_rng(vocab + k)
+    pick = jax.jit(gumbel_top_k, static_argnums=2)
+    for _ in range(10):
+        logits = np.round(rng.normal(size=(2, vocab)), 1).astype(np.float32)   # ties
+        noise = rng.gumbel(size=(2, vocab)).astype(np.float32)
+        values, ids = jax.lax.top_k(logits, k)
+        noisy = np.asarray(values) + np.take_along_axis(noise, np.asarray(ids), -1)
+        expected = np.take_along_axis(np.asarray(ids), noisy.argmax(-1)[:, None], -1)[:, 0]
+        np.testing.assert_array_equal(pick(logits, noise, k), expected)
+    logits = rng.normal(size=(2, vocab)).astype(np.float32)
+    secure = secjax.secure_jit(lambda x, n: gumbel_top_k(x, n, k), protocol="aby3",
+                               emulation="ideal")
+    np.testing.assert_array_equal(secure(logits, secjax.public(noise)),
+                                  pick(logits, noise, k))
