@@ -19,16 +19,16 @@ chose, and nothing else (the prompt, the weights, the logits and the cache stay 
 
 Top-k sampling (:func:`sample_step`, :func:`sample_top_k`) is the Gumbel-max trick on the
 secret logits: public noise ``g``, one value per vocabulary entry drawn from a seed every
-party holds, is added to the logits (a local operation), the logits are sorted in decreasing
-order carrying the noisy logits and the token ids along (the oblivious sorting network of
-:mod:`secjax.primitives.sorting`, as ``top_k`` uses it), and the token is the id of the
-largest noisy logit among the first k. With ``g`` i.i.d. standard Gumbel (times the
-temperature) this draws token i of the top k with probability ``softmax(logits[top k] /
-temperature)_i`` exactly (Gumbel, 1954; e.g. Maddison et al., "A* sampling", 2014), so it
-needs no exponential, no division and no truncation beyond the model's: an argmax over k and
-a pick at a secret position among k after the sort. A softmax and an inverse-CDF draw would
-cost k exponentials, a reciprocal and a prefix sum under MPC and carry their approximation
-error into the distribution; Gumbel-max is cheaper and exact in distribution. The noise is
+party holds, is added to the logits (a local operation), the k largest logits are found
+(:func:`gumbel_top_k`: k rounds of argmax, or the oblivious sorting network of
+:mod:`secjax.primitives.sorting` for larger k), and the token is the id of the largest noisy
+logit among them. With ``g`` i.i.d. standard Gumbel (times the temperature) this draws
+token i of the top k with probability ``softmax(logits[top k] / temperature)_i`` exactly
+(Gumbel, 1954; e.g. Maddison et al., "A* sampling", 2014), so it needs no exponential, no
+division and no truncation beyond the model's: an argmax over k and a pick at a secret
+position among k after finding the top k. A softmax and an inverse-CDF draw would cost k
+exponentials, a reciprocal and a prefix sum under MPC and carry their approximation error
+into the distribution; Gumbel-max is cheaper and exact in distribution. The noise is
 indexed by token id, not by rank, so two nearly tied logits that the fixed-point error puts
 in the other order still carry their own noise: the secure run and ``jax.jit`` of the same
 step with the same seed choose the same tokens unless the noisy logits of two top-k tokens
