@@ -1,8 +1,9 @@
-"""Greedy generation with GPT-2 under MPC with a secret KV cache, beside the
-recompute-the-prefix way and plaintext.
+"""Greedy generation and top-k sampling with GPT-2 under MPC with a secret KV cache, beside
+the recompute-the-prefix way and plaintext.
 
     python examples/gpt2_generate.py [--protocol aby3] [--emulation protocol|ideal]
                                      [--config tiny|small] [--tokens 16] [--no-recompute]
+                                     [--top-k K [--seed S] [--temperature T]]
 
 A random-init FlaxGPT2LMHeadModel (no download: ``tiny`` is 2 layers of width 64, ``small``
 has GPT-2 small's shape, 124M parameters, and is slow under MPC). The owner's weights are
@@ -17,8 +18,13 @@ shared once (handles); the prompt is secret.
   and reuses the compiled kernels; the sequence length so far (the public ``position``) is
   known to the parties, and the logits at that position are revealed.
 
-Prints, per step, the time, the busiest party's bytes and the rounds of both ways and the
-time of ``jax.jit`` doing each, then whether the tokens agree with plaintext greedy decoding.
+- **top-k sampling** (``--top-k K``, with the cache): the token is drawn from the K most
+  likely by Gumbel-max with public noise from the seed ``--seed`` that every party holds
+  (:mod:`secjax.generation` says how, and what the public noise reveals); checked against
+  ``jax.jit`` sampling with the same seed.
+
+Prints, per step, the time, the busiest party's bytes and the rounds of each way and the
+time of ``jax.jit`` doing each, then whether the tokens agree with plaintext decoding.
 """
 from __future__ import annotations
 
@@ -135,10 +141,12 @@ class StepLog:
 
 
 def compare_generation(model, prompt, new_tokens: int, options: dict, console,
-                       recompute: bool = True) -> bool:
+                       recompute: bool = True, top_k: int | None = None,
+                       sampling_seed: int = 0, temperature: float = 1.0) -> bool:
     """Greedy decoding of ``new_tokens`` tokens after ``prompt`` with the secret cache (and,
-    with ``recompute``, by re-running the padded prefix), each beside ``jax.jit`` doing the
-    same; prints the per-step table. Returns whether the secure tokens equal plaintext's."""
+    with ``recompute``, by re-running the padded prefix; with ``top_k``, top-k sampling with
+    the cache from ``sampling_seed``), each beside ``jax.jit`` doing the same; prints the
+    per-step table. Returns whether the secure tokens equal plaintext's."""
     total = len(prompt) + new_tokens
     sharer = secjax.secure_jit(lambda t: t, secret_outputs=True, **options)
     start = time.perf_counter()
@@ -178,6 +186,29 @@ def compare_generation(model, prompt, new_tokens: int, options: dict, console,
         lines += [f"recomputing:    plaintext {plain_prefix}",
                   f"                secure    {secure_prefix} "
                   + ("[green]identical[/green]" if same_prefix else "[red]differ[/red]")]
+    if top_k is not None:
+        way = f"top-{top_k}"
+        sampling = dict(vocab_size=model.config.vocab_size, seed=sampling_seed,
+                        temperature=temperature)
+        logs[f"jit, {way}"] = StepLog()
+        plain_sampled = generation.sample_top_k(
+            logs[f"jit, {way}"].wrap(jax.jit(generation.sample_step(model, top_k))),
+            model.params, model.init_cache(1, total), prompt, new_tokens, secure=False,
+            **sampling)
+        sampler = generation.secure_decode_step(model, k=top_k, **options)
+        logs[way] = StepLog(sampler)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"secure {way} sampling, secret cache", total=new_tokens)
+            secure_sampled = generation.sample_top_k(
+                logs[way].wrap(sampler), weights, model.init_cache(1, total), prompt,
+                new_tokens, secure=True, on_step=lambda i: progress.advance(task), **sampling)
+        same_sampled = secure_sampled == plain_sampled
+        same = same and same_sampled
+        lines += [f"{way} (seed {sampling_seed}, temperature {temperature}): plaintext "
+                  f"{plain_sampled}",
+                  f"{' ' * len(way)}{' ' * (len(str(sampling_seed)) + len(str(temperature)) + 23)}"
+                  f"secure    {secure_sampled} "
+                  + ("[green]identical[/green]" if same_sampled else "[red]differ[/red]")]
     console.print(generation_table(logs, options, len(prompt)))
     for line in lines:
         console.print(line)
@@ -186,10 +217,11 @@ def compare_generation(model, prompt, new_tokens: int, options: dict, console,
 
 def generation_table(logs: dict, options: dict, prompt_length: int) -> Table:
     """One row per step: seconds, bytes and rounds of each way (``logs``: :class:`StepLog`
-    by way: ``cache`` and ``recompute`` secure, ``jit, ...`` the same by ``jax.jit``), then
+    by way: ``cache``, ``recompute`` and ``top-K`` secure, ``jit, ...`` the same by
+    ``jax.jit``), then
     the warm mean (steps after the second)."""
     mode = options.get("emulation", "protocol")
-    table = Table(title=f"greedy generation under {options.get('protocol', 'aby3')} "
+    table = Table(title=f"generation under {options.get('protocol', 'aby3')} "
                         f"({mode} emulation), weights pre-shared; step 1 runs the "
                         f"{prompt_length}-token prompt and compiles")
     table.add_column("step", justify="right")
@@ -225,6 +257,11 @@ def main(argv=None) -> int:
                         help="comma-separated token ids")
     parser.add_argument("--no-recompute", action="store_true",
                         help="skip the recompute-the-prefix way")
+    parser.add_argument("--top-k", type=int, default=None, metavar="K",
+                        help="also sample from the K most likely tokens (Gumbel-max)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the sampling seed every party holds (with --top-k)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="with --top-k")
     args = parser.parse_args(argv)
 
     console = Console(width=150)
@@ -233,7 +270,8 @@ def main(argv=None) -> int:
     prompt = [int(t) for t in args.prompt.split(",")]
     options = dict(protocol=args.protocol, emulation=args.emulation, seed=0)
     same = compare_generation(model, prompt, args.tokens, options, console,
-                              recompute=not args.no_recompute)
+                              recompute=not args.no_recompute, top_k=args.top_k,
+                              sampling_seed=args.seed, temperature=args.temperature)
     return 0 if same else 1
 
 

@@ -1,6 +1,6 @@
-"""Greedy generation with a secret KV cache (tiny random-init GPT-2 and LLaMA): the same
-tokens as plaintext greedy decoding with the cache, a cache equal to plaintext's, and a cost
-per step that does not grow with the position."""
+"""Greedy generation and top-k sampling with a secret KV cache (tiny random-init GPT-2 and
+LLaMA): the same tokens as plaintext decoding with the cache (and, sampling, the same seed), a
+cache equal to plaintext's, and a cost per step that does not grow with the position."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,8 @@ warnings.filterwarnings("ignore", message=".*TensorFlow and JAX classes are depr
 transformers = pytest.importorskip("transformers")
 
 import secjax  # noqa: E402
-from secjax.generation import decode_step, greedy, secure_decode_step  # noqa: E402
+from secjax.generation import (  # noqa: E402
+    decode_step, greedy, gumbel_top_k, sample_step, sample_top_k, secure_decode_step)
 
 PROMPT = [5, 17, 42, 99]
 NEW_TOKENS = 16
@@ -99,3 +100,77 @@ def test_secret_cache_generation_matches_plaintext(name, options):
     for report in decoding:
         assert report.bytes_per_party == first.bytes_per_party
         assert report.rounds == first.rounds
+
+
+SEED = 3
+VOCAB = 256   # _gpt2's
+
+
+@pytest.mark.parametrize("k,options", [
+    (5, dict(protocol="aby3", emulation="ideal")),
+    (1, dict(protocol="aby3", emulation="ideal")),
+    pytest.param(5, dict(protocol="aby3"), marks=pytest.mark.slow),
+    pytest.param(4, dict(protocol="semi2k"), marks=pytest.mark.slow),
+])
+def test_top_k_sampling_matches_plaintext_with_the_same_seed(k, options):
+    model = _gpt2()
+    total = len(PROMPT) + NEW_TOKENS
+    expected = sample_top_k(jax.jit(sample_step(model, k)), model.params,
+                            model.init_cache(1, total), PROMPT, NEW_TOKENS, vocab_size=VOCAB,
+                            seed=SEED, secure=False)
+    step = secure_decode_step(model, k=k, seed=7, **options)
+    weights = secjax.share(model.params, protocol=options["protocol"],
+                           emulation=options.get("emulation", "protocol"))
+    reports = []
+
+    def secure_step(*args):
+        out = step(*args)
+        reports.append(step.last_cost)
+        return out
+
+    tokens = sample_top_k(secure_step, weights, model.init_cache(1, total), PROMPT,
+                          NEW_TOKENS, vocab_size=VOCAB, seed=SEED, secure=True)
+    assert tokens == expected
+    if k == 1:   # the most likely of one: greedy decoding
+        assert tokens == _plaintext(model)[0]
+    else:        # the noise made a difference (else this test would not test sampling)
+        assert tokens != _plaintext(model)[0]
+        assert len(set(tokens)) > 1
+    decoding = reports[1:]
+    for report in decoding:
+        assert report.bytes_per_party == decoding[0].bytes_per_party
+        assert report.rounds == decoding[0].rounds
+    assert decoding[0].phases()["sharing"].sent == [0] * len(decoding[0].bytes_per_party)
+
+
+def test_sampling_with_another_seed_draws_other_tokens():
+    model = _gpt2()
+    total = len(PROMPT) + NEW_TOKENS
+    step = jax.jit(sample_step(model, 5))
+    draws = {seed: sample_top_k(step, model.params, model.init_cache(1, total), PROMPT,
+                                NEW_TOKENS, vocab_size=VOCAB, seed=seed, secure=False)
+             for seed in (SEED, SEED + 1)}
+    assert draws[SEED] != draws[SEED + 1]
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        sample_top_k(step, model.params, model.init_cache(1, total), PROMPT, 1, vocab_size=VOCAB,
+                     seed=SEED, temperature=0.0, secure=False)
+
+
+@pytest.mark.parametrize("vocab,k", [(16, 3), (16, 8), (256, 5), (256, 12)])
+def test_gumbel_top_k_is_the_noisy_argmax_among_the_top_k(vocab, k):
+    """Both ways (argmax rounds for small k, the sort otherwise), plaintext on tied logits
+    and secure, against top_k then the argmax of the noisy top-k logits."""
+    rng = np.random.default_rng(vocab + k)
+    pick = jax.jit(gumbel_top_k, static_argnums=2)
+    for _ in range(10):
+        logits = np.round(rng.normal(size=(2, vocab)), 1).astype(np.float32)   # ties
+        noise = rng.gumbel(size=(2, vocab)).astype(np.float32)
+        values, ids = jax.lax.top_k(logits, k)
+        noisy = np.asarray(values) + np.take_along_axis(noise, np.asarray(ids), -1)
+        expected = np.take_along_axis(np.asarray(ids), noisy.argmax(-1)[:, None], -1)[:, 0]
+        np.testing.assert_array_equal(pick(logits, noise, k), expected)
+    logits = rng.normal(size=(2, vocab)).astype(np.float32)
+    secure = secjax.secure_jit(lambda x, n: gumbel_top_k(x, n, k), protocol="aby3",
+                               emulation="ideal")
+    np.testing.assert_array_equal(secure(logits, secjax.public(noise)),
+                                  pick(logits, noise, k))
