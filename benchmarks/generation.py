@@ -18,6 +18,7 @@ MiniLM-128 with its weights shared once.
    shared once by their owner, then queries on the handles; the per-query bytes measured
    against the cost report's figure with the inputs' sharing subtracted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,15 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "examples")]
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from gpt2_generate import PROMPT, build, compare_generation  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import secjax  # noqa: E402
-from gpt2_generate import PROMPT, build, compare_generation  # noqa: E402
 from secjax import generation  # noqa: E402
 from secjax.runtime.cost import format_bytes  # noqa: E402
 
-PUMA_GPT2_BASE = (15.5, 3.774e9)   # seconds, bytes: PUMA (Dong et al., 2023), Table 4
+PUMA_GPT2_BASE = (15.5, 3.774e9)  # seconds, bytes: PUMA (Dong et al., 2023), Table 4
 GPT2_PROMPT = 32
 
 
@@ -62,42 +63,72 @@ def gpt2_base(args, console) -> None:
 
     model = FlaxGPT2LMHeadModel(GPT2Config(), _do_init=False)
     options = dict(protocol=args.protocol)
-    weights = secjax.share(model.params_shape_tree, **options)    # abstract handles
+    weights = secjax.share(model.params_shape_tree, **options)  # abstract handles
     step = generation.secure_decode_step(model, **options)
     rows = []
     for label, length, position, feed in [
-            (f"prompt of {GPT2_PROMPT} -> first token (cache of {GPT2_PROMPT + 1})",
-             GPT2_PROMPT + 1, 0, GPT2_PROMPT),
-            (f"one more token with the cache (cache of {GPT2_PROMPT + 16}, position "
-             f"{GPT2_PROMPT})", GPT2_PROMPT + 16, GPT2_PROMPT, 1)]:
+        (
+            f"prompt of {GPT2_PROMPT} -> first token (cache of {GPT2_PROMPT + 1})",
+            GPT2_PROMPT + 1,
+            0,
+            GPT2_PROMPT,
+        ),
+        (
+            f"one more token with the cache (cache of {GPT2_PROMPT + 16}, position {GPT2_PROMPT})",
+            GPT2_PROMPT + 16,
+            GPT2_PROMPT,
+            1,
+        ),
+    ]:
         shapes = jax.eval_shape(lambda n=length: model.init_cache(1, n))
         cache = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-        if position:   # a cache written up to ``position``: secret keys and values
+        if position:  # a cache written up to ``position``: secret keys and values
             cache = jax.tree_util.tree_map_with_path(
-                lambda path, leaf, position=position: secjax.public(np.int32(position))
-                if "cache_index" in jax.tree_util.keystr(path) else
-                secjax.share(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), **options), cache)
-            ids = secjax.public(np.zeros((1, feed), np.int32))   # the revealed last token
+                lambda path, leaf, position=position: (
+                    secjax.public(np.int32(position))
+                    if "cache_index" in jax.tree_util.keystr(path)
+                    else secjax.share(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), **options)
+                ),
+                cache,
+            )
+            ids = secjax.public(np.zeros((1, feed), np.int32))  # the revealed last token
         else:
             cache = secjax.public(cache)
-            ids = jax.ShapeDtypeStruct((1, feed), np.int32)       # the secret prompt
-        report = step.cost(weights, cache, ids, secjax.public(np.ones((1, length), np.int32)),
-                           secjax.public(np.arange(position, position + feed,
-                                                   dtype=np.int32)[None]))
+            ids = jax.ShapeDtypeStruct((1, feed), np.int32)  # the secret prompt
+        report = step.cost(
+            weights,
+            cache,
+            ids,
+            secjax.public(np.ones((1, length), np.int32)),
+            secjax.public(np.arange(position, position + feed, dtype=np.int32)[None]),
+        )
         rows.append((label, report))
-    table = Table(title=f"GPT-2-base (GPT2Config(), random init) under {args.protocol}, "
-                        "weights pre-shared: cost without running; PUMA: "
-                        f"{PUMA_GPT2_BASE[0]} s, {PUMA_GPT2_BASE[1] / 1e9:.1f} GB")
-    for column in ("step", "busiest party", "all parties", "rounds", "sharing", "revealing",
-                   "LAN estimate s"):
+    table = Table(
+        title=f"GPT-2-base (GPT2Config(), random init) under {args.protocol}, "
+        "weights pre-shared: cost without running; PUMA: "
+        f"{PUMA_GPT2_BASE[0]} s, {PUMA_GPT2_BASE[1] / 1e9:.1f} GB"
+    )
+    for column in (
+        "step",
+        "busiest party",
+        "all parties",
+        "rounds",
+        "sharing",
+        "revealing",
+        "LAN estimate s",
+    ):
         table.add_column(column, justify="left" if column == "step" else "right")
     for label, report in rows:
         phases = report.phases()
-        table.add_row(label, _gigabytes(report.total.max_sent),
-                      _gigabytes(sum(report.bytes_per_party)), str(report.rounds),
-                      format_bytes(phases["sharing"].max_sent),
-                      format_bytes(phases["revealing"].max_sent),
-                      f"{report.estimate_seconds():.2f}")
+        table.add_row(
+            label,
+            _gigabytes(report.total.max_sent),
+            _gigabytes(sum(report.bytes_per_party)),
+            str(report.rounds),
+            format_bytes(phases["sharing"].max_sent),
+            format_bytes(phases["revealing"].max_sent),
+            f"{report.estimate_seconds():.2f}",
+        )
     console.print(table)
     if args.run_gpt2_base:
         run_gpt2_base(args, console)
@@ -116,31 +147,49 @@ def run_gpt2_base(args, console) -> None:
     total = GPT2_PROMPT + new_tokens
     options = dict(protocol=args.protocol, emulation=args.emulation, seed=0)
     weights = secjax.share(model.params, **options)
-    ways = {"secure": generation.secure_decode_step(model, **options),
-            "jit": jax.jit(generation.decode_step(model))}
+    ways = {
+        "secure": generation.secure_decode_step(model, **options),
+        "jit": jax.jit(generation.decode_step(model)),
+    }
     rows = {way: [] for way in ways}
     tokens = {}
     for way, step in ways.items():
+
         def timed(*step_args, way=way, step=step):
             start = time.perf_counter()
             out = jax.block_until_ready(step(*step_args))
-            rows[way].append((time.perf_counter() - start,
-                              getattr(step, "last_cost", None)))
+            rows[way].append((time.perf_counter() - start, getattr(step, "last_cost", None)))
             return out
 
-        tokens[way] = generation.greedy(timed, weights if way == "secure" else model.params,
-                                        model.init_cache(1, total), prompt, new_tokens,
-                                        secure=way == "secure")
-    table = Table(title=f"GPT-2-base run with the secret cache (cache of {total}), "
-                        f"{args.protocol}, {args.emulation} emulation: tokens "
-                        f"{tokens['secure']}, jax.jit's {tokens['jit']}")
-    for column in ("step", "s (first of its shape compiles)", "busiest party", "rounds",
-                   "jax.jit s"):
+        tokens[way] = generation.greedy(
+            timed,
+            weights if way == "secure" else model.params,
+            model.init_cache(1, total),
+            prompt,
+            new_tokens,
+            secure=way == "secure",
+        )
+    table = Table(
+        title=f"GPT-2-base run with the secret cache (cache of {total}), "
+        f"{args.protocol}, {args.emulation} emulation: tokens "
+        f"{tokens['secure']}, jax.jit's {tokens['jit']}"
+    )
+    for column in (
+        "step",
+        "s (first of its shape compiles)",
+        "busiest party",
+        "rounds",
+        "jax.jit s",
+    ):
         table.add_column(column, justify="right")
-    for i, ((seconds, report), (jit_seconds, _)) in enumerate(zip(rows["secure"],
-                                                                  rows["jit"])):
-        table.add_row(str(i + 1), f"{seconds:.1f}", f"{report.total.max_sent:,} B",
-                      str(report.rounds), f"{jit_seconds:.3f}")
+    for i, ((seconds, report), (jit_seconds, _)) in enumerate(zip(rows["secure"], rows["jit"])):
+        table.add_row(
+            str(i + 1),
+            f"{seconds:.1f}",
+            f"{report.total.max_sent:,} B",
+            str(report.rounds),
+            f"{jit_seconds:.3f}",
+        )
     console.print(table)
 
 
@@ -157,18 +206,30 @@ def minilm(args, console) -> None:
     sharer = secjax.secure_jit(lambda t: t, secret_outputs=True, **options)
     weights = sharer(model.params)
     plain = jax.jit(make_embed(model))(model.params, ids, mask)
-    table = Table(title=f"all-MiniLM-L6-v2, 128 tokens, under {args.protocol} "
-                        f"({args.emulation} emulation): weights shared once, then queries")
-    for column in ("", "busiest party", "rounds", "sharing", "computing", "revealing",
-                   "cosine to jax.jit"):
+    table = Table(
+        title=f"all-MiniLM-L6-v2, 128 tokens, under {args.protocol} "
+        f"({args.emulation} emulation): weights shared once, then queries"
+    )
+    for column in (
+        "",
+        "busiest party",
+        "rounds",
+        "sharing",
+        "computing",
+        "revealing",
+        "cosine to jax.jit",
+    ):
         table.add_column(column, justify="left" if not column else "right")
 
     def row(label, report, cosine=""):
         phases = report.phases()
-        table.add_row(label, f"{_gigabytes(report.total.max_sent)} "
-                             f"({report.total.max_sent:,} B)", str(report.rounds),
-                      *[format_bytes(phases[p].max_sent)
-                        for p in ("sharing", "computing", "revealing")], cosine)
+        table.add_row(
+            label,
+            f"{_gigabytes(report.total.max_sent)} ({report.total.max_sent:,} B)",
+            str(report.rounds),
+            *[format_bytes(phases[p].max_sent) for p in ("sharing", "computing", "revealing")],
+            cosine,
+        )
 
     row("sharing the weights (once)", sharer.last_cost)
     for query_number in (1, 2):
@@ -183,14 +244,23 @@ def minilm(args, console) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="aby3")
-    parser.add_argument("--emulation", default="ideal", choices=["protocol", "ideal"],
-                        help="how the runs are emulated (the costs are the same)")
+    parser.add_argument(
+        "--emulation",
+        default="ideal",
+        choices=["protocol", "ideal"],
+        help="how the runs are emulated (the costs are the same)",
+    )
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--no-tiny", action="store_true")
     parser.add_argument("--no-gpt2-base", action="store_true")
     parser.add_argument("--no-minilm", action="store_true")
-    parser.add_argument("--run-gpt2-base", type=int, default=0, metavar="TOKENS",
-                        help="also run GPT-2-base for TOKENS tokens (about 4 GB of memory)")
+    parser.add_argument(
+        "--run-gpt2-base",
+        type=int,
+        default=0,
+        metavar="TOKENS",
+        help="also run GPT-2-base for TOKENS tokens (about 4 GB of memory)",
+    )
     args = parser.parse_args()
     console = Console(width=160)
     if not args.no_tiny:

@@ -26,6 +26,7 @@ shared once (handles); the prompt is secret.
 Prints, per step, the time, the busiest party's bytes and the rounds of each way and the
 time of ``jax.jit`` doing each, then whether the tokens agree with plaintext decoding.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -111,11 +112,14 @@ def compare(plain_tokens, plain_logits, secure_tokens, secure_logits):
     that differs (None if none) and the worst cosine of the secure next-token logits to the
     plaintext ones, over the steps up to and including that token (later steps see
     different prefixes)."""
-    first_difference = next((i for i, (a, b) in enumerate(zip(plain_tokens, secure_tokens))
-                             if a != b), None)
+    first_difference = next(
+        (i for i, (a, b) in enumerate(zip(plain_tokens, secure_tokens)) if a != b), None
+    )
     agreed = len(plain_tokens) if first_difference is None else first_difference + 1
-    cosines = [float(np.dot(s, p) / (np.linalg.norm(s) * np.linalg.norm(p)))
-               for s, p in zip(secure_logits[:agreed], plain_logits[:agreed])]
+    cosines = [
+        float(np.dot(s, p) / (np.linalg.norm(s) * np.linalg.norm(p)))
+        for s, p in zip(secure_logits[:agreed], plain_logits[:agreed])
+    ]
     return first_difference, min(cosines), agreed
 
 
@@ -128,6 +132,7 @@ class StepLog:
 
     def wrap(self, step):
         """``step`` timed (results ready), its cost noted."""
+
         def timed(*args):
             start = time.perf_counter()
             out = jax.block_until_ready(step(*args))
@@ -140,9 +145,17 @@ class StepLog:
         return timed
 
 
-def compare_generation(model, prompt, new_tokens: int, options: dict, console,
-                       recompute: bool = True, top_k: int | None = None,
-                       sampling_seed: int = 0, temperature: float = 1.0) -> bool:
+def compare_generation(
+    model,
+    prompt,
+    new_tokens: int,
+    options: dict,
+    console,
+    recompute: bool = True,
+    top_k: int | None = None,
+    sampling_seed: int = 0,
+    temperature: float = 1.0,
+) -> bool:
     """Greedy decoding of ``new_tokens`` tokens after ``prompt`` with the secret cache (and,
     with ``recompute``, by re-running the padded prefix; with ``top_k``, top-k sampling with
     the cache from ``sampling_seed``), each beside ``jax.jit`` doing the same; prints the
@@ -151,64 +164,102 @@ def compare_generation(model, prompt, new_tokens: int, options: dict, console,
     sharer = secjax.secure_jit(lambda t: t, secret_outputs=True, **options)
     start = time.perf_counter()
     weights = sharer(model.params)
-    console.print(f"weights shared once: {time.perf_counter() - start:.1f} s, busiest party "
-                  f"{format_bytes(sharer.last_cost.total.max_sent)}, "
-                  f"{sharer.last_cost.rounds} rounds")
+    console.print(
+        f"weights shared once: {time.perf_counter() - start:.1f} s, busiest party "
+        f"{format_bytes(sharer.last_cost.total.max_sent)}, "
+        f"{sharer.last_cost.rounds} rounds"
+    )
 
     logs = {"jit, cache": StepLog()}
     step = jax.jit(generation.decode_step(model))
-    plain_tokens = generation.greedy(logs["jit, cache"].wrap(step), model.params,
-                                     model.init_cache(1, total), prompt, new_tokens,
-                                     secure=False)
+    plain_tokens = generation.greedy(
+        logs["jit, cache"].wrap(step),
+        model.params,
+        model.init_cache(1, total),
+        prompt,
+        new_tokens,
+        secure=False,
+    )
     secure_step = generation.secure_decode_step(model, **options)
     logs["cache"] = StepLog(secure_step)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("secure greedy decoding, secret cache", total=new_tokens)
         secure_tokens = generation.greedy(
-            logs["cache"].wrap(secure_step), weights, model.init_cache(1, total),
-            prompt, new_tokens, secure=True, on_step=lambda i: progress.advance(task))
+            logs["cache"].wrap(secure_step),
+            weights,
+            model.init_cache(1, total),
+            prompt,
+            new_tokens,
+            secure=True,
+            on_step=lambda i: progress.advance(task),
+        )
     same = secure_tokens == plain_tokens
-    lines = [f"with the cache: plaintext {plain_tokens}",
-             f"                secure    {secure_tokens} "
-             + ("[green]identical[/green]" if same else "[red]differ[/red]")]
+    lines = [
+        f"with the cache: plaintext {plain_tokens}",
+        f"                secure    {secure_tokens} "
+        + ("[green]identical[/green]" if same else "[red]differ[/red]"),
+    ]
     if recompute:
         next_logits = make_next_logits(model)
         logs["jit, recompute"] = StepLog()
-        plain_prefix, _ = greedy(logs["jit, recompute"].wrap(jax.jit(next_logits)),
-                                 model.params, prompt, total)
+        plain_prefix, _ = greedy(
+            logs["jit, recompute"].wrap(jax.jit(next_logits)), model.params, prompt, total
+        )
         prefix_step = make_secure_step(next_logits, **options)
         logs["recompute"] = StepLog(prefix_step.secure)
         with Progress(console=console, transient=True) as progress:
-            secure_prefix, _ = greedy(logs["recompute"].wrap(prefix_step), weights,
-                                      prompt, total, progress, "secure greedy, recomputing")
+            secure_prefix, _ = greedy(
+                logs["recompute"].wrap(prefix_step),
+                weights,
+                prompt,
+                total,
+                progress,
+                "secure greedy, recomputing",
+            )
         same_prefix = secure_prefix == plain_prefix
         same = same and same_prefix
-        lines += [f"recomputing:    plaintext {plain_prefix}",
-                  f"                secure    {secure_prefix} "
-                  + ("[green]identical[/green]" if same_prefix else "[red]differ[/red]")]
+        lines += [
+            f"recomputing:    plaintext {plain_prefix}",
+            f"                secure    {secure_prefix} "
+            + ("[green]identical[/green]" if same_prefix else "[red]differ[/red]"),
+        ]
     if top_k is not None:
         way = f"top-{top_k}"
-        sampling = dict(vocab_size=model.config.vocab_size, seed=sampling_seed,
-                        temperature=temperature)
+        sampling = dict(
+            vocab_size=model.config.vocab_size, seed=sampling_seed, temperature=temperature
+        )
         logs[f"jit, {way}"] = StepLog()
         plain_sampled = generation.sample_top_k(
             logs[f"jit, {way}"].wrap(jax.jit(generation.sample_step(model, top_k))),
-            model.params, model.init_cache(1, total), prompt, new_tokens, secure=False,
-            **sampling)
+            model.params,
+            model.init_cache(1, total),
+            prompt,
+            new_tokens,
+            secure=False,
+            **sampling,
+        )
         sampler = generation.secure_decode_step(model, k=top_k, **options)
         logs[way] = StepLog(sampler)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"secure {way} sampling, secret cache", total=new_tokens)
             secure_sampled = generation.sample_top_k(
-                logs[way].wrap(sampler), weights, model.init_cache(1, total), prompt,
-                new_tokens, secure=True, on_step=lambda i: progress.advance(task), **sampling)
+                logs[way].wrap(sampler),
+                weights,
+                model.init_cache(1, total),
+                prompt,
+                new_tokens,
+                secure=True,
+                on_step=lambda i: progress.advance(task),
+                **sampling,
+            )
         same_sampled = secure_sampled == plain_sampled
         same = same and same_sampled
-        lines += [f"{way} (seed {sampling_seed}, temperature {temperature}): plaintext "
-                  f"{plain_sampled}",
-                  f"{' ' * len(way)}{' ' * (len(str(sampling_seed)) + len(str(temperature)) + 23)}"
-                  f"secure    {secure_sampled} "
-                  + ("[green]identical[/green]" if same_sampled else "[red]differ[/red]")]
+        lines += [
+            f"{way} (seed {sampling_seed}, temperature {temperature}): plaintext {plain_sampled}",
+            f"{' ' * len(way)}{' ' * (len(str(sampling_seed)) + len(str(temperature)) + 23)}"
+            f"secure    {secure_sampled} "
+            + ("[green]identical[/green]" if same_sampled else "[red]differ[/red]"),
+        ]
     console.print(generation_table(logs, options, len(prompt)))
     for line in lines:
         console.print(line)
@@ -221,9 +272,11 @@ def generation_table(logs: dict, options: dict, prompt_length: int) -> Table:
     ``jax.jit``), then
     the warm mean (steps after the second)."""
     mode = options.get("emulation", "protocol")
-    table = Table(title=f"generation under {options.get('protocol', 'aby3')} "
-                        f"({mode} emulation), weights pre-shared; step 1 runs the "
-                        f"{prompt_length}-token prompt and compiles")
+    table = Table(
+        title=f"generation under {options.get('protocol', 'aby3')} "
+        f"({mode} emulation), weights pre-shared; step 1 runs the "
+        f"{prompt_length}-token prompt and compiles"
+    )
     table.add_column("step", justify="right")
     for way, log in logs.items():
         table.add_column(f"{way} {'s' if log.secure else 'ms'}", justify="right")
@@ -235,8 +288,11 @@ def generation_table(logs: dict, options: dict, prompt_length: int) -> Table:
         picked = log.seconds[index] if isinstance(index, int) else np.mean(log.seconds[2:])
         row = [f"{picked:.2f}" if log.secure else f"{picked * 1e3:.2f}"]
         if log.secure is not None:
-            row += [format_bytes(log.bytes[index]), str(log.rounds[index])] if isinstance(
-                index, int) else ["", ""]
+            row += (
+                [format_bytes(log.bytes[index]), str(log.rounds[index])]
+                if isinstance(index, int)
+                else ["", ""]
+            )
         return row
 
     steps = len(next(iter(logs.values())).seconds)
@@ -253,14 +309,22 @@ def main(argv=None) -> int:
     parser.add_argument("--emulation", default="protocol", choices=["protocol", "ideal"])
     parser.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
     parser.add_argument("--tokens", type=int, default=16, help="tokens to generate")
-    parser.add_argument("--prompt", default=",".join(map(str, PROMPT)),
-                        help="comma-separated token ids")
-    parser.add_argument("--no-recompute", action="store_true",
-                        help="skip the recompute-the-prefix way")
-    parser.add_argument("--top-k", type=int, default=None, metavar="K",
-                        help="also sample from the K most likely tokens (Gumbel-max)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="the sampling seed every party holds (with --top-k)")
+    parser.add_argument(
+        "--prompt", default=",".join(map(str, PROMPT)), help="comma-separated token ids"
+    )
+    parser.add_argument(
+        "--no-recompute", action="store_true", help="skip the recompute-the-prefix way"
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also sample from the K most likely tokens (Gumbel-max)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the sampling seed every party holds (with --top-k)"
+    )
     parser.add_argument("--temperature", type=float, default=1.0, help="with --top-k")
     args = parser.parse_args(argv)
 
@@ -269,9 +333,17 @@ def main(argv=None) -> int:
     model, _ = build(args.config)
     prompt = [int(t) for t in args.prompt.split(",")]
     options = dict(protocol=args.protocol, emulation=args.emulation, seed=0)
-    same = compare_generation(model, prompt, args.tokens, options, console,
-                              recompute=not args.no_recompute, top_k=args.top_k,
-                              sampling_seed=args.seed, temperature=args.temperature)
+    same = compare_generation(
+        model,
+        prompt,
+        args.tokens,
+        options,
+        console,
+        recompute=not args.no_recompute,
+        top_k=args.top_k,
+        sampling_seed=args.seed,
+        temperature=args.temperature,
+    )
     return 0 if same else 1
 
 

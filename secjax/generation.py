@@ -46,6 +46,7 @@ above the rest of the top k. Nothing else is revealed (not the logits, not which
 tokens are in the top k). Secret noise (uniforms shared jointly, through secure logarithms)
 would remove this leak at the cost of two logarithms per vocabulary entry; not done.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -60,8 +61,13 @@ from secjax.api import public, secure_jit
 def _last_logits(model, params, cache, input_ids, attention_mask, position_ids):
     """The model on ``input_ids`` against ``cache``: the logits after the last of them
     (batch, vocab) and the cache with their keys and values written."""
-    out = model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                params=params, past_key_values=cache)
+    out = model(
+        input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        params=params,
+        past_key_values=cache,
+    )
     return out.logits[:, -1], out.past_key_values
 
 
@@ -70,9 +76,9 @@ def decode_step(model) -> Callable:
     for a Hugging Face Flax causal LM (``FlaxGPT2LMHeadModel``, ``FlaxLlamaForCausalLM``...):
     the greedy next token after ``input_ids`` (batch,) and the cache with their keys and
     values written. ``attention_mask`` covers the cache's whole length."""
+
     def step(params, cache, input_ids, attention_mask, position_ids):
-        logits, cache = _last_logits(model, params, cache, input_ids, attention_mask,
-                                     position_ids)
+        logits, cache = _last_logits(model, params, cache, input_ids, attention_mask, position_ids)
         return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
 
     return step
@@ -83,9 +89,9 @@ def sample_step(model, k: int) -> Callable:
     cache)``: as :func:`decode_step`, but the token is drawn from the ``k`` most likely by
     Gumbel-max (module docstring): among the ``k`` largest logits, the id of the largest
     ``logit + noise``; ``noise`` (batch, vocab) is :func:`gumbel_noise`."""
+
     def step(params, cache, input_ids, attention_mask, position_ids, noise):
-        logits, cache = _last_logits(model, params, cache, input_ids, attention_mask,
-                                     position_ids)
+        logits, cache = _last_logits(model, params, cache, input_ids, attention_mask, position_ids)
         return gumbel_top_k(logits, noise, k), cache
 
     return step
@@ -108,8 +114,7 @@ def gumbel_top_k(logits, noise, k: int):
     ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
     noisy = logits + noise
     if k >= max(logits.shape[-1] - 1, 1).bit_length():
-        _, noisy, ids = jax.lax.sort((-logits, noisy, ids), dimension=1, is_stable=True,
-                                     num_keys=1)
+        _, noisy, ids = jax.lax.sort((-logits, noisy, ids), dimension=1, is_stable=True, num_keys=1)
         candidates, candidate_ids = noisy[:, :k], ids[:, :k]
     else:
         floor = jnp.min(logits, axis=-1, keepdims=True) - 1
@@ -125,15 +130,16 @@ def gumbel_top_k(logits, noise, k: int):
     return jnp.take_along_axis(candidate_ids, rank[:, None], axis=-1)[:, 0]
 
 
-def gumbel_noise(seed: int, index: int, vocab_size: int,
-                 temperature: float = 1.0) -> np.ndarray:
+def gumbel_noise(seed: int, index: int, vocab_size: int, temperature: float = 1.0) -> np.ndarray:
     """The public noise of sampling step ``index`` (batch 1, ``vocab_size``): standard
     Gumbel draws from ``seed`` (which every party holds) and the step index, times
     ``temperature``. Drawn in the clear, so a secure run and a plaintext one with the same
     seed add the same noise."""
     if temperature <= 0:
-        raise ValueError(f"temperature must be positive (got {temperature}); greedy decoding "
-                         "is the limit at 0: use decode_step and greedy")
+        raise ValueError(
+            f"temperature must be positive (got {temperature}); greedy decoding "
+            "is the limit at 0: use decode_step and greedy"
+        )
     rng = np.random.default_rng([seed, index])
     return (temperature * rng.gumbel(size=(1, vocab_size))).astype(np.float32)
 
@@ -146,8 +152,16 @@ def secure_decode_step(model, *, k: int | None = None, **options):
     return secure_jit(step, secret_outputs=(False, True), **options)
 
 
-def greedy(step, params, cache, prompt, new_tokens: int, *, secure: bool,
-           on_step: Callable[[int], None] | None = None) -> list[int]:
+def greedy(
+    step,
+    params,
+    cache,
+    prompt,
+    new_tokens: int,
+    *,
+    secure: bool,
+    on_step: Callable[[int], None] | None = None,
+) -> list[int]:
     """Greedy decoding of ``new_tokens`` tokens after ``prompt`` (a list of token ids), one
     call of ``step`` (:func:`decode_step` or :func:`secure_decode_step`) for the prompt and
     one per further token. ``cache``: the model's ``init_cache(1, len(prompt) +
@@ -157,30 +171,56 @@ def greedy(step, params, cache, prompt, new_tokens: int, *, secure: bool,
     return _decode(step, params, cache, prompt, new_tokens, secure=secure, on_step=on_step)
 
 
-def sample_top_k(step, params, cache, prompt, new_tokens: int, *, vocab_size: int,
-                 seed: int, temperature: float = 1.0, secure: bool,
-                 on_step: Callable[[int], None] | None = None) -> list[int]:
+def sample_top_k(
+    step,
+    params,
+    cache,
+    prompt,
+    new_tokens: int,
+    *,
+    vocab_size: int,
+    seed: int,
+    temperature: float = 1.0,
+    secure: bool,
+    on_step: Callable[[int], None] | None = None,
+) -> list[int]:
     """Top-k sampling of ``new_tokens`` tokens after ``prompt``: as :func:`greedy`, with
     ``step`` a :func:`sample_step` (or :func:`secure_decode_step` with ``k``) and step ``i``
     given :func:`gumbel_noise` ``(seed, i, vocab_size, temperature)`` as a public input."""
-    return _decode(step, params, cache, prompt, new_tokens, secure=secure, on_step=on_step,
-                   extra=lambda i: (gumbel_noise(seed, i, vocab_size, temperature),))
+    return _decode(
+        step,
+        params,
+        cache,
+        prompt,
+        new_tokens,
+        secure=secure,
+        on_step=on_step,
+        extra=lambda i: (gumbel_noise(seed, i, vocab_size, temperature),),
+    )
 
 
-def _decode(step, params, cache, prompt, new_tokens: int, *, secure: bool, on_step,
-            extra: Callable[[int], tuple] = lambda i: ()) -> list[int]:
+def _decode(
+    step,
+    params,
+    cache,
+    prompt,
+    new_tokens: int,
+    *,
+    secure: bool,
+    on_step,
+    extra: Callable[[int], tuple] = lambda i: (),
+) -> list[int]:
     """The decoding loop of :func:`greedy` and :func:`sample_top_k`; ``extra(i)``: step
     ``i``'s further (public) arguments."""
     clear = public if secure else (lambda x: x)
     total = len(prompt) + new_tokens
-    mask = clear(np.ones((1, total), np.int32))   # the cache's own index masks the rest
+    mask = clear(np.ones((1, total), np.int32))  # the cache's own index masks the rest
     ids = np.asarray([prompt], np.int32)
     positions = np.arange(len(prompt), dtype=np.int32)[None]
     cache = clear(cache) if secure else cache
     tokens = []
     for i in range(new_tokens):
-        token, cache = step(params, cache, ids, mask, clear(positions),
-                            *map(clear, extra(i)))
+        token, cache = step(params, cache, ids, mask, clear(positions), *map(clear, extra(i)))
         tokens.append(int(np.asarray(token)[0]))
         if on_step is not None:
             on_step(i)

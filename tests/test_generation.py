@@ -1,6 +1,7 @@
 """Greedy generation and top-k sampling with a secret KV cache (tiny random-init GPT-2 and
 LLaMA): the same tokens as plaintext decoding with the cache (and, sampling, the same seed), a
 cache equal to plaintext's, and a cost per step that does not grow with the position."""
+
 from __future__ import annotations
 
 import os
@@ -17,23 +18,45 @@ transformers = pytest.importorskip("transformers")
 
 import secjax  # noqa: E402
 from secjax.generation import (  # noqa: E402
-    decode_step, greedy, gumbel_top_k, sample_step, sample_top_k, secure_decode_step)
+    decode_step,
+    greedy,
+    gumbel_top_k,
+    sample_step,
+    sample_top_k,
+    secure_decode_step,
+)
 
 PROMPT = [5, 17, 42, 99]
 NEW_TOKENS = 16
 
 
 def _gpt2():
-    config = transformers.GPT2Config(vocab_size=256, n_positions=64, n_embd=64, n_layer=2,
-                                     n_head=4, n_inner=128, bos_token_id=1, eos_token_id=2)
+    config = transformers.GPT2Config(
+        vocab_size=256,
+        n_positions=64,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_inner=128,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     return transformers.FlaxGPT2LMHeadModel(config, seed=0)
 
 
 def _llama():
-    config = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
-                                      num_hidden_layers=2, num_attention_heads=4,
-                                      num_key_value_heads=2, max_position_embeddings=128,
-                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = transformers.LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     return transformers.FlaxLlamaForCausalLM(config, seed=1)
 
 
@@ -51,24 +74,29 @@ def _plaintext(model):
         caches.append(cache)
         return token, cache
 
-    tokens = greedy(keep_cache, model.params, model.init_cache(1, total), PROMPT, NEW_TOKENS,
-                    secure=False)
+    tokens = greedy(
+        keep_cache, model.params, model.init_cache(1, total), PROMPT, NEW_TOKENS, secure=False
+    )
     return tokens, caches[-1]
 
 
-@pytest.mark.parametrize("name,options", [
-    ("gpt2", dict(protocol="aby3", emulation="ideal")),
-    ("llama", dict(protocol="aby3", emulation="ideal")),
-    pytest.param("gpt2", dict(protocol="aby3"), marks=pytest.mark.slow),
-    pytest.param("gpt2", dict(protocol="semi2k"), marks=pytest.mark.slow),
-    pytest.param("llama", dict(protocol="semi2k", emulation="ideal"), marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("gpt2", dict(protocol="aby3", emulation="ideal")),
+        ("llama", dict(protocol="aby3", emulation="ideal")),
+        pytest.param("gpt2", dict(protocol="aby3"), marks=pytest.mark.slow),
+        pytest.param("gpt2", dict(protocol="semi2k"), marks=pytest.mark.slow),
+        pytest.param("llama", dict(protocol="semi2k", emulation="ideal"), marks=pytest.mark.slow),
+    ],
+)
 def test_secret_cache_generation_matches_plaintext(name, options):
     model = MODELS[name]()
     expected_tokens, expected_cache = _plaintext(model)
     step = secure_decode_step(model, seed=7, **options)
-    weights = secjax.share(model.params, protocol=options["protocol"],
-                           emulation=options.get("emulation", "protocol"))
+    weights = secjax.share(
+        model.params, protocol=options["protocol"], emulation=options.get("emulation", "protocol")
+    )
     reports, caches = [], []
 
     def secure_step(*args):
@@ -78,8 +106,9 @@ def test_secret_cache_generation_matches_plaintext(name, options):
         return token, cache
 
     total = len(PROMPT) + NEW_TOKENS
-    tokens = greedy(secure_step, weights, model.init_cache(1, total), PROMPT, NEW_TOKENS,
-                    secure=True)
+    tokens = greedy(
+        secure_step, weights, model.init_cache(1, total), PROMPT, NEW_TOKENS, secure=True
+    )
     assert tokens == expected_tokens
 
     # the cache stayed secret (handles) except its public write index, and holds what
@@ -103,24 +132,35 @@ def test_secret_cache_generation_matches_plaintext(name, options):
 
 
 SEED = 3
-VOCAB = 256   # _gpt2's
+VOCAB = 256  # _gpt2's
 
 
-@pytest.mark.parametrize("k,options", [
-    (5, dict(protocol="aby3", emulation="ideal")),
-    (1, dict(protocol="aby3", emulation="ideal")),
-    pytest.param(5, dict(protocol="aby3"), marks=pytest.mark.slow),
-    pytest.param(4, dict(protocol="semi2k"), marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "k,options",
+    [
+        (5, dict(protocol="aby3", emulation="ideal")),
+        (1, dict(protocol="aby3", emulation="ideal")),
+        pytest.param(5, dict(protocol="aby3"), marks=pytest.mark.slow),
+        pytest.param(4, dict(protocol="semi2k"), marks=pytest.mark.slow),
+    ],
+)
 def test_top_k_sampling_matches_plaintext_with_the_same_seed(k, options):
     model = _gpt2()
     total = len(PROMPT) + NEW_TOKENS
-    expected = sample_top_k(jax.jit(sample_step(model, k)), model.params,
-                            model.init_cache(1, total), PROMPT, NEW_TOKENS, vocab_size=VOCAB,
-                            seed=SEED, secure=False)
+    expected = sample_top_k(
+        jax.jit(sample_step(model, k)),
+        model.params,
+        model.init_cache(1, total),
+        PROMPT,
+        NEW_TOKENS,
+        vocab_size=VOCAB,
+        seed=SEED,
+        secure=False,
+    )
     step = secure_decode_step(model, k=k, seed=7, **options)
-    weights = secjax.share(model.params, protocol=options["protocol"],
-                           emulation=options.get("emulation", "protocol"))
+    weights = secjax.share(
+        model.params, protocol=options["protocol"], emulation=options.get("emulation", "protocol")
+    )
     reports = []
 
     def secure_step(*args):
@@ -128,12 +168,20 @@ def test_top_k_sampling_matches_plaintext_with_the_same_seed(k, options):
         reports.append(step.last_cost)
         return out
 
-    tokens = sample_top_k(secure_step, weights, model.init_cache(1, total), PROMPT,
-                          NEW_TOKENS, vocab_size=VOCAB, seed=SEED, secure=True)
+    tokens = sample_top_k(
+        secure_step,
+        weights,
+        model.init_cache(1, total),
+        PROMPT,
+        NEW_TOKENS,
+        vocab_size=VOCAB,
+        seed=SEED,
+        secure=True,
+    )
     assert tokens == expected
-    if k == 1:   # the most likely of one: greedy decoding
+    if k == 1:  # the most likely of one: greedy decoding
         assert tokens == _plaintext(model)[0]
-    else:        # the noise made a difference (else this test would not test sampling)
+    else:  # the noise made a difference (else this test would not test sampling)
         assert tokens != _plaintext(model)[0]
         assert len(set(tokens)) > 1
     decoding = reports[1:]
@@ -147,13 +195,32 @@ def test_sampling_with_another_seed_draws_other_tokens():
     model = _gpt2()
     total = len(PROMPT) + NEW_TOKENS
     step = jax.jit(sample_step(model, 5))
-    draws = {seed: sample_top_k(step, model.params, model.init_cache(1, total), PROMPT,
-                                NEW_TOKENS, vocab_size=VOCAB, seed=seed, secure=False)
-             for seed in (SEED, SEED + 1)}
+    draws = {
+        seed: sample_top_k(
+            step,
+            model.params,
+            model.init_cache(1, total),
+            PROMPT,
+            NEW_TOKENS,
+            vocab_size=VOCAB,
+            seed=seed,
+            secure=False,
+        )
+        for seed in (SEED, SEED + 1)
+    }
     assert draws[SEED] != draws[SEED + 1]
     with pytest.raises(ValueError, match="temperature must be positive"):
-        sample_top_k(step, model.params, model.init_cache(1, total), PROMPT, 1, vocab_size=VOCAB,
-                     seed=SEED, temperature=0.0, secure=False)
+        sample_top_k(
+            step,
+            model.params,
+            model.init_cache(1, total),
+            PROMPT,
+            1,
+            vocab_size=VOCAB,
+            seed=SEED,
+            temperature=0.0,
+            secure=False,
+        )
 
 
 @pytest.mark.parametrize("vocab,k", [(16, 3), (16, 8), (256, 5), (256, 12)])
@@ -163,14 +230,14 @@ def test_gumbel_top_k_is_the_noisy_argmax_among_the_top_k(vocab, k):
     rng = np.random.default_rng(vocab + k)
     pick = jax.jit(gumbel_top_k, static_argnums=2)
     for _ in range(10):
-        logits = np.round(rng.normal(size=(2, vocab)), 1).astype(np.float32)   # ties
+        logits = np.round(rng.normal(size=(2, vocab)), 1).astype(np.float32)  # ties
         noise = rng.gumbel(size=(2, vocab)).astype(np.float32)
         values, ids = jax.lax.top_k(logits, k)
         noisy = np.asarray(values) + np.take_along_axis(noise, np.asarray(ids), -1)
         expected = np.take_along_axis(np.asarray(ids), noisy.argmax(-1)[:, None], -1)[:, 0]
         np.testing.assert_array_equal(pick(logits, noise, k), expected)
     logits = rng.normal(size=(2, vocab)).astype(np.float32)
-    secure = secjax.secure_jit(lambda x, n: gumbel_top_k(x, n, k), protocol="aby3",
-                               emulation="ideal")
-    np.testing.assert_array_equal(secure(logits, secjax.public(noise)),
-                                  pick(logits, noise, k))
+    secure = secjax.secure_jit(
+        lambda x, n: gumbel_top_k(x, n, k), protocol="aby3", emulation="ideal"
+    )
+    np.testing.assert_array_equal(secure(logits, secjax.public(noise)), pick(logits, noise, k))
