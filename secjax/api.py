@@ -319,27 +319,11 @@ class SecureFunction:
             reveal=reveal,
         )
 
-    def _execute(
-        self,
-        args,
-        kwargs,
-        *,
-        abstract: bool,
-        runtime=None,
-        clear: bool = False,
-        given=None,
-        reveal: bool = True,
-    ):
+    def _execute(self, args, kwargs, *, abstract: bool, clear: bool = False, **options):
         """The call's outputs; with ``abstract`` its cost report; with ``clear`` its range
-        monitor (see :meth:`_evaluate`)."""
+        monitor (``options``: ``runtime``, ``given``, ``reveal``; see :meth:`_evaluate`)."""
         outputs, report, monitor = self._evaluate(
-            args,
-            kwargs,
-            abstract=abstract,
-            runtime=runtime,
-            clear=clear,
-            given=given,
-            reveal=reveal,
+            args, kwargs, abstract=abstract, clear=clear, **options
         )
         return monitor if clear else report if abstract else outputs
 

@@ -192,6 +192,17 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
 
 
+def _one_hot(ctx, pick, indices, mode, what: str):
+    """The one-hot picker of ``pick`` (a clear error where it is a reason it cannot be one)
+    at private or secret ``indices``, under the gather or scatter ``mode``."""
+    if isinstance(pick, str):
+        raise ctx.unsupported(f"{what} at {type(indices).__name__.lower()} positions: {pick}")
+    mode = GatherScatterMode.from_any(mode)
+    if isinstance(indices, Private):
+        return _private_one_hot(pick, indices, mode)
+    return _secret_one_hot(ctx, pick, indices, mode)
+
+
 @register("gather")
 def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, **params):
     """Public positions are a local gather; private or secret positions that pick whole
@@ -207,14 +218,7 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
             **params,
         )
     pick = slice_pick(operand.shape, indices.shape, dimension_numbers, slice_sizes)
-    if isinstance(pick, str):
-        raise ctx.unsupported(f"gather at {type(indices).__name__.lower()} positions: {pick}")
-    mode = GatherScatterMode.from_any(mode)
-    hot = (
-        _private_one_hot(pick, indices, mode)
-        if isinstance(indices, Private)
-        else _secret_one_hot(ctx, pick, indices, mode)
-    )
+    hot = _one_hot(ctx, pick, indices, mode, "gather")
     out_aval = ctx.out_avals[0]
     contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", pick.contraction),))
     result = jax.ShapeDtypeStruct(pick.result, out_aval.dtype)
@@ -276,14 +280,7 @@ def scatter_add_rule(ctx, operand, indices, updates, *, dimension_numbers, mode,
         )
     gather_dn, slice_sizes = _adjoint_gather(operand.shape, updates.shape, dimension_numbers)
     pick = slice_pick(operand.shape, indices.shape, gather_dn, slice_sizes)
-    if isinstance(pick, str):
-        raise ctx.unsupported(f"scatter-add at {type(indices).__name__.lower()} positions: {pick}")
-    mode = GatherScatterMode.from_any(mode)
-    hot = (
-        _private_one_hot(pick, indices, mode)
-        if isinstance(indices, Private)
-        else _secret_one_hot(ctx, pick, indices, mode)
-    )
+    hot = _one_hot(ctx, pick, indices, mode, "scatter-add")
     out_aval = ctx.out_avals[0]
     rank = len(out_aval.shape)
     inverse = tuple(int(i) for i in np.argsort(pick.layout))

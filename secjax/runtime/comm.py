@@ -133,3 +133,15 @@ class Comm(abc.ABC):
         PRG shares, the dealer sends the last party its correction. Offline traffic: it
         depends on no input and can be sent before the inputs exist. With ``xor=True`` the
         shares are XOR shares (binary sharing) of ``value``."""
+
+
+def combine(shares, xor: bool):
+    """The value that party-indexed ``shares`` hold: their XOR or their sum (numpy arrays on
+    the host, JAX arrays inside kernels)."""
+    if isinstance(shares, np.ndarray):
+        if xor:
+            return np.bitwise_xor.reduce(shares, axis=0)
+        return np.sum(shares, axis=0, dtype=shares.dtype)
+    if xor:
+        return jax.lax.reduce(shares, np.zeros((), shares.dtype), jax.lax.bitwise_xor, (0,))
+    return jax.numpy.sum(shares, axis=0, dtype=shares.dtype)

@@ -36,7 +36,7 @@ import numpy as np
 
 from secjax.ring import Ring
 from secjax.runtime.base import Runtime
-from secjax.runtime.comm import Comm
+from secjax.runtime.comm import Comm, combine
 from secjax.runtime.cost import CostLog
 from secjax.runtime.fingerprint import fingerprint
 from secjax.runtime.kernels import CacheStats, Kernel, KernelCache, default_cache
@@ -104,20 +104,13 @@ class EmulatedComm(Comm):
 
     def dealer_random_shares(self, shape, dtype, *, xor=False):
         shares = self._uniform((self.n_parties, *shape), dtype)
-        return _combine(shares, xor), shares
+        return combine(shares, xor), shares
 
     def deal_shares(self, value, *, xor=False):
         prg = self._uniform((self.n_parties - 1, *value.shape), value.dtype)
-        correction = (value ^ _combine(prg, True)) if xor else value - _combine(prg, False)
+        correction = (value ^ combine(prg, True)) if xor else value - combine(prg, False)
         self._record((0,) * self.n_parties, dealer=self._payload(value[None]), offline=True)
         return jnp.concatenate([prg, correction[None]], axis=0)
-
-
-def _combine(shares, xor: bool):
-    """The value that party-indexed ``shares`` share: their XOR or their sum."""
-    if xor:
-        return jax.lax.reduce(shares, np.zeros((), shares.dtype), jax.lax.bitwise_xor, (0,))
-    return jnp.sum(shares, axis=0, dtype=shares.dtype)
 
 
 # Elementwise steps run on blocks of these numbers of elements (the last is the block that

@@ -53,7 +53,7 @@ from jax.experimental import io_callback
 from secjax.ring import Ring
 from secjax.runtime.base import Runtime
 from secjax.runtime.cluster import Cluster
-from secjax.runtime.comm import Comm
+from secjax.runtime.comm import Comm, combine
 from secjax.runtime.cost import CostLog
 from secjax.runtime.faults import NetworkError
 from secjax.runtime.kernels import CacheStats, Kernel, KernelCache
@@ -210,7 +210,7 @@ class NetworkComm(Comm):
 
             def host():
                 shares = np.stack([s.draw(shape, dtype) for s in self._rt.dealer_streams])
-                return _combine(shares, xor)
+                return combine(shares, xor)
 
             value = self._callback(host, jax.ShapeDtypeStruct(shape, dtype))
             return value, jnp.zeros((1, *shape), dtype)
@@ -225,7 +225,7 @@ class NetworkComm(Comm):
 
             def host(v):
                 prg = np.stack([s.draw(shape, dtype) for s in rt.dealer_streams[:last]])
-                correction = (v ^ _combine(prg, True)) if xor else v - _combine(prg, False)
+                correction = (v ^ combine(prg, True)) if xor else v - combine(prg, False)
                 rt.transport.send(str(last), KIND_DATA, rt.step, correction)
                 return np.zeros((), np.uint8)
 
@@ -282,12 +282,6 @@ def _from_host_bytes(x, dtype, shape) -> np.ndarray:
     if np.dtype(dtype) == np.bool_:
         return x.astype(np.bool_).reshape(shape)
     return x.view(dtype).reshape(shape)
-
-
-def _combine(shares: np.ndarray, xor: bool) -> np.ndarray:
-    if xor:
-        return np.bitwise_xor.reduce(shares, axis=0)
-    return np.sum(shares, axis=0, dtype=shares.dtype)
 
 
 class NetworkRuntime(Runtime):
