@@ -28,18 +28,29 @@ def integer_dot(x, y, dn):
     return jax.lax.dot_general(x, y, dn, preferred_element_type=x.dtype)
 
 
+# The most elements any drawn operand or result may hold: hypothesis draws its seed afresh on
+# every run, and unbounded shapes once asked for an operand of over 10^9 elements.
+MAX_ELEMENTS = 2**18
+
+
 @st.composite
 def dot_case(draw):
-    """Random shapes, batch/contracting/free dims and axis orders for dot_general."""
+    """Random shapes, batch/contracting/free dims and axis orders for dot_general, each operand
+    and the result at most MAX_ELEMENTS elements."""
     nb, nc = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     nlf, nrf = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     small = st.sampled_from([0, 1, 2, 3, 7, 16, 33])
     batch = [draw(small.filter(bool)) for _ in range(nb)]
     contract = [draw(st.sampled_from([1, 5, 64, 300, 911, 2500])) for _ in range(nc)]
     if math_prod(contract) > 3000:
-        contract, nc = contract[:1], 1
+        contract = contract[:1]
     lfree = [draw(st.sampled_from([1, 2, 9, 40, 70])) for _ in range(nlf)]
     rfree = [draw(st.sampled_from([0, 1, 3, 40, 65])) for _ in range(nrf)]
+    # Drop free, then batch dimensions until every array fits.
+    for dims in (lfree, rfree, batch):
+        while dims and _largest_array(batch, contract, lfree, rfree) > MAX_ELEMENTS:
+            dims.pop()
+    nb, nc, nlf, nrf = len(batch), len(contract), len(lfree), len(rfree)
     lperm = draw(st.permutations(range(nb + nc + nlf)))
     rperm = draw(st.permutations(range(nb + nc + nrf)))
     # Logical axes: batch, then contracting, then free; placed at positions given by perm.
@@ -52,6 +63,12 @@ def dot_case(draw):
     lb, lc = tuple(lperm[:nb]), tuple(lperm[nb : nb + nc])
     rb, rc = tuple(rperm[:nb]), tuple(rperm[nb : nb + nc])
     return tuple(lshape), tuple(rshape), ((lc, rc), (lb, rb)), draw(st.integers(0, 2**32))
+
+
+def _largest_array(batch, contract, lfree, rfree):
+    """Elements of the largest of the two operands and the result."""
+    b, c = math_prod(batch), math_prod(contract)
+    return max(b * c * math_prod(lfree), b * c * math_prod(rfree), b * math_prod(lfree + rfree))
 
 
 def math_prod(xs):
