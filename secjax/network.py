@@ -294,7 +294,8 @@ def serve(
     **options,
 ) -> int:
     """Serve ``program`` as node ``party`` (an int, or ``"dealer"``) of ``cluster``: connect,
-    share the ``private`` leaves once, compile by a warm-up query, call ``on_ready(seconds
+    share the ``private`` leaves once, compile (or load from the disk cache) every kernel by
+    a rehearsal of one query, call ``on_ready(seconds
     since start)`` (``on_phase(name, seconds)`` after each start-up phase), then answer
     clients' queries until ``stop`` is set or ``queries`` were
     answered or failed (each reported to ``on_query``). ``program``'s leaves: this node's
@@ -322,8 +323,7 @@ def serve(
     try:
         server.share_state()
         phase("state shared")
-        server.warm_up()
-        phase("warmed up (kernels compiled)")
+        phase(server.warm_up())
         if on_ready is not None:
             on_ready(time.perf_counter() - start)
         while queries is None or answered < queries:

@@ -192,6 +192,19 @@ def test_embedding_lookup_with_secret_ids(protocol):
     assert_close(secjax.secure_jit(_embed, **protocol)(table, ids), jax.jit(_embed)(table, ids))
 
 
+def _lookup_filled(table, ids):
+    return table.at[ids].get(mode="fill", fill_value=0).sum(-1)
+
+
+def test_embedding_lookup_with_secret_ids_out_of_range_reads_zero(protocol):
+    """Secret ids past the table (beyond the equality tests' 16 bits too, where a narrower
+    test would alias them onto a row) read a zero row in fill mode, as jax.jit's do."""
+    table = _rand(0, 10, 4)
+    ids = np.array([[3, 10, -1, 2**16 + 3], [-(2**16) + 9, 2**31 - 1, 9, 0]], np.int32)
+    f = secjax.secure_jit(_lookup_filled, **protocol)
+    assert_close(f(table, ids), jax.jit(_lookup_filled)(table, ids))
+
+
 def _picks(h, pos, rows, cols, along):
     """Gathers that pick whole slices at non-public positions: a 2-D position (CLIP's pooled
     output ``h[arange(batch), ids.argmax(-1)]``), a 2-D pick in fill mode with components out

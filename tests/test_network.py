@@ -18,7 +18,7 @@ import pytest
 
 import secjax
 from secjax.runtime import cluster as rc
-from secjax.runtime import faults, party, prg, transport, wire
+from secjax.runtime import faults, party, transport, wire
 
 RUN_LIMIT = 480  # seconds a whole cluster run may take before the test fails (no hang)
 
@@ -392,23 +392,6 @@ def test_a_huge_unauthenticated_frame_is_not_buffered(pair):
     server._poll_control(100)
     assert _rss_mib() - before < 50, (before, _rss_mib())
     assert sent < size, "the whole frame was taken"
-
-
-def test_host_chacha20_matches_the_tested_prg():
-    import jax
-
-    seed = bytes(range(32))
-    ours = prg.chacha20_keystream(seed, 0, 3)
-    with jax.enable_x64(True):
-        reference = np.asarray(prg.PRG(seed).random((48,), np.uint32))
-    np.testing.assert_array_equal(ours, reference)
-    stream = prg.Stream(seed)
-    a, b = stream.draw((3,), np.uint64), stream.draw((5,), np.uint8)
-    raw = ours.astype("<u4").tobytes()
-    assert a.tobytes() == raw[:24] and b.tobytes() == raw[24:29]
-    other = prg.Stream(seed, stream=5).draw((16,), np.uint32)  # another nonce, another stream
-    np.testing.assert_array_equal(other, prg.chacha20_keystream(seed, 0, 1, stream=5))
-    assert not np.array_equal(other, ours[:16])
 
 
 def test_keygen_cli_and_config_validation(tmp_path):

@@ -1,100 +1,79 @@
-"""ChaCha20 PRG: RFC 8439 test vectors, stream discipline, byte uniformity."""
+"""The parties' PRG: AES-128-CTR (NIST SP 800-38A vector), stream discipline, uniformity."""
 
-import jax
+import hashlib
+
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from secjax.runtime.prg import PRG, chacha20_block
+from secjax.runtime.prg import Stream, stream_cipher
 
-KEY = bytes(range(32))  # 00:01:...:1f, the key of RFC 8439 sections 2.3.2 and 2.4.2
-
-
-def words(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, "<u4")
+SEED = bytes(range(32))
 
 
-def test_rfc8439_block_function():
-    """RFC 8439 section 2.3.2: the state after 20 rounds plus the input state."""
-    nonce = bytes.fromhex("000000090000004a00000000")
-    expected = [
-        0xE4E7F110,
-        0x15593BD1,
-        0x1FDD0F50,
-        0xC47120A3,
-        0xC7F4D1C7,
-        0x0368C033,
-        0x9AAA2204,
-        0x4E6CD4C3,
-        0x466482D2,
-        0x09AA9F07,
-        0x05D7C214,
-        0xA2028BD9,
-        0xD19C12B5,
-        0xB94E16DE,
-        0xE883D0CB,
-        0x4E3C50A2,
+def keystream(seed: bytes, stream: int, n: int) -> bytes:
+    """The contract, computed independently: AES-128-CTR under the first half of
+    SHA-256(seed), counter block = stream number (96 bits, big-endian) then 0^32."""
+    key = hashlib.sha256(seed).digest()[:16]
+    counter = stream.to_bytes(12, "big") + bytes(4)
+    return Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor().update(bytes(n))
+
+
+def test_aes128_ctr_vector():
+    """NIST SP 800-38A, F.5.1 (CTR-AES128.Encrypt), first block: the cipher the streams use
+    is AES-128 in counter mode."""
+    key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+    counter = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+    plaintext = bytes.fromhex("6bc1bee22e409f96e93d7e117393172a")
+    cipher = Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
+    assert cipher.update(plaintext).hex() == "874d6191b620e3261bef6864990db6ce"
+
+
+def test_draws_continue_the_keystream_in_order():
+    """Consecutive draws of any dtype are consecutive keystream bytes, read little-endian,
+    never overlapping."""
+    stream = Stream(SEED, stream=3)
+    a = stream.draw((3, 5), np.uint64)
+    b = stream.draw((7,), np.uint8)
+    c = stream.draw((4,), np.uint32)
+    d = stream.draw((9,), np.bool_)
+    raw = keystream(SEED, 3, 3 * 5 * 8 + 7 + 16 + 9)
+    assert a.dtype == np.uint64 and a.shape == (3, 5)
+    assert a.tobytes() == np.frombuffer(raw[:120], "<u8").tobytes()
+    assert b.tobytes() == raw[120:127]
+    assert c.tobytes() == np.frombuffer(raw[127:143], "<u4").tobytes()
+    np.testing.assert_array_equal(d, np.frombuffer(raw[143:152], np.uint8) & 1)
+    assert stream_cipher(SEED, 3).update(bytes(16)) == raw[:16]
+
+
+def test_seeds_and_streams_differ():
+    draws = [
+        Stream(SEED).draw((256,), np.uint64),
+        Stream(bytes(31) + b"\x01").draw((256,), np.uint64),
+        Stream(SEED, stream=1).draw((256,), np.uint64),
+        Stream(SEED, stream=2**96 - 1).draw((256,), np.uint64),
     ]
-    block = chacha20_block(words(KEY), np.array([1], np.uint32), words(nonce))
-    assert block.shape == (1, 16)
-    np.testing.assert_array_equal(np.asarray(block[0]), np.array(expected, np.uint32))
-
-
-def test_rfc8439_encryption_keystream():
-    """RFC 8439 section 2.4.2: ciphertext XOR plaintext is the keystream from counter 1."""
-    nonce = bytes.fromhex("000000000000004a00000000")
-    plaintext = (
-        b"Ladies and Gentlemen of the class of '99: If I could offer you only one "
-        b"tip for the future, sunscreen would be it."
-    )
-    ciphertext = bytes.fromhex(
-        "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
-        "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8"
-        "07ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab7793736"
-        "5af90bbf74a35be6b40b8eedf2785e42874d"
-    )
-    block = chacha20_block(words(KEY), np.array([1, 2], np.uint32), words(nonce))
-    stream = np.asarray(block).astype("<u4").tobytes()[: len(plaintext)]
-    assert bytes(a ^ b for a, b in zip(plaintext, stream)) == ciphertext
-
-
-def test_calls_continue_the_stream():
-    """Consecutive draws are consecutive keystream, never overlapping, both widths."""
-    with jax.enable_x64(True):
-        whole = np.asarray(PRG(KEY).random((64,), np.uint32))
-        prg = PRG(KEY)
-        first, second = prg.random((3, 5)), prg.random((16,))  # 15 words use one block
-        np.testing.assert_array_equal(np.asarray(first).ravel(), whole[:15])
-        np.testing.assert_array_equal(np.asarray(second), whole[16:32])
-        wide = np.asarray(PRG(KEY).random((8,), np.uint64))
-        np.testing.assert_array_equal(wide, whole[:16].view(np.uint64))
-
-
-def test_seeds_and_substreams_differ():
-    with jax.enable_x64(True):
-        draws = [
-            PRG(KEY).random((256,), np.uint64),
-            PRG(bytes(31) + b"\x01").random((256,), np.uint64),
-            PRG(KEY).substream(1).random((256,), np.uint64),
-            PRG(KEY, stream=2).random((256,), np.uint64),
-        ]
     for i in range(len(draws)):
         for j in range(i):
-            assert np.mean(np.asarray(draws[i]) == np.asarray(draws[j])) == 0
+            assert np.mean(draws[i] == draws[j]) == 0
 
 
 def test_bytes_look_uniform():
     """Chi-square over byte values of 1 MiB of keystream (255 degrees of freedom)."""
-    data = np.asarray(PRG(bytes(32)).random((2**18,), np.uint32)).view(np.uint8)
+    data = Stream(bytes(32)).draw((2**20,), np.uint8)
     counts = np.bincount(data, minlength=256)
     expected = data.size / 256
     chi2 = float(np.sum((counts - expected) ** 2 / expected))
     assert 255 - 6 * 22.6 < chi2 < 255 + 6 * 22.6  # mean 255, sd sqrt(2 * 255)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError):
-        PRG(b"short")
-    with pytest.raises(TypeError):
-        PRG(KEY).random((2,), np.float32)
-    with jax.enable_x64(False), pytest.raises(TypeError):
-        PRG(KEY).random((2,), np.uint64)
+def test_bad_arguments_and_exhaustion():
+    with pytest.raises(ValueError, match="32 bytes"):
+        Stream(b"short")
+    with pytest.raises(ValueError, match="stream must be"):
+        Stream(SEED, stream=2**96)
+    stream = Stream(SEED)
+    stream._left = 8
+    stream.draw((1,), np.uint64)
+    with pytest.raises(OverflowError, match="exhausted"):
+        stream.draw((1,), np.uint8)

@@ -240,6 +240,26 @@ def test_msb_and_eqz_exact(cfg):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("ideal", [False, True])
+def test_eqz_of_a_narrow_width_tests_the_low_bits_only(cfg, ideal):
+    """``eqz(x, width=16)`` is exact while |x| < 2^16 and, past that promise, reads a
+    multiple of 2^16 as zero, the same under every protocol and in ideal mode."""
+    if cfg[0] == "plain" and ideal:
+        pytest.skip("plain has no ideal mode")
+    ring, em, p = make(*cfg, ideal=ideal)
+    rng = np.random.default_rng(6)
+    inside = rng.integers(-(2**16) + 1, 2**16, size=1000)
+    inside[:40] = 0
+    past = np.array([2**16, -(2**16), 3 * 2**16, 2**16 + 1, -(2**17) - 5] * 4 + [0, 1, 2, 3])
+    x = np.concatenate([inside, past])
+    sx = p.share(enc(ring, x), 0)
+    got = dec(ring, p.reveal(p.eqz(sx, width=16)))
+    assert (got == (x % 2**16 == 0)).all()
+    with pytest.raises(ValueError, match="power of two"):
+        p.eqz(sx, width=12)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_select(cfg):
     ring, em, p = make(*cfg)
     rng = np.random.default_rng(5)
@@ -390,6 +410,7 @@ B = 8  # bytes per 64-bit ring element
 L = 6  # levels of the carry tree over 64 bits
 T = 2 * (4 + 2 + 1 + 1 + 1) + 1  # bytes per element of the carry tree's AND words (narrowing)
 W = 4 + 2 + 1 + 1 + 1 + 1  # bytes per element of the AND tree over 64 bits (narrowing words)
+W16 = 1 + 1 + 1 + 1  # the same over the low 16 bits (eqz with width=16)
 PACKED = -(-N // 8)  # N bits packed eight to a byte
 
 OPS = {
@@ -401,6 +422,7 @@ OPS = {
     ),
     "msb": _Op([(N,)], lambda p, x: p.msb(x)),
     "eqz": _Op([(N,)], lambda p, x: p.eqz(x)),
+    "eqz16": _Op([(N,)], lambda p, x: p.eqz(x, width=16)),
     "reveal": _Op([(N,)], lambda p, x: p.reveal(x)),
 }
 
@@ -416,6 +438,7 @@ SEMI2K = {
     "mul_trunc": (2 * N * B + N * B, N * B + 2 * N * B, 2),  # the product, then trunc
     "msb": (2 * (N * B + T * N) + PACKED, N * B + T * N + N * B, 1 + L + 1),
     "eqz": (2 * W * N + PACKED, W * N + N * B, 6 + 1),
+    "eqz16": (2 * W16 * N + PACKED, W16 * N + N * B, 4 + 1),
     "reveal": (N * B, 0, 1),
 }
 # aby3: a product re-shares one element per output element (1 round); truncation, per third
@@ -446,6 +469,8 @@ ABY3 = {
     "mul_trunc": (MUL_TRUNC, 3),
     "msb": ([2 * N * B + T * N + 2 * B * t for t in THIRDS], 1 + 1 + L + 2),
     "eqz": ([W * N + N * B + 2 * B * t for t in THIRDS], 1 + 6 + 2),
+    # the lead shares its sum as a 16-bit word (B2A's lead still shares a ring word)
+    "eqz16": ([W16 * N + N * B + (2 + B) * t for t in THIRDS], 1 + 4 + 2),
     "reveal": ([N * B] * 3, 1),
 }
 

@@ -8,6 +8,7 @@ leaves no process behind.
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import time
 
 import jax
@@ -34,6 +35,7 @@ def _server_main(cluster_path, name, program_name, queries, reports):
             party=name,
             queries=queries,
             on_ready=lambda s: reports.put((name, "ready", s)),
+            on_phase=lambda phase, s: reports.put((name, "phase", phase)),
             on_query=lambda r: reports.put((name, "query", r)),
         )
         reports.put((name, "exit", failed))
@@ -54,6 +56,7 @@ class _Servers:
         ]
         self.names = names
         self.records = {name: [] for name in names}
+        self.phases = {name: [] for name in names}
 
     def __enter__(self):
         for proc in self.procs:
@@ -62,6 +65,9 @@ class _Servers:
         deadline = time.monotonic() + START_LIMIT
         while ready != set(self.names):
             name, what, value = self.reports.get(timeout=max(1.0, deadline - time.monotonic()))
+            if what == "phase":
+                self.phases[name].append(value)
+                continue
             assert what == "ready", (name, what, value)
             ready.add(name)
         return self
@@ -135,3 +141,44 @@ def test_served_parties_answer_queries_and_survive_a_vanished_client(tmp_path, p
         plain = jax.jit(program.fn)(params, x)
         np.testing.assert_allclose(out, _emulated(program, protocol, x), atol=1e-3)
         np.testing.assert_allclose(out, plain, atol=1e-2)
+
+
+def test_restarted_servers_load_their_kernels_from_the_disk_cache(tmp_path, monkeypatch):
+    """Served parties keep their compiled segments in the disk cache: started again on the
+    same cache, every node (the dealer included) loads every kernel its rehearsal meets and
+    compiles none, and the answers and bytes are as before."""
+    import secjax.demo
+    from secjax import network
+
+    monkeypatch.setenv("SECJAX_CACHE_DIR", str(tmp_path / "cache"))
+    names = ["0", "1", "dealer"]
+    path = _cluster(tmp_path, 2, "semi2k", timeout=5.0, clients=("alice",))
+    program = secjax.demo.mlp()
+    x = np.asarray(program.args[1])
+    answers, kernels, records = [], [], []
+    for _ in range(2):
+        with _Servers(path, names, "mlp", queries=1) as servers:
+            with network.Client(program, cluster=path, name="alice", wait=120) as client:
+                answers.append(client(program.args[0], x))
+            servers.wait(1)
+        kernels.append(
+            {
+                name: [
+                    tuple(map(int, re.findall(r"(\d+) (?:compiled|loaded)", phase)))
+                    for phase in phases
+                    if phase.startswith("kernels ready")
+                ]
+                for name, phases in servers.phases.items()
+            }
+        )
+        records.append(servers.records)
+    for name in names:
+        ((compiled, loaded),) = kernels[0][name]
+        assert compiled > 0
+        ((compiled_again, loaded_again),) = kernels[1][name]
+        assert compiled_again == 0 and loaded_again == compiled + loaded
+        first, second = records[0][name][0], records[1][name][0]
+        assert first.ok and second.ok
+        assert first.payload == second.payload == second.cost > 0
+    np.testing.assert_allclose(answers[1], answers[0], atol=1e-3)
+    np.testing.assert_allclose(answers[1], _emulated(program, "semi2k", x), atol=1e-3)

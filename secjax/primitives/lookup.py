@@ -158,9 +158,11 @@ def _private_one_hot(pick: SlicePick, indices: Private, mode) -> Private:
 
 def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
     """The one-hot matrix of secret indices: equality of the flat position with every
-    position number. Clipping clamps each component first; filling with more than one
-    component zeroes the rows whose components are out of range (with one component an
-    out-of-range position equals no position number and reads zero as it is)."""
+    position number. Clipping clamps each component first; filling moves the index vectors
+    with a component out of range to position -1, which equals no position number (a test
+    and a product per index vector, not per position). The flat position then lies in
+    [-1, positions), so every difference to a position number is below ``positions`` in
+    magnitude and the equality tests need only that many bits (:meth:`Protocol.eqz`)."""
     protocol = ctx.protocol
     comps = ctx.secret(indices).shares
     shape = (*pick.batch, len(pick.limits))
@@ -172,16 +174,18 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
             protocol, comps, protocol.from_public(jnp.zeros(shape, ctx.ring.dtype)), last
         )
     flat = protocol.local(Local.of(_flat_position, strides=pick.strides), comps)
-    spread = protocol.local(Local.of(_spread, positions=pick.positions), flat)
-    offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
-    hot = protocol.eqz(protocol.add_public(spread, offsets))
-    if mode == GatherScatterMode.FILL_OR_DROP and len(pick.limits) > 1:
+    if mode == GatherScatterMode.FILL_OR_DROP:
         outside = protocol.local(
             Local(_count_out_of_range),
             protocol.msb(protocol.stack(comps, protocol.sub(last, comps))),
         )
-        valid = protocol.local(Local.of(_spread, positions=pick.positions), protocol.eqz(outside))
-        hot = protocol.bilinear(MULTIPLY, hot, valid)
+        valid = protocol.eqz(outside, width=_width_above(2 * len(pick.limits)))
+        one = ring_ops.encode(ctx.ring, jnp.ones(pick.batch, jnp.int32), 0)
+        moved = protocol.bilinear(MULTIPLY, valid, protocol.add_public(flat, one))
+        flat = protocol.add_public(moved, -one)
+    spread = protocol.local(Local.of(_spread, positions=pick.positions), flat)
+    offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
+    hot = protocol.eqz(protocol.add_public(spread, offsets), width=_width_above(pick.positions))
     rank = len(protocol.logical_shape(hot))
     hot = protocol.local(
         Local.of(
@@ -190,6 +194,12 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
         hot,
     )
     return Secret(hot, (*pick.batch, *pick.sizes), np.dtype(np.int32))
+
+
+def _width_above(bound: int) -> int:
+    """The least power of two ``w`` with ``2^w > bound``: the bits an equality test needs for
+    values of magnitude at most ``bound``."""
+    return 1 << max(0, (bound.bit_length() - 1).bit_length())
 
 
 def _one_hot(ctx, pick, indices, mode, what: str):

@@ -419,12 +419,13 @@ def _msb_step(comm, x):
             return _b2a_bit(comm, bit).reshape(x.shape)
 
 
-def _eqz_step(comm, x):
-    ring = comm.ring
+def _eqz_step(comm, x, *, width=None):
+    width = width or comm.ring.bits
     with comm.op("eqz"):
-        left, right = _lead_split(comm, _flat(x), xor=False)
-        diff = left ^ -right  # 0 iff x_j + x_{j+1} = -x_{j+2}
-        bit = binary.is_zero(comm, _GATES, diff, ring.bits)
+        low = _flat(x).astype(binary.narrow_dtype(width))  # x mod 2^width, shared as it is
+        left, right = _lead_split(comm, low, xor=False)
+        diff = left ^ -right  # 0 iff x_j + x_{j+1} = -x_{j+2} (mod 2^width)
+        bit = binary.is_zero(comm, _GATES, diff, width)
         with comm.op("b2a"):
             return _b2a_bit(comm, bit).reshape(x.shape)
 

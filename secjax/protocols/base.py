@@ -74,7 +74,8 @@ class Steps:
     # (comm, a, *, bits, offset) -> shares of a / 2^bits, for 0 <= a + offset < 2^(k-1)
     trunc: Callable
     msb: Callable  # (comm, a) -> 0/1 shares of [a < 0]
-    eqz: Callable  # (comm, a) -> 0/1 shares of [a == 0]
+    # (comm, a, *, width=ring bits) -> 0/1 shares of [a == 0 mod 2^width]
+    eqz: Callable
     # A truncated product is two steps, so that the truncation's kernel (most of the
     # compiling) depends on the product's shape alone. A protocol may hand the product to its
     # truncation before re-sharing it: ``product`` then returns an intermediate layout
@@ -390,9 +391,18 @@ class Protocol:
             self.monitor.comparison(self.value_of(a))
         return self._run("msb", a, elementwise=self.logical_shape(a))
 
-    def eqz(self, a: jax.Array) -> jax.Array:
-        """Arithmetic shares (0 or 1) of ``a == 0``."""
-        return self._run("eqz", a, elementwise=self.logical_shape(a))
+    def eqz(self, a: jax.Array, width: int | None = None) -> jax.Array:
+        """Arithmetic shares (0 or 1) of ``a == 0``.
+
+        ``width`` (a power of two): the caller's promise that ``|a| < 2^width``, so that
+        only the low ``width`` bits need testing (fewer bytes and rounds: the AND tree
+        starts at ``width`` bits instead of the ring's). A value past it reads as zero when
+        it is a multiple of ``2^width``, under every protocol and emulation mode alike."""
+        if width is None or width >= self.ring.bits:
+            return self._run("eqz", a, elementwise=self.logical_shape(a))
+        if width < 1 or width & (width - 1):
+            raise ValueError(f"eqz width must be a power of two, got {width}")
+        return self._run("eqz", a, elementwise=self.logical_shape(a), width=width)
 
     # -- shared by every linear secret sharing ---------------------------------------------
     def local(

@@ -37,7 +37,9 @@ def _msb_step(comm, a):
     return ring_ops.msb(comm.ring, a)
 
 
-def _eqz_step(comm, a):
+def _eqz_step(comm, a, *, width=None):
+    if width is not None:
+        a = a & a.dtype.type((1 << width) - 1)
     return (a == 0).astype(a.dtype)
 
 

@@ -205,8 +205,9 @@ def _msb_step(comm, x):
             return _b2a_bit(comm, bit)
 
 
-def _eqz_step(comm, x):
-    ring = comm.ring
+def _eqz_step(comm, x, *, width=None):
+    width = width or comm.ring.bits
+    x = x.astype(binary.narrow_dtype(width))  # x mod 2^width, shared as it is
     with comm.op("eqz"):
         if comm.n_parties == 2:  # x = 0 iff x_0 ^ (-x_1) = 0, a binary sharing as it stands
             diff = jnp.where(comm.party_index(x) == 0, x, -x)
@@ -215,7 +216,7 @@ def _eqz_step(comm, x):
             r_bits = comm.deal_shares(r_val, xor=True)
             c = _open(comm, x + r)
             diff = _GATES.xor_public(comm, r_bits, c)
-        bit = binary.is_zero(comm, _GATES, diff, ring.bits)
+        bit = binary.is_zero(comm, _GATES, diff, width)
         with comm.op("b2a"):
             return _b2a_bit(comm, bit)
 

@@ -39,7 +39,13 @@ from secjax.runtime.base import Runtime
 from secjax.runtime.comm import Comm, combine
 from secjax.runtime.cost import CostLog
 from secjax.runtime.fingerprint import fingerprint
-from secjax.runtime.kernels import CacheStats, Kernel, KernelCache, default_cache
+from secjax.runtime.kernels import (
+    CacheStats,
+    Kernel,
+    KernelCache,
+    compiler_options,
+    default_cache,
+)
 
 
 class EmulatedComm(Comm):
@@ -119,19 +125,6 @@ class EmulatedComm(Comm):
 # to pad; accelerators want larger blocks.
 BLOCK_SIZES = {"cpu": (2**12, 2**16)}
 ACCELERATOR_BLOCK_SIZES = (2**12, 2**16, 2**20)
-
-# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (measured in
-# benchmarks/RESULTS.md, "Compiling kernels"), so kernels over few elements compile at level
-# 0, larger ones with XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's
-# defaults.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0}
-_OPTIMISE_FROM_ELEMENTS = 2**15
-
-
-def _compiler_options(avals) -> dict:
-    """XLA options for a kernel over ``avals``: level 0 for small inputs, defaults else."""
-    elements = sum(math.prod(a.shape) for a in avals)
-    return {} if elements >= _OPTIMISE_FROM_ELEMENTS else _FAST_COMPILE
 
 
 def _aval_key(x) -> tuple:
@@ -333,7 +326,7 @@ class Emulator(Runtime):
             exchanges,
             traced.out_info,
             traced if compiled else None,
-            compiler_options=_compiler_options(avals),
+            compiler_options=compiler_options(avals),
         )
 
     def _call(self, kernel: Kernel, arrays):

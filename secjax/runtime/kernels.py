@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import threading
 from typing import Any, Callable
 
@@ -27,6 +28,20 @@ from secjax.runtime.comm import Exchange
 # the limit every kernel is dropped and jax.clear_caches() releases the executables.
 _CHECK_EVERY = 64
 _MAPPINGS_HIGH_WATER = 0.6
+
+
+# XLA's LLVM optimisations make protocol kernels slow to compile and fast to run (measured in
+# benchmarks/RESULTS.md, "Compiling kernels"), so kernels over few elements compile at level
+# 0, larger ones with XLA's defaults. Set per kernel: the user's own jax.jit code keeps XLA's
+# defaults.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+_OPTIMISE_FROM_ELEMENTS = 2**15
+
+
+def compiler_options(avals) -> dict:
+    """XLA options for a kernel over ``avals``: level 0 for small inputs, defaults else."""
+    elements = sum(math.prod(a.shape) for a in avals)
+    return {} if elements >= _OPTIMISE_FROM_ELEMENTS else _FAST_COMPILE
 
 
 def mappings_nearly_exhausted() -> bool:

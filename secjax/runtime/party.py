@@ -7,7 +7,9 @@ unchanged. :class:`NetworkComm` implements :class:`~secjax.runtime.comm.Comm` wi
 blocking exchanges over a :class:`~secjax.runtime.transport.Transport` and returns arrays
 shaped as the emulated comm returns them for this party's slice (``all_gather`` gives
 ``(1, n, ...)``). :class:`NetworkRuntime` offers the :class:`~secjax.runtime.base.Runtime`
-interface, runs steps eagerly and records their exchanges exactly as emulation does, so the
+interface, runs each step as compiled segments with its messages between them
+(:mod:`secjax.runtime.segments`; the segments' executables live in the disk cache, so a
+restarted party loads them) and records the exchanges exactly as emulation does, so the
 bytes on the wire can be checked against the cost report. Protocols and the interpreter do
 not know which runtime they run on.
 
@@ -18,7 +20,7 @@ peer, the step and the protocol operation. A party that fails for any other reas
 included, stop at once with :class:`PeerAborted`. Error messages name parties, steps, shapes
 and dtypes, never data.
 
-**Randomness.** Everything comes from ChaCha20 (:class:`secjax.runtime.prg.Stream`) keyed by
+**Randomness.** Everything comes from AES-128-CTR (:class:`secjax.runtime.prg.Stream`) keyed by
 seeds from ``os.urandom``: a private stream per party (``random``), and for each ring link
 i -> i+1 a seed that party i draws and sends to party i+1 in its hello over the encrypted
 channel (``random_pair``: party i's ``with_next`` is party i+1's ``with_prev``).
@@ -40,6 +42,7 @@ party learns only corrections, each masked by the other parties' PRG shares.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -48,15 +51,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import io_callback
 
 from secjax.ring import Ring
+from secjax.runtime import segments
 from secjax.runtime.base import Runtime
 from secjax.runtime.cluster import Cluster
 from secjax.runtime.comm import Comm, combine
 from secjax.runtime.cost import CostLog
 from secjax.runtime.faults import NetworkError
-from secjax.runtime.kernels import CacheStats, Kernel, KernelCache
+from secjax.runtime.kernels import CacheStats, default_cache
 from secjax.runtime.prg import Stream
 from secjax.runtime.transport import Transport, WireStats
 from secjax.runtime.wire import DEALER, KIND_DATA
@@ -66,10 +69,11 @@ class NetworkComm(Comm):
     """The Comm of one party process (or of the dealer): arrays carry a party axis of size 1
     holding this party's own slice; exchanges are real messages.
 
-    Steps are jit-compiled like emulation's kernels; every message and every draw of
-    randomness is an ordered ``io_callback`` into this process, so they happen in program
-    order when the kernel runs. Which messages a party sends or receives is static (it
-    depends on the party id only), so each process compiles only its own part.
+    Every message and every draw of randomness is a host action
+    (:func:`secjax.runtime.segments.host`): the step is cut there into compiled segments,
+    and the actions run between them in program order. Which messages a party sends or
+    receives is static (it depends on the party id only), so each process compiles only its
+    own part.
     """
 
     def __init__(self, runtime: "NetworkRuntime"):
@@ -79,29 +83,17 @@ class NetworkComm(Comm):
         self._me = runtime.index
 
     # -- host side ---------------------------------------------------------------------------
-    def _callback(self, fn, result, *args):
-        """Run ``fn(*numpy args)`` on the host, in order; its errors are kept for the runtime
-        to raise as they are (not wrapped in an XLA error).
+    def _on_host(self, fn, result, *args, draw=False):
+        """``fn(*numpy args)`` run on the host at this point of the step (a host action of
+        :mod:`secjax.runtime.segments`, ``draw``: a draw of randomness); returns its array of
+        ``result``'s shape, or nothing for ``result=None``."""
 
-        Arrays cross the host boundary as bytes (uint8, one trailing axis of ``itemsize``):
-        the callback may run on an XLA thread where JAX's 64-bit mode (enabled for secjax in
-        the calling thread only) is off, and JAX would then turn uint64 results into uint32.
-        """
-        runtime = self._rt
-        dtypes = [np.dtype(a.dtype) for a in args]
-        shapes = [tuple(a.shape) for a in args]
+        def action(*values):
+            out = fn(*values)
+            return [] if result is None else [np.asarray(out, result.dtype)]
 
-        def host(*xs):
-            try:
-                values = [_from_host_bytes(x, d, sh) for x, d, sh in zip(xs, dtypes, shapes)]
-                return _host_bytes(np.asarray(fn(*values), result.dtype))
-            except BaseException as exc:
-                runtime.error = exc
-                raise
-
-        as_bytes = jax.ShapeDtypeStruct(_bytes_shape(result.shape, result.dtype), np.uint8)
-        out = io_callback(host, as_bytes, *[_device_bytes(a) for a in args], ordered=True)
-        return _from_device_bytes(out, result.dtype)
+        outputs = segments.host(action, [] if result is None else [result], *args, draw=draw)
+        return outputs[0] if result is not None else None
 
     def _what(self) -> str:
         return f"{self._op} under {self._rt.label}"
@@ -118,8 +110,6 @@ class NetworkComm(Comm):
         every party in ``recvs`` (as ``x``'s slice shape and dtype)."""
         rt, what = self._rt, self._what()
         result = jax.ShapeDtypeStruct((1, len(recvs), *x.shape[1:]) if stack else x.shape, x.dtype)
-        if not recvs:
-            result = jax.ShapeDtypeStruct((), np.uint8)
 
         def host(xv):
             for dst in sends:
@@ -129,10 +119,10 @@ class NetworkComm(Comm):
                 for src in recvs
             ]
             if not recvs:
-                return np.zeros((), np.uint8)
-            return np.stack(got)[None] if stack else got[0][None].copy()
+                return None
+            return np.stack(got)[None] if stack else got[0][None]
 
-        return self._callback(host, result, x)
+        return self._on_host(host, result if recvs else None, x)
 
     def _draw(self, stream_of, shape, dtype):
         """This party's next draw from the stream ``stream_of(runtime)``, party axis first."""
@@ -141,7 +131,7 @@ class NetworkComm(Comm):
         def host():
             return stream_of(rt).draw(shape, dtype)[None]
 
-        return self._callback(host, jax.ShapeDtypeStruct((1, *shape), dtype))
+        return self._on_host(host, jax.ShapeDtypeStruct((1, *shape), dtype), draw=True)
 
     # -- the interface -----------------------------------------------------------------------
     def local_shape(self, x):
@@ -212,7 +202,7 @@ class NetworkComm(Comm):
                 shares = np.stack([s.draw(shape, dtype) for s in self._rt.dealer_streams])
                 return combine(shares, xor)
 
-            value = self._callback(host, jax.ShapeDtypeStruct(shape, dtype))
+            value = self._on_host(host, jax.ShapeDtypeStruct(shape, dtype), draw=True)
             return value, jnp.zeros((1, *shape), dtype)
         return jnp.zeros(shape, dtype), self._draw(lambda rt: rt.dealer_stream, shape, dtype)
 
@@ -223,22 +213,25 @@ class NetworkComm(Comm):
         rt, what = self._rt, f"dealer correction in {self._what()}"
         if self._dealer:
 
-            def host(v):
-                prg = np.stack([s.draw(shape, dtype) for s in rt.dealer_streams[:last]])
+            def draw():
+                return np.stack([s.draw(shape, dtype) for s in rt.dealer_streams[:last]])
+
+            prg = self._on_host(draw, jax.ShapeDtypeStruct((last, *shape), dtype), draw=True)
+
+            def host(v, prg):
                 correction = (v ^ combine(prg, True)) if xor else v - combine(prg, False)
                 rt.transport.send(str(last), KIND_DATA, rt.step, correction)
-                return np.zeros((), np.uint8)
 
-            self._callback(host, jax.ShapeDtypeStruct((), np.uint8), value)
+            self._on_host(host, None, value, prg)
             return jnp.zeros((1, *shape), dtype)
         if self._me < last:
             return self._draw(lambda r: r.dealer_stream, shape, dtype)
 
         def receive():
             got = rt.transport.recv(DEALER, KIND_DATA, rt.step, dtype, shape, what=what)
-            return got[None].copy()
+            return got[None]
 
-        return self._callback(receive, jax.ShapeDtypeStruct((1, *shape), dtype))
+        return self._on_host(receive, jax.ShapeDtypeStruct((1, *shape), dtype))
 
     def _need_dealer(self):
         if not self._rt.cluster.has_dealer:
@@ -247,50 +240,13 @@ class NetworkComm(Comm):
             )
 
 
-def _bytes_shape(shape, dtype) -> tuple:
-    size = np.dtype(dtype).itemsize
-    return tuple(shape) + ((size,) if size > 1 else ())
-
-
-def _device_bytes(x):
-    x = jnp.asarray(x)
-    if x.dtype == np.bool_:
-        return x.astype(np.uint8)
-    return (
-        x
-        if x.dtype.itemsize == 1 and x.dtype == np.uint8
-        else jax.lax.bitcast_convert_type(x, np.uint8)
-    )
-
-
-def _from_device_bytes(x, dtype):
-    dtype = np.dtype(dtype)
-    if dtype == np.bool_:
-        return x.astype(np.bool_)
-    return x if dtype == np.uint8 else jax.lax.bitcast_convert_type(x, dtype)
-
-
-def _host_bytes(x: np.ndarray) -> np.ndarray:
-    x = np.array(x, order="C", copy=False) if x.flags.c_contiguous else np.array(x, order="C")
-    if x.dtype == np.bool_:
-        return x.astype(np.uint8)
-    return x.view(np.uint8).reshape(_bytes_shape(x.shape, x.dtype))
-
-
-def _from_host_bytes(x, dtype, shape) -> np.ndarray:
-    x = np.array(x, np.uint8, order="C")
-    if np.dtype(dtype) == np.bool_:
-        return x.astype(np.bool_).reshape(shape)
-    return x.view(dtype).reshape(shape)
-
-
 class NetworkRuntime(Runtime):
     """Runs protocol steps in one party process (the :class:`Emulator` interface).
 
     Connects to every peer on construction, exchanges hellos (checking that everyone runs the
-    program with digest ``digest``) and the link seeds. Steps run eagerly: a step that sends
-    and receives cannot be one compiled kernel. Every step's exchanges are recorded into
-    ``cost`` exactly as in emulation; ``transport.stats`` counts what actually went out.
+    program with digest ``digest``) and the link seeds. Steps run one after the other, each
+    as its plan of compiled segments and host actions. Every step's exchanges are recorded
+    into ``cost`` exactly as in emulation; ``transport.stats`` counts what actually went out.
     """
 
     def __init__(
@@ -314,12 +270,13 @@ class NetworkRuntime(Runtime):
         self.index = self.n_parties if self.is_dealer else int(self.name)
         self.cost = CostLog(self.n_parties)
         self.compile_seconds = 0.0
-        self.kernels = KernelCache(None)
+        self.kernels = default_cache()
+        self._plans: dict[tuple, segments.Plan] = {}
+        self.rehearsing = False
         self.stats = CacheStats()
         self.abstract = False
         self.step = 0
         self.label = "(setup)"
-        self.error: BaseException | None = None
         self.transport = Transport(
             cluster,
             self.name,
@@ -385,12 +342,11 @@ class NetworkRuntime(Runtime):
     def run(self, step, *arrays, cost_of=None, elementwise=None, whole=(), on_host=False, **static):
         """Run ``step(comm, *arrays, **static)`` as this party; returns its outputs.
 
-        Compiled once per (step, static arguments, input shapes) and kept in memory only (its
-        messages are host callbacks into this process, which no executable on disk can hold);
-        ``elementwise`` steps run at their own shape, so that what is sent is what the cost
-        report counts. The exchanges recorded while tracing are added to ``cost`` at every
-        call. The kernel runs to completion before the next step starts (messages carry the
-        step number).
+        Traced once per (step, static arguments, input shapes) into a
+        :class:`~secjax.runtime.segments.Plan`: compiled segments with the messages and draws
+        between them on the host. ``elementwise`` steps run at their own shape, so that what
+        is sent is what the cost report counts. The exchanges recorded while tracing are
+        added to ``cost`` at every call.
         """
         if cost_of is not None:
             raise NetworkError("party processes run the real protocol steps only")
@@ -402,24 +358,32 @@ class NetworkRuntime(Runtime):
         )
         self.label = self.cost.current_label()
         started = time.perf_counter()
-        kernel = self.kernels.get(
-            key, lambda: None, False, self.stats, lambda: self._trace(step, arrays, static)
-        )
-        if kernel.compiled is None:
-            self.kernels.finish(kernel, self.stats)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(step, arrays, static)
+        for kernel in plan.kernels():
+            if kernel.compiled is None:
+                self.kernels.finish(kernel, self.stats)
         self.compile_seconds += time.perf_counter() - started
-        self.cost.add(kernel.exchanges)
+        self.cost.add(plan.exchanges)
         self.step += 1
-        self.error = None
-        try:
-            return jax.block_until_ready(kernel.compiled(*arrays))
-        except Exception:
-            if self.error is not None:  # the host callback's own error, not XLA's wrapper
-                error, self.error = self.error, None
-                raise error from None
-            raise
+        if self.rehearsing:
+            return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), plan.out_info)
+        return plan.run(*arrays)
 
-    def _trace(self, step, arrays, static) -> Kernel:
+    @contextlib.contextmanager
+    def rehearsal(self):
+        """Within: every step is planned and its kernels compiled (or loaded from the disk
+        cache) but not run; results are zeros of the right shapes and nothing is sent. A
+        program's control flow never depends on secret values, so a rehearsed call meets
+        every step a real one will, at this node alone, without waiting for its peers."""
+        self.rehearsing = True
+        try:
+            yield
+        finally:
+            self.rehearsing = False
+
+    def _plan(self, step, arrays, static) -> segments.Plan:
         comms = []
 
         def fn(*xs):
@@ -428,8 +392,10 @@ class NetworkRuntime(Runtime):
             return step(comm, *xs, **static)
 
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
-        traced = jax.jit(fn).trace(*avals)
-        return Kernel(tuple(comms[0].exchanges), traced.out_info, traced)
+        closed, out_info = jax.make_jaxpr(fn, return_shape=True)(*avals)
+        return segments.Plan.of(
+            closed, out_info, tuple(comms[0].exchanges), self.kernels, self.stats
+        )
 
     def close(self, *, failed: bool = False) -> None:
         if failed:

@@ -132,6 +132,7 @@ class Transport:
         self.finished: collections.deque = collections.deque(maxlen=256)
         self.queries: collections.deque = collections.deque()
         self.done: dict[int, set] = collections.defaultdict(set)
+        self._early: list = []  # control messages that came before the session was fixed
         self._recv_seq = collections.Counter()
         self._send_seq = collections.Counter()
         self._lock = threading.Lock()
@@ -223,6 +224,9 @@ class Transport:
         for name in sorted(nonces):
             h.update(name.encode() + b"\x00" + nonces[name])
         self.session = int.from_bytes(h.digest()[:8], "little") or 1
+        early, self._early = self._early, []
+        for frames in early:  # now checked against the session
+            self._control(frames, "hello: connecting")
         return seeds
 
     # -- queries -------------------------------------------------------------------------------
@@ -279,7 +283,7 @@ class Transport:
         header = encode_header(
             kind, self.me, self.session, self.query, step, seq, array.dtype, array.shape
         )
-        frames = [dst.encode(), header, array.tobytes()]
+        frames = [dst.encode(), header, array]  # sent from the array's memory
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -462,6 +466,11 @@ class Transport:
             return None
         if name not in self.cluster.nodes:
             raise MalformedMessage(f"client {name} sent a {msg.kind_name} message")
+        if not self.session and msg.kind != KIND_HELLO:
+            # a peer that has met everyone may go on while this node still waits for a
+            # hello: its message waits until the session is fixed
+            self._early.append(frames)
+            return None
         if msg.session != self.session:
             if msg.kind == KIND_HELLO:
                 raise MalformedMessage(f"a second hello from {self._who(name)}: did it restart?")

@@ -104,14 +104,19 @@ class Message:
     seq: int
     dtype: np.dtype
     shape: tuple[int, ...]
-    payload: bytes
+    data: memoryview  # the received frame's memory, not copied
 
     @property
     def kind_name(self) -> str:
         return KIND_NAMES[self.kind]
 
+    @property
+    def payload(self) -> bytes:
+        return bytes(self.data)
+
     def array(self) -> np.ndarray:
-        return np.frombuffer(self.payload, self.dtype).reshape(self.shape)
+        """The payload as an array (read-only, over the received frame's memory)."""
+        return np.frombuffer(self.data, self.dtype).reshape(self.shape)
 
 
 def decode_message(frames, origin: str) -> Message:
@@ -119,6 +124,7 @@ def decode_message(frames, origin: str) -> Message:
     if len(frames) != 2:
         raise MalformedMessage(f"message from {origin}: {len(frames)} frames, expected 2")
     header, payload = bytes(frames[0]), frames[1]
+    payload = payload.buffer if hasattr(payload, "buffer") else memoryview(payload)
     if len(header) < HEADER.size:
         raise MalformedMessage(f"message from {origin}: truncated header ({len(header)} bytes)")
     magic, kind, sender, session, query, step, seq, code, ndim = HEADER.unpack_from(header)
@@ -135,9 +141,9 @@ def decode_message(frames, origin: str) -> Message:
     shape = tuple(DIM.unpack_from(header, HEADER.size + i * DIM.size)[0] for i in range(ndim))
     dtype = DTYPES[code]
     expected = nbytes(dtype, shape)
-    if len(payload) != expected:
+    if payload.nbytes != expected:
         raise MalformedMessage(
-            f"message from {origin}: payload of {len(payload)} bytes, the "
+            f"message from {origin}: payload of {payload.nbytes} bytes, the "
             f"header announces {expected} ({dtype}{list(shape)})"
         )
-    return Message(kind, sender, session, query, step, seq, dtype, shape, bytes(payload))
+    return Message(kind, sender, session, query, step, seq, dtype, shape, payload.cast("B"))
