@@ -394,6 +394,22 @@ def test_a_huge_unauthenticated_frame_is_not_buffered(pair):
     assert sent < size, "the whole frame was taken"
 
 
+def test_queues_are_bounded_in_bytes_as_well_as_messages(tmp_path):
+    """A link queues 16 small messages each way, but only as many of its largest messages as
+    fit in 64 MiB (at least two): what a stalled peer can make a node hold is bounded."""
+    cluster = rc.load_cluster(_cluster(tmp_path, 2, "aby3", timeout=2.0))
+    assert transport.queue_messages(1 << 10) == transport.QUEUE_MESSAGES == 16
+    assert transport.queue_messages(8 << 20) == 7  # 7 x (8 MiB + header) <= 64 MiB
+    assert transport.queue_messages(1 << 30) == 2
+    big = transport.Transport(cluster, "0", peers=["1"], max_message=31 << 20)
+    try:
+        assert big.router.sndhwm == 2 and big.dealers["1"].rcvhwm == 2
+        held = big.router.sndhwm * (31 << 20)
+        assert held <= max(transport.QUEUE_BYTES, 2 * (31 << 20) + 2 * wire.MAX_HEADER)
+    finally:
+        big.close()
+
+
 def test_keygen_cli_and_config_validation(tmp_path):
     from secjax.cli import main
 

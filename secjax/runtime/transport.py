@@ -9,10 +9,12 @@ file lists (a ZAP handler; unknown keys are rejected and counted).
 **Sockets.** Every node binds one ROUTER (a CURVE server) and connects one DEALER (a CURVE
 client, routing id = its own name) to every peer's ROUTER. What node X sends to node Y goes
 out of X's ROUTER into Y's DEALER for X: each receiver reads one socket *per sender*, only
-when it expects that sender, so ZeroMQ's high-water marks (:data:`QUEUE_MESSAGES` each way)
-and TCP bound everything in flight: a sender that runs ahead waits (never longer than the
-timeout). The other way, DEALER to ROUTER, carries the few control messages a node must
-see whatever it waits for: hellos, aborts, the dealer's "done", and clients' queries.
+when it expects that sender, so ZeroMQ's high-water marks and TCP bound everything in
+flight: a sender that runs ahead waits (never longer than the timeout). A queue holds
+:data:`QUEUE_MESSAGES` messages, or as many of the largest the link carries as fit in
+:data:`QUEUE_BYTES` (at least two): :func:`queue_messages`. The other way, DEALER to
+ROUTER, carries the few control messages a node must see whatever it waits for: hellos,
+aborts, the dealer's "done", and clients' queries.
 
 **Limits.** Every socket has ``maxmsgsize``: a listening ROUTER, which anyone who can reach
 the port may send to before authenticating, takes at most the largest control or query
@@ -68,13 +70,20 @@ from secjax.runtime.wire import (
     wire_id,
 )
 
-QUEUE_MESSAGES = 16  # messages queued per link and direction before a sender waits
+QUEUE_MESSAGES = 16  # messages queued per link and direction before a sender waits...
+QUEUE_BYTES = 64 << 20  # ...or fewer, so that a queue of the largest messages stays this small
 MAX_PENDING_QUERIES = 16  # clients' queries a party holds until the leader starts them
 NONCE_BYTES = 8
 SEED_BYTES = 32
 DIGEST_BYTES = 32
 HELLO_BYTES = DIGEST_BYTES + NONCE_BYTES + SEED_BYTES
 _POLL_MS = 200
+
+
+def queue_messages(largest: int) -> int:
+    """How many messages a link queues each way when its largest is ``largest`` bytes:
+    :data:`QUEUE_MESSAGES`, fewer where they would pass :data:`QUEUE_BYTES`, at least two."""
+    return max(2, min(QUEUE_MESSAGES, QUEUE_BYTES // max(1, MAX_HEADER + int(largest))))
 
 
 @dataclasses.dataclass
@@ -166,7 +175,8 @@ class Transport:
         self.router.router_mandatory = 1
         # what this ROUTER receives from anyone: control and queries, never protocol data
         self.router.maxmsgsize = MAX_HEADER + max(int(max_request), HELLO_BYTES)
-        self.router.sndhwm = self.router.rcvhwm = QUEUE_MESSAGES
+        self.router.rcvhwm = queue_messages(max(int(max_request), HELLO_BYTES))
+        self.router.sndhwm = queue_messages(max_message)  # protocol data to the peers
         self.router.linger = 0
         self.dealers = {}
         self._monitors = {}
@@ -184,7 +194,8 @@ class Transport:
             sock.curve_secretkey, sock.curve_publickey = secret, public
             sock.curve_serverkey = cluster.nodes[name].public_key
             sock.maxmsgsize = MAX_HEADER + int(max_message)
-            sock.sndhwm = sock.rcvhwm = QUEUE_MESSAGES
+            sock.rcvhwm = queue_messages(max_message)
+            sock.sndhwm = QUEUE_MESSAGES  # control messages only
             sock.linger = 1000
             self._monitors[name] = sock.get_monitor_socket(
                 zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
@@ -607,7 +618,7 @@ class ClientLinks:
             sock.curve_secretkey, sock.curve_publickey = secret, public
             sock.curve_serverkey = cluster.nodes[party].public_key
             sock.maxmsgsize = MAX_HEADER + int(max_message)
-            sock.sndhwm = sock.rcvhwm = QUEUE_MESSAGES
+            sock.sndhwm = sock.rcvhwm = queue_messages(max_message)
             sock.linger = 0
             sock.connect(cluster.nodes[party].address)
             self.dealers[party] = sock
