@@ -324,6 +324,8 @@ def serve(
         server.share_state()
         phase("state shared")
         phase(server.warm_up())
+        server.wait_for_peers()
+        phase("every node ready")
         if on_ready is not None:
             on_ready(time.perf_counter() - start)
         while queries is None or answered < queries:

@@ -47,6 +47,7 @@ from secjax.runtime.party import NetworkRuntime, program_digest
 from secjax.runtime.transport import DIGEST_BYTES, ClientLinks
 from secjax.runtime.wire import (
     DEALER,
+    KIND_DATA,
     KIND_DONE,
     KIND_FAILED,
     KIND_QUERY,
@@ -55,7 +56,10 @@ from secjax.runtime.wire import (
 )
 from secjax.values import Private, Public, Secret, scale_of
 
-SETUP_QUERY = 1  # the reserved query id of sharing the state
+SETUP_QUERY, READY_QUERY = 1, 2  # reserved query ids: sharing the state, the ready barrier
+# How long a node waits for its peers to finish compiling at start-up (a cold start compiles
+# for minutes; the cluster's timeout, for answers during a query, is far shorter).
+READY_WAIT = 1800.0
 CLIENT_NAME_BYTES = 64
 
 
@@ -256,6 +260,18 @@ class Server:
         loaded = runtime.stats.loaded - before.loaded
         return f"kernels ready ({compiled} compiled, {loaded} loaded from the disk cache)"
 
+    def wait_for_peers(self) -> None:
+        """Tell every node this one is ready and wait until all are: the rehearsals end at
+        different times, and a node still compiling must not be sent a query's messages
+        (its peers would time out waiting for its answers)."""
+        transport = self.runtime.transport
+        transport.begin(READY_QUERY)
+        for peer in transport.peers:
+            transport.send(peer, KIND_DATA, 0, np.ones(1, np.uint8))
+        for peer in transport.peers:
+            transport.recv(peer, KIND_DATA, 0, np.uint8, (1,), what="its kernels", wait=READY_WAIT)
+        transport.end()
+
     def _finish(self, query: int) -> None:
         transport = self.runtime.transport
         if self.name == DEALER:
@@ -315,7 +331,7 @@ class Server:
         if self.name == leader:
             client, msg = transport.take_query(None, 0, wait=float("inf"), stop=stop)
             query = msg.query
-            if query in (0, SETUP_QUERY) or query in transport.finished:
+            if query in (0, SETUP_QUERY, READY_QUERY) or query in transport.finished:
                 transport.reply(client, KIND_FAILED, np.zeros(0, np.uint8), best_effort=True)
                 return QueryRecord(query, client, False, "a query id used before", 0.0, 0, 0, 0, 0)
             runtime.begin_query(query)

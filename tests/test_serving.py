@@ -51,6 +51,7 @@ class _Servers:
             ctx.Process(
                 target=_server_main,
                 args=(str(cluster_path), name, program_name, queries, self.reports),
+                daemon=True,
             )
             for name in names
         ]
@@ -61,6 +62,14 @@ class _Servers:
     def __enter__(self):
         for proc in self.procs:
             proc.start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()  # no server outlives a failed start (pytest would wait for it)
+            raise
+        return self
+
+    def _wait_ready(self):
         ready = set()
         deadline = time.monotonic() + START_LIMIT
         while ready != set(self.names):
@@ -70,7 +79,6 @@ class _Servers:
                 continue
             assert what == "ready", (name, what, value)
             ready.add(name)
-        return self
 
     def wait(self, count):
         """Collect ``count`` query records from every server, then their exits."""
@@ -152,7 +160,7 @@ def test_restarted_servers_load_their_kernels_from_the_disk_cache(tmp_path, monk
 
     monkeypatch.setenv("SECJAX_CACHE_DIR", str(tmp_path / "cache"))
     names = ["0", "1", "dealer"]
-    path = _cluster(tmp_path, 2, "semi2k", timeout=5.0, clients=("alice",))
+    path = _cluster(tmp_path, 2, "semi2k", timeout=60.0, clients=("alice",))
     program = secjax.demo.mlp()
     x = np.asarray(program.args[1])
     answers, kernels, records = [], [], []

@@ -367,17 +367,26 @@ class Transport:
 
     # -- receiving -------------------------------------------------------------------------
     def recv(
-        self, src: str, kind: int, step: int | None, dtype, shape, *, what: str = ""
+        self,
+        src: str,
+        kind: int,
+        step: int | None,
+        dtype,
+        shape,
+        *,
+        what: str = "",
+        wait: float | None = None,
     ) -> np.ndarray:
         """The next message from ``src`` of the current query: checked against the session,
         the expected kind, step, sequence number, dtype and shape. Raises within the timeout
-        if none comes, and at once if any peer aborts."""
-        deadline = time.monotonic() + self.timeout
+        (or ``wait`` seconds) if none comes, and at once if any peer aborts."""
+        wait = self.timeout if wait is None else wait
+        deadline = time.monotonic() + wait
         sock = self.dealers[src]
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise PeerTimeout(self._timeout_text(src, step, what, self.timeout))
+                raise PeerTimeout(self._timeout_text(src, step, what, wait))
             ready = dict(self._poller(sock).poll(min(int(left * 1000) + 1, _POLL_MS)))
             if self.router in ready:
                 self._control(self.router.recv_multipart(copy=False), what)
@@ -494,7 +503,8 @@ class Transport:
                 f"party {name} stopped with an error (party {self.me} was "
                 f"waiting{' for ' + what if what else ''}){self._lost_text()}"
             )
-        if msg.kind == KIND_DONE and msg.query == self.query:
+        if msg.kind == KIND_DONE and msg.query not in self.finished:
+            # a fast party may finish a query before this node (the dealer) has begun it
             self.done[msg.query].add(name)
         return None
 
