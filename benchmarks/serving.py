@@ -4,11 +4,12 @@ localhost, queried by an outside client.
     python benchmarks/serving.py [--protocol aby3|semi2k] [--queries 5] [--timeout 300]
 
 Starts every party (and the semi2k dealer) as ``secjax serve`` processes: each loads the
-model, shares the owner's weights once, compiles its kernels by a warm-up query and says
-when it is ready; then a client (this process, ``secjax.network.Client``) sends ``--queries``
-queries one after the other: 128 token ids (secret, the client's), a public all-ones
-attention mask (the text fills the 128 positions, so it reveals nothing). Prints the cold
-start to ready per party, each query's latency, the mean and the worst, the bytes and
+model, shares the owner's weights once, compiles (or loads from the disk cache, set
+``SECJAX_CACHE_DIR`` to choose it) its kernels by rehearsing a query alone, waits for the
+others and says when it is ready; then a client (this process, ``secjax.network.Client``)
+sends ``--queries`` queries one after the other: 128 token ids (secret, the client's), a
+public all-ones attention mask (the text fills the 128 positions, so it reveals nothing).
+Prints the start to ready per party, each query's latency, the mean and the worst, the bytes and
 messages each party sent per query beside its cost report, the cost report's LAN estimate
 (5 Gbps, 1 ms per round), the cosine to plaintext ``jax.jit``, and the load average.
 """
