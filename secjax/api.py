@@ -85,6 +85,11 @@ class Config:
       the probabilistic ones, correct below 2^(ring_bits - 2): ``True`` everywhere, or a
       tuple of model scopes (name-stack paths such as ``"encoder/layer/5/output"``) so that
       only the layers that need it pay for it (``f.ranges(*args)`` says which).
+    narrow_lookups: a gather at secret or private positions from a table of at least
+      ``secjax.primitives.lookup.NARROW_MIN_POSITIONS`` rows (an embedding) computes its
+      one-hot product in a 32-bit ring and widens the result exactly: about five times less
+      local work, for entries below 2^(31 - frac_bits) in magnitude (8192 at 18 fractional
+      bits; the range guard checks it). ``False`` keeps the product in the full ring.
     """
 
     protocol: str = "aby3"
@@ -101,6 +106,7 @@ class Config:
     cache: bool = True
     range_guard: str = "raise"
     safe_truncation: bool | tuple[str, ...] = False
+    narrow_lookups: bool = True
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -499,6 +505,7 @@ class SecureFunction:
         elif ideal and config.emulation == "ideal":
             protocol = Ideal(protocol)
         protocol.safe_truncation = config.safe_truncation
+        protocol.narrow_lookups = config.narrow_lookups
         interpreter = Interpreter(
             protocol, overrides=config.overrides, policy=config.policy, on_equation=on_equation
         )

@@ -10,6 +10,7 @@ from helpers import assert_close, run_both
 from jax import lax
 
 import secjax
+from secjax.primitives.lookup import NARROW_MIN_POSITIONS
 
 
 def _rand(seed, *shape, dtype=np.float32, scale=3.0):
@@ -203,6 +204,50 @@ def test_embedding_lookup_with_secret_ids_out_of_range_reads_zero(protocol):
     ids = np.array([[3, 10, -1, 2**16 + 3], [-(2**16) + 9, 2**31 - 1, 9, 0]], np.int32)
     f = secjax.secure_jit(_lookup_filled, **protocol)
     assert_close(f(table, ids), jax.jit(_lookup_filled)(table, ids))
+
+
+def _take(table, ids):
+    return jnp.take(table, ids, axis=0)
+
+
+# A table just past the size from which lookups compute their one-hot product in 32 bits.
+LARGE = NARROW_MIN_POSITIONS + 10
+LARGE_IDS = np.array([[0, LARGE - 1, 4095, 4096, 17], [3, 3, LARGE - 2, 1, 2048]], np.int32)
+
+
+@pytest.mark.parametrize("kind", ["secret", "private"])
+def test_lookup_in_a_large_table_computes_in_the_narrow_ring(protocol, kind):
+    """The one-hot product of a large table runs in the 32-bit ring and is widened exactly:
+    the result matches jax.jit's, and the widening's sign tests add rounds (with more than
+    one party) that Config(narrow_lookups=False) does without."""
+    if kind == "private" and protocol["parties"] < 2:
+        pytest.skip("one party: private and public coincide")
+    table = _rand(3, LARGE, 6, scale=50.0)
+    ids = secjax.private(LARGE_IDS, 1) if kind == "private" else LARGE_IDS
+    expected = jax.jit(_take)(table, LARGE_IDS)
+    rounds = {}
+    for narrow in (True, False):
+        f = secjax.secure_jit(_take, **protocol, narrow_lookups=narrow, emulation="ideal")
+        assert_close(f(secjax.private(table, 0), ids), expected)
+        rounds[narrow] = f.last_cost.rounds
+    assert rounds[True] > rounds[False] or protocol["parties"] == 1
+
+
+def test_a_table_entry_past_the_narrow_ring_is_an_error_that_names_the_fix():
+    """An entry of 9000 at 18 fractional bits is past 2^31 ring units: the guard stops the
+    lookup and names Config(narrow_lookups=False); in count mode the result shows the real
+    protocols' wrap (9000 - 2^14, the 32-bit ring at 18 fractional bits); with narrow_lookups=False it is right."""
+    table = _rand(3, LARGE, 6)
+    table[LARGE - 1, 2] = 9000.0
+    args = (secjax.private(table, 0), secjax.private(LARGE_IDS, 1))
+    f = secjax.secure_jit(_take, protocol="aby3", emulation="ideal")
+    with pytest.raises(secjax.RangeError, match=r"gather.*32-bit ring.*narrow_lookups=False"):
+        f(*args)
+    counted = secjax.secure_jit(_take, protocol="aby3", emulation="ideal", range_guard="count")
+    assert float(counted(*args)[0, 1, 2]) == 9000.0 - 2.0**14
+    assert [site.label for site in counted.last_stats.out_of_range] == ["gather"]
+    wide = secjax.secure_jit(_take, protocol="aby3", emulation="ideal", narrow_lookups=False)
+    assert_close(wide(*args), jax.jit(_take)(table, LARGE_IDS))
 
 
 def _picks(h, pos, rows, cols, along):

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from secjax.protocols import PROTOCOLS, Aby3, Bilinear, Semi2k, aby3, semi2k
+from secjax.protocols.base import Local
 from secjax.protocols.ideal import Ideal
 from secjax.ring import Ring, dot_general, from_signed, to_signed
 from secjax.runtime.cost import CostLog
@@ -259,6 +260,39 @@ def test_eqz_of_a_narrow_width_tests_the_low_bits_only(cfg, ideal):
         p.eqz(sx, width=12)
 
 
+def _low_half(x):
+    return x.astype(np.uint32)
+
+
+LOW_HALF = Local(_low_half, on_shares=True)
+WIDE = [(cfg, i) for cfg, i in zip(CONFIGS, IDS) if cfg[2] == 64]
+
+
+@pytest.mark.parametrize("cfg", [c for c, _ in WIDE], ids=[i for _, i in WIDE])
+@pytest.mark.parametrize("ideal", [False, True])
+def test_widen_is_exact_on_the_narrow_ring(cfg, ideal):
+    """Shares reduced to 32 bits (local) and widened back hold the same value for every
+    |v| < 2^31, the edges included; so does a product computed in the 32-bit ring."""
+    if cfg[0] == "plain" and ideal:
+        pytest.skip("plain has no ideal mode")
+    ring, em, p = make(*cfg, ideal=ideal)
+    rng = np.random.default_rng(8)
+    edges = [0, 1, -1, 2**31 - 1, -(2**31), 2**30, -(2**30) - 1, 2**16, -(2**16)]
+    x = np.concatenate([edges, rng.integers(-(2**31), 2**31, 1024 - len(edges))]).reshape(SHAPE)
+    sx = p.share(enc(ring, x), 0)
+    assert (dec(ring, p.reveal(p.widen(p.local(LOW_HALF, sx)))) == x).all()
+    a = rng.integers(-(2**20), 2**20, (4, 300))
+    b = rng.integers(-(2**2), 2**2, (300, 5))
+    matmul = Bilinear(jnp.matmul)
+    sa, sb = p.share(enc(ring, a), 0), p.share(enc(ring, b), p.n_parties - 1)
+    assert (dec(ring, p.reveal(p.bilinear(matmul, sa, sb, width=32))) == a @ b).all()
+    if p.n_parties > 1:
+        private = p.bilinear_private(matmul, enc(ring, a), 1, sb, width=32)
+        assert (dec(ring, p.reveal(private)) == a @ b).all()
+    with pytest.raises(ValueError, match="narrower ring"):
+        p.bilinear(matmul, sa, sb, width=32, trunc_bits=D)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_select(cfg):
     ring, em, p = make(*cfg)
@@ -491,6 +525,23 @@ def test_aby3_cost(op):
     assert report.bytes_per_party == sent
     assert report.total.dealer == 0
     assert report.rounds == rounds
+
+
+@pytest.mark.parametrize("name,n", [("semi2k", 2), ("semi2k", 3), ("aby3", 3)])
+def test_a_narrow_product_costs_its_narrow_messages_and_one_msb_per_component(name, n):
+    """A matmul in the 32-bit ring sends the 64-bit one's messages at half length, then
+    widens its result with one batch of sign tests of n - 1 values per element."""
+    matmul = Bilinear(jnp.matmul)
+    narrow = _cost(
+        name, n, _Op([(M, M), (M, M)], lambda p, x, y: p.bilinear(matmul, x, y, width=32))
+    )
+    wide = _cost(name, n, _Op([(M, M), (M, M)], lambda p, x, y: p.bilinear(matmul, x, y)))
+    tests = _cost(name, n, _Op([(n - 1, M, M)], lambda p, x: p.msb(x)))
+    assert narrow.rounds == wide.rounds + tests.rounds
+    assert [a - c for a, c in zip(narrow.bytes_per_party, tests.bytes_per_party)] == [
+        w // 2 for w in wide.bytes_per_party
+    ]
+    assert narrow.total.dealer - tests.total.dealer == wide.total.dealer // 2
 
 
 def test_cost_figures():

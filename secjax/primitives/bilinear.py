@@ -15,9 +15,10 @@ from secjax.protocols.base import MULTIPLY, Bilinear
 from secjax.values import Private, Public
 
 
-def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
+def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None, *, width: int | None = None):
     """``op(x, y)`` for values of any kinds, truncated back to the scale of ``out_aval``
-    (default: the equation's output)."""
+    (default: the equation's output). ``width``: a product of secrets that needs no
+    truncation may run in the narrower ring ``Z_2^width`` (:meth:`Protocol.bilinear`)."""
     out_aval = ctx.out_avals[0] if out_aval is None else out_aval
     target = ctx.scale(out_aval.dtype)
     if isinstance(x, Public) or isinstance(y, Public):
@@ -38,17 +39,31 @@ def apply_bilinear(ctx, op: Bilinear, x, y, out_aval=None):
     x, y = ctx.secret(x), ctx.secret(y)
     excess = ctx.scale(x.dtype) + ctx.scale(y.dtype) - target
     shares = ctx.protocol.bilinear(
-        op, x.shares, y.shares, trunc_bits=max(excess, 0), scale=target + excess, nonnegative=square
+        op,
+        x.shares,
+        y.shares,
+        trunc_bits=max(excess, 0),
+        scale=target + excess,
+        nonnegative=square,
+        width=width,
     )
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 
 
 def apply_private_bilinear(
-    ctx, op: Bilinear, private: Private, other, out_aval, *, private_first: bool = True
+    ctx,
+    op: Bilinear,
+    private: Private,
+    other,
+    out_aval,
+    *,
+    private_first: bool = True,
+    width: int | None = None,
 ):
     """``op(private, other)`` (``op(other, private)`` unless ``private_first``) for a private
     value used by this product alone (a one-hot of private token ids): its owner need not
-    share it first (:meth:`secjax.protocols.base.Protocol.bilinear_private`)."""
+    share it first (:meth:`secjax.protocols.base.Protocol.bilinear_private`). ``width``: as
+    in :func:`apply_bilinear`."""
     other = ctx.secret(other)
     excess = ctx.scale(private.dtype) + ctx.scale(other.dtype) - ctx.scale(out_aval.dtype)
     clear = (
@@ -65,6 +80,7 @@ def apply_private_bilinear(
         private_first=private_first,
         trunc_bits=max(excess, 0),
         scale=ctx.scale(out_aval.dtype) + excess,
+        width=width,
     )
     return ctx.make(ctx.truncate(shares, min(excess, 0)), out_aval)
 

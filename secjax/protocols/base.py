@@ -14,6 +14,7 @@ cross terms work for any bilinear map, so one code path serves all three.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -139,6 +140,12 @@ def _ring_constant(ring: Ring, value: int) -> np.ndarray:
     return np.asarray(value % (1 << ring.bits), dtype=ring.dtype)
 
 
+def _to_width(x, *, bits):
+    """``x`` as ``bits``-bit ring elements: reduced modulo ``2^bits`` (narrower) or lifted
+    as unsigned integers (wider)."""
+    return x.astype(f"uint{bits}")
+
+
 def _is_multiply(op: Bilinear) -> bool:
     """Whether ``op`` multiplies element by element (with broadcasting)."""
     return op.fn is jnp.multiply and not op.params
@@ -175,6 +182,9 @@ class Protocol:
         # Where truncations are correct on the whole ring: everywhere (True), nowhere
         # (False), or in the model scopes named (see :meth:`trunc`).
         self.safe_truncation: bool | tuple[str, ...] = False
+        # Whether large lookups compute their one-hot products in a 32-bit ring (read by the
+        # gather rule, secjax.primitives.lookup).
+        self.narrow_lookups = True
 
     # -- protocol-specific steps ----------------------------------------------------------
     steps: Steps
@@ -218,6 +228,7 @@ class Protocol:
         scale: int | None = None,
         planned: bool = False,
         nonnegative: bool = False,
+        width: int | None = None,
     ) -> jax.Array:
         """Shares of ``op(a, b)`` for secret ``a`` and ``b``, divided by ``2^trunc_bits`` when
         that is positive: the steps ``product`` and ``trunc_product``, which a protocol may
@@ -225,7 +236,19 @@ class Protocol:
         where that is chosen (:meth:`trunc`). ``scale``: the product's fractional bits;
         ``planned``: the caller chose the scales to fit a bound it knows (an approximation's
         internals): both for the range guard's report. ``nonnegative``: the product cannot
-        be negative (a square), so its truncation is correct up to 2^(k-1), at no cost."""
+        be negative (a square), so its truncation is correct up to 2^(k-1), at no cost.
+        ``width``: compute the product in the narrower ring ``Z_2^width`` (see
+        :meth:`_narrow_product`; untruncated only)."""
+        if width is not None and width < self.ring.bits:
+            return self._narrow_product(
+                op,
+                width,
+                (a, b),
+                lambda x, y: self.bilinear(op, x, y),
+                values=lambda: (self.value_of(a), self.value_of(b)),
+                scale=scale,
+                trunc_bits=trunc_bits,
+            )
         elementwise = self._common_shape(a, b) if _is_multiply(op) else None
         fused = bool(trunc_bits) and (nonnegative or not self._safe_here())
         if trunc_bits:
@@ -255,12 +278,25 @@ class Protocol:
         private_first: bool = True,
         trunc_bits: int = 0,
         scale: int | None = None,
+        width: int | None = None,
     ) -> jax.Array:
         """Shares of ``op(x, b)`` (``op(b, x)`` unless ``private_first``) for a ring array
         ``x`` that party ``owner`` holds in the clear and uses in this product only, divided
         by ``2^trunc_bits`` when that is positive. Protocols with a ``private_product`` step
         exploit the owner's knowledge of ``x`` (aby3: three local products instead of six);
-        the others share ``x`` first."""
+        the others share ``x`` first. ``width``: as in :meth:`bilinear`."""
+        if width is not None and width < self.ring.bits:
+            return self._narrow_product(
+                op,
+                width,
+                (x, b),
+                lambda xn, bn: self.bilinear_private(
+                    op, xn, owner, bn, private_first=private_first
+                ),
+                values=lambda: (x, self.value_of(b))[:: 1 if private_first else -1],
+                scale=scale,
+                trunc_bits=trunc_bits,
+            )
         if not self._private_products():
             shared = self.share(x, owner)
             a, b = (shared, b) if private_first else (b, shared)
@@ -287,6 +323,54 @@ class Protocol:
             shape = tuple(product.shape[len(self.product_shape(())) :])
             product = self._run("reshare", product, elementwise=shape)
         return self._truncated_product(product, trunc_bits, fused=fused)
+
+    def _narrow_product(self, op, width, operands, product, *, values, scale, trunc_bits):
+        """``product`` of ``operands`` (shares, or a party's clear array) reduced modulo
+        ``2^width``, widened back to the ring (:meth:`widen`). The caller promises that the
+        product's value lies within ``+-2^(width-1)``; the range guard checks it. A 32-bit
+        product is one fast integer GEMM where the 64-bit one takes five float GEMMs (see
+        :mod:`secjax.ring`), and its messages are half as long; widening costs one batch of
+        sign tests per output element."""
+        if trunc_bits:
+            raise ValueError("a product in a narrower ring cannot be truncated")
+        to_width = Local.of(_to_width, bits=width, on_shares=True)
+        narrowed = [self.local(to_width, operand) for operand in operands]
+        monitor, self.monitor = self.monitor, None  # narrow values mean nothing to the guard
+        try:
+            out = self.widen(product(*narrowed))
+        finally:
+            self.monitor = monitor
+        if self._watching():
+            self.monitor.product(
+                op, *values(), self.value_of(out), truncated=False, width=width, scale=scale
+            )
+        return out
+
+    def widen(self, a: jax.Array) -> jax.Array:
+        """Shares in the ring of the signed value ``v`` (``|v| < 2^(w-1)``) that ``a`` holds
+        as shares in the narrower ring ``Z_2^w`` (``w``: its dtype's bits). Exact.
+
+        The bias ``u = v + 2^(w-1)`` lies in ``[0, 2^w)``. Lifted to the ring, the shares'
+        ``n`` additive components (one per party, aby3's replicated sharing included) sum to
+        ``U = u + c 2^w`` with ``0 <= c < n``, and ``c`` counts the ``j`` in ``1..n-1`` with
+        ``U >= j 2^w``: one batch of ``n - 1`` sign tests per element."""
+        w = np.dtype(a.dtype).itemsize * 8
+        half = 1 << (w - 1)
+        biased = self.add_public(a, np.asarray(half, a.dtype))
+        lifted = self.local(Local.of(_to_width, bits=self.ring.bits, on_shares=True), biased)
+        if self.n_parties > 1:
+            thresholds = [
+                self.add_public(lifted, _ring_constant(self.ring, -(j << w)))
+                for j in range(1, self.n_parties)
+            ]
+            below = self.msb(self.stack(*thresholds))  # [U < j 2^w]
+            kept = functools.reduce(
+                self.add, [self.index(below, j) for j in range(self.n_parties - 1)]
+            )
+            # U - c 2^w = U - (n - 1) 2^w + 2^w * #{j : U < j 2^w}
+            lifted = self.add(lifted, self.scale_up(kept, w))
+            half += (self.n_parties - 1) << w
+        return self.add_public(lifted, _ring_constant(self.ring, -half))
 
     def _truncated_product(
         self, product, trunc_bits: int, *, fused: bool, nonnegative: bool = False
@@ -379,7 +463,8 @@ class Protocol:
         """The ring value that ``shares`` hold (``product``: in :meth:`product_shape`'s
         layout), reconstructed on the host without any message: only an emulator, which
         holds every party's shares, can call this meaningfully."""
-        return np.asarray(shares).sum(axis=0, dtype=self.ring.dtype)
+        shares = np.asarray(shares)
+        return shares.sum(axis=0, dtype=shares.dtype)
 
     def _check_trunc_bits(self, bits: int) -> None:
         if not 0 < bits <= self.ring.bits - 2:

@@ -162,13 +162,15 @@ class RangeMonitor:
         nonnegative: bool = False,
         scale: int | None = None,
         planned: bool = False,
+        width: int | None = None,
     ) -> None:
         """A product ``op(a, b)`` of ring values ``a`` and ``b`` whose ring value is
         ``product``; ``truncated``: it goes on to a probabilistic truncation (``safe``: to
-        the safe one; ``nonnegative``: a square, correct up to 2^(k-1))."""
-        k = self.ring.bits
+        the safe one; ``nonnegative``: a square, correct up to 2^(k-1)); ``width``: it was
+        computed in the narrower ring ``Z_2^width``, which it wraps from ``2^(width-1)``."""
+        k = width or self.ring.bits
         magnitude = self._magnitude(product)
-        if not _fits(op, a, b, self.ring):
+        if not _fits(op, a, b, self.ring, k):
             magnitude = np.abs(_float_product(op, self._signed(a), self._signed(b)))
         wraps = magnitude >= 2.0 ** (k - 1)
         if truncated and not safe and not nonnegative:
@@ -286,9 +288,17 @@ def explain(site: Site, ring: Ring) -> str:
             f"for this scope (Config(safe_truncation={safe})), fewer fractional bits "
             f"than {d}, or smaller values; {tools}"
         )
+    width = site.bound_bits + 1
+    narrow = (
+        f" (a gather at secret or private positions from a large table computes its one-hot "
+        f"product in a {width}-bit ring; Config(narrow_lookups=False) keeps it in the "
+        f"{k}-bit ring)"
+        if width < k
+        else ""
+    )
     return (
-        f"a product{where} {seen}, past {bound}: it wraps the {k}-bit ring, and every "
-        f"protocol returns a wrong value. Fixes: fewer fractional bits than {d} (each "
+        f"a product{where} {seen}, past {bound}: it wraps the {width}-bit ring{narrow}, and "
+        f"every protocol returns a wrong value. Fixes: fewer fractional bits than {d} (each "
         f"one doubles a product's room), or smaller values; {tools}"
     )
 
@@ -314,8 +324,9 @@ def _fan_in(op, a_shape, b_shape) -> int | None:
     return None
 
 
-def _fits(op, a, b, ring: Ring) -> bool:
-    """Whether ``op(a, b)`` certainly stays below 2^(k-1), by the fan-in and the peaks."""
+def _fits(op, a, b, ring: Ring, bits: int) -> bool:
+    """Whether ``op(a, b)`` of values in ``ring`` certainly stays below ``2^(bits-1)``, by
+    the fan-in and the peaks."""
     fan_in = _fan_in(op, np.shape(a), np.shape(b))
     if fan_in is None:
         return False
@@ -324,7 +335,7 @@ def _fits(op, a, b, ring: Ring) -> bool:
     signed = ring.signed_dtype
     peak_a = float(np.max(np.abs(np.asarray(a).view(signed).astype(np.float64))))
     peak_b = float(np.max(np.abs(np.asarray(b).view(signed).astype(np.float64))))
-    return fan_in * peak_a * peak_b < 2.0 ** (ring.bits - 1)
+    return fan_in * peak_a * peak_b < 2.0 ** (bits - 1)
 
 
 def _float_product(op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
