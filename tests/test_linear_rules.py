@@ -236,7 +236,8 @@ def test_lookup_in_a_large_table_computes_in_the_narrow_ring(protocol, kind):
 def test_a_table_entry_past_the_narrow_ring_is_an_error_that_names_the_fix():
     """An entry of 9000 at 18 fractional bits is past 2^31 ring units: the guard stops the
     lookup and names Config(narrow_lookups=False); in count mode the result shows the real
-    protocols' wrap (9000 - 2^14, the 32-bit ring at 18 fractional bits); with narrow_lookups=False it is right."""
+    protocols' wrap (9000 - 2^14: the 32-bit ring at 18 fractional bits); with
+    narrow_lookups=False it is right."""
     table = _rand(3, LARGE, 6)
     table[LARGE - 1, 2] = 9000.0
     args = (secjax.private(table, 0), secjax.private(LARGE_IDS, 1))

@@ -256,6 +256,10 @@ def test_eqz_of_a_narrow_width_tests_the_low_bits_only(cfg, ideal):
     sx = p.share(enc(ring, x), 0)
     got = dec(ring, p.reveal(p.eqz(sx, width=16)))
     assert (got == (x % 2**16 == 0)).all()
+    if ring.bits == 64:  # the same bits as shares of the 32-bit ring (a narrow one-hot)
+        narrow = p.eqz(sx, width=16, bits=32)
+        assert narrow.dtype == np.uint32
+        assert (np.asarray(p.reveal(narrow)) == (x % 2**16 == 0)).all()
     with pytest.raises(ValueError, match="power of two"):
         p.eqz(sx, width=12)
 
@@ -457,6 +461,7 @@ OPS = {
     "msb": _Op([(N,)], lambda p, x: p.msb(x)),
     "eqz": _Op([(N,)], lambda p, x: p.eqz(x)),
     "eqz16": _Op([(N,)], lambda p, x: p.eqz(x, width=16)),
+    "eqz16_32": _Op([(N,)], lambda p, x: p.eqz(x, width=16, bits=32)),
     "reveal": _Op([(N,)], lambda p, x: p.reveal(x)),
 }
 
@@ -473,6 +478,7 @@ SEMI2K = {
     "msb": (2 * (N * B + T * N) + PACKED, N * B + T * N + N * B, 1 + L + 1),
     "eqz": (2 * W * N + PACKED, W * N + N * B, 6 + 1),
     "eqz16": (2 * W16 * N + PACKED, W16 * N + N * B, 4 + 1),
+    "eqz16_32": (2 * W16 * N + PACKED, W16 * N + N * B // 2, 4 + 1),  # B2A dealt in 32 bits
     "reveal": (N * B, 0, 1),
 }
 # aby3: a product re-shares one element per output element (1 round); truncation, per third
@@ -505,6 +511,8 @@ ABY3 = {
     "eqz": ([W * N + N * B + 2 * B * t for t in THIRDS], 1 + 6 + 2),
     # the lead shares its sum as a 16-bit word (B2A's lead still shares a ring word)
     "eqz16": ([W16 * N + N * B + (2 + B) * t for t in THIRDS], 1 + 4 + 2),
+    # B2A into 32-bit shares: its product and the lead's share in half words
+    "eqz16_32": ([W16 * N + N * B // 2 + (2 + B // 2) * t for t in THIRDS], 1 + 4 + 2),
     "reveal": ([N * B] * 3, 1),
 }
 

@@ -162,7 +162,7 @@ def _private_one_hot(pick: SlicePick, indices: Private, mode) -> Private:
     return Private(hot.reshape(*pick.batch, *pick.sizes).astype(jnp.int32), indices.owner)
 
 
-def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
+def _secret_one_hot(ctx, pick: SlicePick, indices, mode, bits: int | None = None) -> Secret:
     """The one-hot matrix of secret indices: equality of the flat position with every
     position number. Clipping clamps each component first; filling moves the index vectors
     with a component out of range to position -1, which equals no position number (a test
@@ -191,7 +191,9 @@ def _secret_one_hot(ctx, pick: SlicePick, indices, mode) -> Secret:
         flat = protocol.add_public(moved, -one)
     spread = protocol.local(Local.of(_spread, positions=pick.positions), flat)
     offsets = ring_ops.encode(ctx.ring, -jnp.arange(pick.positions), 0)
-    hot = protocol.eqz(protocol.add_public(spread, offsets), width=_width_above(pick.positions))
+    hot = protocol.eqz(
+        protocol.add_public(spread, offsets), width=_width_above(pick.positions), bits=bits
+    )
     rank = len(protocol.logical_shape(hot))
     hot = protocol.local(
         Local.of(
@@ -222,15 +224,16 @@ def _narrow_width(ctx, pick: SlicePick) -> int | None:
     return None
 
 
-def _one_hot(ctx, pick, indices, mode, what: str):
+def _one_hot(ctx, pick, indices, mode, what: str, bits: int | None = None):
     """The one-hot picker of ``pick`` (a clear error where it is a reason it cannot be one)
-    at private or secret ``indices``, under the gather or scatter ``mode``."""
+    at private or secret ``indices``, under the gather or scatter ``mode``; secret ones as
+    shares in the ring of ``bits`` bits when given (for a narrow product)."""
     if isinstance(pick, str):
         raise ctx.unsupported(f"{what} at {type(indices).__name__.lower()} positions: {pick}")
     mode = GatherScatterMode.from_any(mode)
     if isinstance(indices, Private):
         return _private_one_hot(pick, indices, mode)
-    return _secret_one_hot(ctx, pick, indices, mode)
+    return _secret_one_hot(ctx, pick, indices, mode, bits)
 
 
 @register("gather")
@@ -248,12 +251,13 @@ def gather_rule(ctx, operand, indices, *, dimension_numbers, slice_sizes, mode, 
             **params,
         )
     pick = slice_pick(operand.shape, indices.shape, dimension_numbers, slice_sizes)
-    hot = _one_hot(ctx, pick, indices, mode, "gather")
+    public_table = isinstance(operand, Public)  # a local product: nothing to narrow
+    width = None if isinstance(pick, str) or public_table else _narrow_width(ctx, pick)
+    hot = _one_hot(ctx, pick, indices, mode, "gather", bits=width)
     out_aval = ctx.out_avals[0]
     contract = Bilinear(ring_ops.dot_general, (("dimension_numbers", pick.contraction),))
     result = jax.ShapeDtypeStruct(pick.result, out_aval.dtype)
-    width = _narrow_width(ctx, pick)
-    if isinstance(hot, Private) and not isinstance(operand, Public):  # used here alone
+    if isinstance(hot, Private) and not public_table:  # used here alone
         picked = apply_private_bilinear(ctx, contract, hot, operand, result, width=width)
     else:
         picked = apply_bilinear(ctx, contract, hot, operand, out_aval=result, width=width)

@@ -397,10 +397,11 @@ def _lead_split(comm, x, *, xor):
     return jnp.concatenate(leads, axis=-1), jnp.concatenate(rests, axis=-1)
 
 
-def _b2a_bit(comm, bit):
-    """Arithmetic shares of the bit ``b_0 ^ b_1 ^ b_2`` held in replicated XOR shares
-    (flattened): ``b = u + w - 2 u w`` with u the lead's XOR, w the third component."""
-    bit = bit.astype(comm.ring.dtype) & 1
+def _b2a_bit(comm, bit, bits=None):
+    """Arithmetic shares (in the ring, or in ``Z_2^bits``) of the bit ``b_0 ^ b_1 ^ b_2`` held
+    in replicated XOR shares (flattened): ``b = u + w - 2 u w`` with u the lead's XOR, w the
+    third component."""
+    bit = bit.astype(f"uint{bits}" if bits else comm.ring.dtype) & 1
     u, w = _lead_split(comm, bit, xor=True)
     return u + w - 2 * _cross_terms(comm, u, w, jnp.multiply)
 
@@ -420,7 +421,7 @@ def _msb_step(comm, x):
             return _b2a_bit(comm, bit).reshape(x.shape)
 
 
-def _eqz_step(comm, x, *, width=None):
+def _eqz_step(comm, x, *, width=None, out_bits=None):
     width = width or comm.ring.bits
     with comm.op("eqz"):
         low = _flat(x).astype(binary.narrow_dtype(width))  # x mod 2^width, shared as it is
@@ -428,7 +429,7 @@ def _eqz_step(comm, x, *, width=None):
         diff = left ^ -right  # 0 iff x_j + x_{j+1} = -x_{j+2} (mod 2^width)
         bit = binary.is_zero(comm, _GATES, diff, width)
         with comm.op("b2a"):
-            return _b2a_bit(comm, bit).reshape(x.shape)
+            return _b2a_bit(comm, bit, out_bits).reshape(x.shape)
 
 
 class Aby3(Protocol):

@@ -75,7 +75,8 @@ class Steps:
     # (comm, a, *, bits, offset) -> shares of a / 2^bits, for 0 <= a + offset < 2^(k-1)
     trunc: Callable
     msb: Callable  # (comm, a) -> 0/1 shares of [a < 0]
-    # (comm, a, *, width=ring bits) -> 0/1 shares of [a == 0 mod 2^width]
+    # (comm, a, *, width=ring bits, out_bits=ring bits) -> 0/1 shares of [a == 0 mod
+    # 2^width], in the ring of ``out_bits`` bits
     eqz: Callable
     # A truncated product is two steps, so that the truncation's kernel (most of the
     # compiling) depends on the product's shape alone. A protocol may hand the product to its
@@ -144,6 +145,15 @@ def _to_width(x, *, bits):
     """``x`` as ``bits``-bit ring elements: reduced modulo ``2^bits`` (narrower) or lifted
     as unsigned integers (wider)."""
     return x.astype(f"uint{bits}")
+
+
+def _in_ring(ring: Ring, value) -> np.ndarray:
+    """Ring values (or values of a narrower ring, as signed integers) as ring elements."""
+    value = np.asarray(value)
+    if value.dtype == ring.dtype:
+        return value
+    signed = value.view(f"int{value.dtype.itemsize * 8}")
+    return signed.astype(ring.signed_dtype).view(ring.dtype)
 
 
 def _is_multiply(op: Bilinear) -> bool:
@@ -341,8 +351,9 @@ class Protocol:
         finally:
             self.monitor = monitor
         if self._watching():
+            left, right = (_in_ring(self.ring, v) for v in values())
             self.monitor.product(
-                op, *values(), self.value_of(out), truncated=False, width=width, scale=scale
+                op, left, right, self.value_of(out), truncated=False, width=width, scale=scale
             )
         return out
 
@@ -476,18 +487,23 @@ class Protocol:
             self.monitor.comparison(self.value_of(a))
         return self._run("msb", a, elementwise=self.logical_shape(a))
 
-    def eqz(self, a: jax.Array, width: int | None = None) -> jax.Array:
+    def eqz(self, a: jax.Array, width: int | None = None, bits: int | None = None) -> jax.Array:
         """Arithmetic shares (0 or 1) of ``a == 0``.
 
         ``width`` (a power of two): the caller's promise that ``|a| < 2^width``, so that
         only the low ``width`` bits need testing (fewer bytes and rounds: the AND tree
         starts at ``width`` bits instead of the ring's). A value past it reads as zero when
-        it is a multiple of ``2^width``, under every protocol and emulation mode alike."""
-        if width is None or width >= self.ring.bits:
-            return self._run("eqz", a, elementwise=self.logical_shape(a))
-        if width < 1 or width & (width - 1):
-            raise ValueError(f"eqz width must be a power of two, got {width}")
-        return self._run("eqz", a, elementwise=self.logical_shape(a), width=width)
+        it is a multiple of ``2^width``, under every protocol and emulation mode alike.
+        ``bits``: the result as shares in the narrower ring ``Z_2^bits`` (a one-hot bound
+        for a narrow product, :meth:`bilinear`'s ``width``)."""
+        static = {}
+        if width is not None and width < self.ring.bits:
+            if width < 1 or width & (width - 1):
+                raise ValueError(f"eqz width must be a power of two, got {width}")
+            static["width"] = width
+        if bits is not None and bits < self.ring.bits:
+            static["out_bits"] = bits  # not "bits": the emulator passes those at run time
+        return self._run("eqz", a, elementwise=self.logical_shape(a), **static)
 
     # -- shared by every linear secret sharing ---------------------------------------------
     def local(

@@ -37,10 +37,10 @@ def _msb_step(comm, a):
     return ring_ops.msb(comm.ring, a)
 
 
-def _eqz_step(comm, a, *, width=None):
+def _eqz_step(comm, a, *, width=None, out_bits=None):
     if width is not None:
         a = a & a.dtype.type((1 << width) - 1)
-    return (a == 0).astype(a.dtype)
+    return (a == 0).astype(f"uint{out_bits}" if out_bits else a.dtype)
 
 
 class Plain(Protocol):

@@ -180,16 +180,17 @@ class _DealerAnd(binary.AndGates):
 _GATES = _DealerAnd()
 
 
-def _b2a_bit(comm, bit):
-    """Arithmetic shares of the bit that the XOR shares ``bit`` (0/1 per share) hold."""
-    ring = comm.ring
+def _b2a_bit(comm, bit, bits=None):
+    """Arithmetic shares (in the ring, or in ``Z_2^bits``) of the bit that the XOR shares
+    ``bit`` (0/1 per share) hold."""
+    dtype = np.dtype(f"uint{bits}") if bits else comm.ring.dtype
     shape = bit.shape[1:]
     r_val, r = comm.dealer_random_shares(shape, np.uint8, xor=True)
-    r_arith = comm.deal_shares((r_val & 1).astype(ring.dtype))
+    r_arith = comm.deal_shares((r_val & 1).astype(dtype))
     masked = binary.pack_bits(bit.astype(np.uint8) ^ (r & 1))
-    c = binary.unpack_bits(_open(comm, masked, xor=True), shape).astype(ring.dtype)
+    c = binary.unpack_bits(_open(comm, masked, xor=True), shape).astype(dtype)
     first = comm.party_index(c) == 0
-    return jnp.where(first, c, 0).astype(ring.dtype) + r_arith - 2 * c * r_arith
+    return jnp.where(first, c, 0).astype(dtype) + r_arith - 2 * c * r_arith
 
 
 def _own_terms(comm, x):
@@ -205,7 +206,7 @@ def _msb_step(comm, x):
             return _b2a_bit(comm, bit)
 
 
-def _eqz_step(comm, x, *, width=None):
+def _eqz_step(comm, x, *, width=None, out_bits=None):
     width = width or comm.ring.bits
     x = x.astype(binary.narrow_dtype(width))  # x mod 2^width, shared as it is
     with comm.op("eqz"):
@@ -218,7 +219,7 @@ def _eqz_step(comm, x, *, width=None):
             diff = _GATES.xor_public(comm, r_bits, c)
         bit = binary.is_zero(comm, _GATES, diff, width)
         with comm.op("b2a"):
-            return _b2a_bit(comm, bit)
+            return _b2a_bit(comm, bit, out_bits)
 
 
 class Semi2k(Protocol):
