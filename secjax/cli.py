@@ -122,6 +122,9 @@ def _assemble(args) -> int:
 
 def _serve(args) -> int:
     from secjax import network
+    from secjax.runtime.memory import retain_freed_memory
+
+    retain_freed_memory()  # this process serves queries until stopped
 
     program = network.load_program(args.program)
     cluster = network.load_cluster(args.config)
