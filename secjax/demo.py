@@ -93,12 +93,17 @@ def attention_head(seq: int = 4, hidden: int = 8) -> Program:
     return Program(_head_apply, (secjax.private(params, 0), x, secjax.public(mask)))
 
 
+# A vocabulary just large enough that the embedding lookup computes in the 32-bit ring, as a
+# real model's does (secjax.primitives.lookup.NARROW_MIN_POSITIONS).
+BERT_VOCAB = 4100
+
+
 def _tiny_bert():
     """A random-init FlaxBertModel small enough to compile quickly (2 layers, hidden 32)."""
     from transformers import BertConfig, FlaxBertModel  # imported here: mlp stays quick
 
     config = BertConfig(
-        vocab_size=128,
+        vocab_size=BERT_VOCAB,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -116,6 +121,6 @@ def bert(seq: int = 8) -> Program:
     """A tiny Hugging Face FlaxBertModel (random weights): the owner's weights private to
     party 0, the client's token ids (private, one-hot at the client) and a public padding
     mask."""
-    ids = jax.random.randint(jax.random.key(0), (1, seq), 0, 128)
+    ids = jax.random.randint(jax.random.key(0), (1, seq), 0, BERT_VOCAB)
     mask = jnp.ones((1, seq), jnp.int32).at[:, -2:].set(0)
     return Program(_bert_apply, (secjax.private(_tiny_bert().params, 0), ids, secjax.public(mask)))
