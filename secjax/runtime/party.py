@@ -346,10 +346,14 @@ class NetworkRuntime(Runtime):
         :class:`~secjax.runtime.segments.Plan`: compiled segments with the messages and draws
         between them on the host. ``elementwise`` steps run at their own shape, so that what
         is sent is what the cost report counts. The exchanges recorded while tracing are
-        added to ``cost`` at every call.
+        added to ``cost`` at every call. ``on_host`` steps (moves and sums of shares, which
+        send nothing) run as numpy on the host, as in the emulator: no kernel to compile.
         """
         if cost_of is not None:
             raise NetworkError("party processes run the real protocol steps only")
+        if on_host:
+            self.step += 1
+            return step(None, *map(np.asarray, arrays), **static)
         key = (
             step,
             self.ring,
