@@ -231,6 +231,13 @@ def test_lookup_in_a_large_table_computes_in_the_narrow_ring(protocol, kind):
         assert_close(f(secjax.private(table, 0), ids), expected)
         rounds[narrow] = f.last_cost.rounds
     assert rounds[True] > rounds[False] or protocol["parties"] == 1
+    # ids past the table read a zero row, as jax.jit's do in fill mode
+    outside = np.array([[LARGE, -1, 2**16 + 3, 7]], np.int32)
+    filled = secjax.secure_jit(_lookup_filled, **protocol, emulation="ideal")
+    outside_ids = secjax.private(outside, 1) if kind == "private" else outside
+    assert_close(
+        filled(secjax.private(table, 0), outside_ids), jax.jit(_lookup_filled)(table, outside)
+    )
 
 
 def test_a_table_entry_past_the_narrow_ring_is_an_error_that_names_the_fix():
